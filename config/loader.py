@@ -1,0 +1,197 @@
+"""Typed loader for ``providers.yaml`` and ``limits.yaml``.
+
+Every problem becomes a :class:`ConfigError` whose message names the file, the
+field and the fix, so the CLI can print it and exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_HOME = Path("~/.free-llm-agent")
+PROVIDER_KINDS = ("gemini", "groq", "together", "openai_compatible")
+
+
+class ConfigError(Exception):
+    """A configuration file is wrong; the message says where and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Strict):
+    kind: Literal["gemini", "groq", "together", "openai_compatible"]
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    signup_url: str | None = None
+    base_url: str | None = None
+    max_tokens: int = Field(default=2048, gt=0)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    timeout_s: float = Field(default=60.0, gt=0)
+    enabled: bool = True
+    local: bool = False  # a local endpoint (Ollama, llama.cpp): no key, last tier
+
+
+class RoutingConfig(_Strict):
+    priority: list[str] = Field(default_factory=list)
+    task_types: dict[str, str] = Field(default_factory=dict)
+
+
+class ProvidersFile(_Strict):
+    providers: dict[str, ProviderConfig]
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+
+
+class RateLimit(_Strict):
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    requests_per_day: int | None = Field(default=None, ge=0)
+    requests_per_month: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name like UTC or America/Los_Angeles)") from exc
+        return value
+
+
+class Optimization(_Strict):
+    enable_caching: bool = True
+    cache_ttl_hours: float = Field(default=24, ge=0)
+    max_batch_size: int = Field(default=3, ge=1, le=10)
+    safety_margin: float = Field(default=0.9, gt=0, le=1)
+
+
+class Fallback(_Strict):
+    max_retries: int = Field(default=3, ge=0)
+    retry_delay_seconds: float = Field(default=5, ge=0)
+    max_wait_seconds: float = Field(default=60, ge=0)
+    emergency_provider: str | None = None
+    failure_threshold: int = Field(default=3, ge=1)
+    failure_cooldown_seconds: float = Field(default=30, ge=0)
+
+
+class LimitsFile(_Strict):
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    optimization: Optimization = Field(default_factory=Optimization)
+    fallback: Fallback = Field(default_factory=Fallback)
+
+
+class AppConfig(BaseModel):
+    """Both files, validated against each other."""
+
+    config_dir: Path
+    providers: dict[str, ProviderConfig]
+    routing: RoutingConfig
+    limits: LimitsFile
+
+    def limit_for(self, name: str) -> RateLimit:
+        return self.limits.rate_limits.get(name) or RateLimit()
+
+
+def resolve_config_dir(config_dir: str | Path | None = None) -> Path:
+    """``--config-dir``, else ``$FREE_AGENT_CONFIG_DIR``, else the repo's ``config/``."""
+    chosen = config_dir or os.environ.get("FREE_AGENT_CONFIG_DIR") or REPO_CONFIG_DIR
+    return Path(chosen).expanduser()
+
+
+def resolve_home(home: str | Path | None = None) -> Path:
+    """``--home``, else ``$FREE_AGENT_HOME``, else ``~/.free-llm-agent``; created if missing."""
+    path = Path(home or os.environ.get("FREE_AGENT_HOME") or DEFAULT_HOME).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"home directory {path}: cannot create it ({exc}); pass --home DIR or set FREE_AGENT_HOME"
+        ) from exc
+    return path
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: file not found; create it (copy the one in {REPO_CONFIG_DIR}) or pass --config-dir DIR"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}; fix the indentation/quoting there") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _explain(path: Path, exc: ValidationError) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            fix = "unknown field: remove it or check its spelling"
+        elif kind == "missing":
+            fix = "required field is missing: add it"
+        elif kind == "literal_error":
+            fix = f"{err['msg'].lower()}"
+        else:
+            fix = f"{err['msg']} (got {err.get('input')!r})"
+        lines.append(f"{path}: {field}: {fix}")
+    return ConfigError("\n".join(lines))
+
+
+def _check_names(path: Path, where: str, names: list[str], known: dict[str, Any]) -> None:
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"{path}: {where}: provider {name!r} is not defined under providers: "
+                f"define it or use one of {', '.join(sorted(known))}"
+            )
+
+
+def load_config(config_dir: str | Path | None = None) -> AppConfig:
+    """Load and cross-check both files; raise ConfigError with file, field and fix."""
+    directory = resolve_config_dir(config_dir)
+    if not directory.is_dir():
+        raise ConfigError(
+            f"config directory {directory} does not exist; pass --config-dir DIR or set FREE_AGENT_CONFIG_DIR"
+        )
+    ppath, lpath = directory / "providers.yaml", directory / "limits.yaml"
+    try:
+        pfile = ProvidersFile.model_validate(_read_yaml(ppath))
+    except ValidationError as exc:
+        raise _explain(ppath, exc) from None
+    try:
+        lfile = LimitsFile.model_validate(_read_yaml(lpath)) if lpath.exists() else LimitsFile()
+    except ValidationError as exc:
+        raise _explain(lpath, exc) from None
+    known = pfile.providers
+    _check_names(ppath, "routing.priority", pfile.routing.priority, known)
+    for task_type, name in pfile.routing.task_types.items():
+        _check_names(ppath, f"routing.task_types.{task_type}", [name], known)
+    _check_names(lpath, "rate_limits", list(lfile.rate_limits), known)
+    if lfile.fallback.emergency_provider:
+        _check_names(lpath, "fallback.emergency_provider", [lfile.fallback.emergency_provider], known)
+    for name, cfg in known.items():
+        if not cfg.local and not cfg.api_key_env:
+            raise ConfigError(
+                f"{ppath}: providers.{name}.api_key_env: missing; "
+                "name the env var that holds its key (or set local: true)"
+            )
+    return AppConfig(config_dir=directory, providers=known, routing=pfile.routing, limits=lfile)

@@ -1,0 +1,73 @@
+"""The agent graph: plan → write_code → (approve → run_task)* → reflect → … → finalize.
+
+``build_graph`` returns the compiled graph; ``builder`` returns the uncompiled
+StateGraph so tests and servers compile it with their own checkpointer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+
+from graph.context import Context
+from graph.deps import Deps, ExecutorFactory
+from graph.routing import after_plan, after_reflect, after_write_code, in_batch
+from graph.state import InputState, OutputState, State
+from nodes.approval import approve
+from nodes.execute import run_task, write_code
+from nodes.fallback import fallback, wait_for_quota
+from nodes.finalize import finalize
+from nodes.plan import plan
+from nodes.reflect import reflect
+
+# LLM nodes catch provider exhaustion themselves (-> fallback); this covers local hiccups
+# such as a briefly locked SQLite file or a dropped loopback connection.
+LLM_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.5, retry_on=(sqlite3.OperationalError, ConnectionError))
+
+
+def builder(
+    *,
+    llm: BaseChatModel | None = None,
+    executor_factory: ExecutorFactory | None = None,
+    home: Path | None = None,
+) -> StateGraph[Any, Any, Any, Any]:
+    deps = Deps(llm=llm, home=home) if executor_factory is None else Deps(llm, executor_factory, home)
+    g: StateGraph[Any, Any, Any, Any] = StateGraph(
+        State, context_schema=Context, input_schema=InputState, output_schema=OutputState
+    )
+    g.add_node("plan", partial(plan, deps=deps), retry_policy=LLM_RETRY)
+    g.add_node("write_code", partial(write_code, deps=deps), retry_policy=LLM_RETRY)
+    g.add_node("approve", partial(approve, deps=deps))
+    g.add_node("run_task", partial(run_task, deps=deps))
+    g.add_node("reflect", partial(reflect, deps=deps), retry_policy=LLM_RETRY)
+    g.add_node("fallback", partial(fallback, deps=deps))
+    g.add_node("wait_for_quota", wait_for_quota)
+    g.add_node("finalize", partial(finalize, deps=deps))
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", after_plan)
+    g.add_conditional_edges("write_code", after_write_code)
+    g.add_conditional_edges("approve", in_batch)
+    g.add_conditional_edges("run_task", in_batch)
+    g.add_conditional_edges("reflect", after_reflect)
+    g.add_edge("finalize", END)
+    return g
+
+
+def build_graph(
+    checkpointer: Any = None,
+    cache: Any = None,
+    *,
+    llm: BaseChatModel | None = None,
+    executor_factory: ExecutorFactory | None = None,
+    home: Path | None = None,
+) -> Any:
+    """Compile the agent. With no ``llm``, the chat model is built from the environment on first use."""
+    return builder(llm=llm, executor_factory=executor_factory, home=home).compile(
+        checkpointer=checkpointer, cache=cache, name="agent"
+    )

@@ -1,0 +1,153 @@
+"""Drive the compiled graph for the CLI: run, resume, answer interrupts, report a result.
+
+Checkpoints live in ``checkpoints.db`` in the home directory (SqliteSaver,
+``durability="sync"``), so a thread stopped by Ctrl-C, kill -9, a crash or an
+empty quota continues with ``resume`` without redoing finished work.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
+
+from graph.builder import build_graph
+from graph.context import Context
+
+# Called with an approval payload; returns the resume value, or None to pause the run.
+Approver = Callable[[dict[str, Any]], dict[str, Any] | None]
+# Called with (stream mode, chunk) for progress display.
+Listener = Callable[[str, Any], None]
+
+
+class UnknownThread(LookupError):
+    """``resume`` was given a thread id that has no checkpoint."""
+
+
+@dataclass
+class RunResult:
+    thread_id: str
+    status: str
+    goal: str
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    summary: str = ""
+    llm_calls: dict[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+    resume_after: str | None = None
+    interrupt: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("interrupt")
+        data["tasks"] = [
+            {k: t.get(k) for k in ("id", "description", "status", "output")} | {"status": t.get("status", "pending")}
+            for t in self.tasks
+        ]
+        return data
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.status == "failed" else 0
+
+
+class Runner:
+    def __init__(self, home: Path, *, llm: BaseChatModel | None = None, context: Context | None = None) -> None:
+        self.home = home
+        self.conn = sqlite3.connect(home / "checkpoints.db", check_same_thread=False, timeout=60)
+        self.saver = SqliteSaver(self.conn)
+        self.graph = build_graph(checkpointer=self.saver, llm=llm, home=home)
+        self.context = context or Context()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @staticmethod
+    def _config(thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
+
+    def run(
+        self,
+        goal: str,
+        thread_id: str | None = None,
+        *,
+        approver: Approver | None = None,
+        listener: Listener | None = None,
+    ) -> RunResult:
+        thread_id = thread_id or uuid.uuid4().hex[:12]
+        return self._drive({"goal": goal}, thread_id, approver, listener)
+
+    def resume(
+        self, thread_id: str, *, approver: Approver | None = None, listener: Listener | None = None
+    ) -> RunResult:
+        snap = self.graph.get_state(self._config(thread_id))
+        if not snap.values:
+            raise UnknownThread(thread_id)
+        if snap.interrupts:
+            payload = dict(snap.interrupts[0].value)
+            answer = self._answer(payload, approver)
+            if answer is None:
+                return self._result(thread_id)
+            return self._drive(Command(resume=answer), thread_id, approver, listener)
+        if snap.next or snap.tasks:
+            return self._drive(None, thread_id, approver, listener)
+        return self._result(thread_id)
+
+    def _answer(self, payload: dict[str, Any], approver: Approver | None) -> dict[str, Any] | None:
+        if payload.get("type") == "waiting_for_quota":
+            return {"action": "retry"}
+        if self.context.auto_approve:
+            return {"action": "approve"}
+        return approver(payload) if approver is not None else None
+
+    def _drive(self, value: Any, thread_id: str, approver: Approver | None, listener: Listener | None) -> RunResult:
+        config = self._config(thread_id)
+        while True:
+            for mode, chunk in self.graph.stream(
+                value, config, context=self.context, stream_mode=["updates", "custom"], durability="sync"
+            ):
+                if listener is not None:
+                    listener(mode, chunk)
+            snap = self.graph.get_state(config)
+            if not snap.interrupts:
+                return self._result(thread_id)
+            payload = dict(snap.interrupts[0].value)
+            if payload.get("type") == "waiting_for_quota":
+                return self._result(thread_id)
+            answer = self._answer(payload, approver)
+            if answer is None:
+                return self._result(thread_id)
+            value = Command(resume=answer)
+
+    def _result(self, thread_id: str) -> RunResult:
+        snap = self.graph.get_state(self._config(thread_id))
+        values = dict(snap.values)
+        status = str(values.get("status") or "running")
+        payload = dict(snap.interrupts[0].value) if snap.interrupts else None
+        if payload is not None:
+            status = "waiting_for_quota" if payload.get("type") == "waiting_for_quota" else "awaiting_approval"
+        elif snap.next or snap.tasks:
+            status = "interrupted"
+        return RunResult(
+            thread_id=thread_id,
+            status=status,
+            goal=str(values.get("goal", "")),
+            tasks=list(values.get("tasks", [])),
+            summary=str(values.get("summary", "")),
+            llm_calls=dict(values.get("llm_calls", {})),
+            cache_hits=int(values.get("cache_hits", 0)),
+            resume_after=values.get("resume_after") if status == "waiting_for_quota" else None,
+            interrupt=payload,
+        )
+
+    def threads(self) -> list[RunResult]:
+        seen: dict[str, None] = {}
+        for item in self.saver.list(None):
+            seen.setdefault(str(item.config["configurable"]["thread_id"]), None)
+        return [self._result(tid) for tid in seen]

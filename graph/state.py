@@ -1,0 +1,82 @@
+"""The agent's state and its reducers.
+
+Nodes return partial updates; these reducers say how an update combines with
+what is already there:
+
+* ``tasks`` — :func:`merge_tasks`: an update is a list of task dicts matched by
+  ``id``; given keys overwrite, new ids are appended. So one node can change
+  the status of one task without resending the others, and completed work is
+  never dropped.
+* ``llm_calls`` — :func:`add_counts`: per-provider counters are summed.
+* ``cache_hits`` — summed (``operator.add``).
+* ``errors`` — appended (``operator.add``).
+* every other key — last write wins.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
+
+TaskStatus = Literal["pending", "running", "done", "failed", "skipped"]
+RunStatus = Literal["running", "completed", "failed", "awaiting_approval", "waiting_for_quota"]
+
+
+class Task(TypedDict, total=False):
+    id: int
+    description: str
+    status: TaskStatus
+    language: str  # python | shell
+    code: str
+    output: str
+    attempts: int  # how many times its code was run
+    hint: str  # reflect's advice for the next attempt
+    error: str  # why it failed (blocked, timeout, exit status ...)
+    approved: bool  # its current code may run (approval node or --yes)
+
+
+def merge_tasks(current: list[Task] | None, update: list[Task] | None) -> list[Task]:
+    """Merge task updates by id (see module docstring)."""
+    merged: dict[int, Task] = {int(t["id"]): dict(t) for t in current or []}  # type: ignore[misc]
+    for task in update or []:
+        tid = int(task["id"])
+        merged[tid] = {**merged.get(tid, {}), **task}  # type: ignore[typeddict-item]
+    return [merged[k] for k in sorted(merged)]
+
+
+def add_counts(current: dict[str, int] | None, update: dict[str, int] | None) -> dict[str, int]:
+    """Sum per-provider counters."""
+    out = dict(current or {})
+    for key, value in (update or {}).items():
+        out[key] = out.get(key, 0) + value
+    return out
+
+
+class InputState(TypedDict):
+    goal: str
+
+
+class State(InputState, total=False):
+    tasks: Annotated[list[Task], merge_tasks]
+    batch: list[int]  # ids of the tasks in the current batch
+    verdicts: list[dict[str, Any]]  # reflect's verdicts on the last batch
+    decision: str  # reflect's decision: continue | replan | finish
+    iteration: int  # batches reflected so far
+    replans: int
+    llm_calls: Annotated[dict[str, int], add_counts]
+    cache_hits: Annotated[int, operator.add]
+    errors: Annotated[list[str], operator.add]
+    summary: str
+    status: RunStatus
+    resume_after: str | None  # ISO time when waiting_for_quota may resume
+    fallback: NotRequired[dict[str, Any] | None]  # {"node", "error", "retry_at", "failures"}
+
+
+class OutputState(TypedDict, total=False):
+    goal: str
+    tasks: list[Task]
+    summary: str
+    status: RunStatus
+    llm_calls: dict[str, int]
+    cache_hits: int
+    resume_after: str | None

@@ -1,0 +1,78 @@
+"""approve: nothing runs before it is allowed.
+
+The deny-list (``tools.safety``) blocks dangerous code even with auto-approve;
+blocked code becomes a failed task and never runs. Otherwise, unless the run's
+context says ``auto_approve``, the node ``interrupt()``s with the task, language
+and code; ``Command(resume={"action": "approve"|"reject"|"edit", "code": ...})``
+answers it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from graph.context import Context
+from graph.deps import Deps
+from graph.state import State
+from nodes.common import thread_id
+from nodes.execute import next_in_batch
+from tools.safety import check_code
+
+
+def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
+    task = next_in_batch(state)
+    if task is None or task.get("approved"):
+        return {}
+    tid, language, code = task["id"], task.get("language", "python"), task.get("code", "")
+    workspace = deps.workspace(thread_id(config))
+    if code.strip() and (reason := check_code(language, code, workspace)):
+        return {"tasks": [_blocked(tid, reason, task.get("attempts", 0))]}
+    if runtime.context.auto_approve or not code.strip():
+        return {"tasks": [{"id": tid, "approved": True}]}
+    answer = interrupt(
+        {
+            "type": "approval",
+            "task_id": tid,
+            "task": task["description"],
+            "language": language,
+            "code": code,
+            "workspace": str(workspace),
+            "hint": 'resume with {"action": "approve"} / {"action": "reject"} / {"action": "edit", "code": "..."}',
+        }
+    )
+    action, new_code = _parse_answer(answer, code)
+    if action == "reject":
+        return {"tasks": [{"id": tid, "status": "skipped", "error": "rejected by the user", "approved": False}]}
+    if action == "edit":
+        if reason := check_code(language, new_code, workspace):
+            return {"tasks": [_blocked(tid, reason, task.get("attempts", 0))]}
+        return {"tasks": [{"id": tid, "code": new_code, "approved": True}]}
+    return {"tasks": [{"id": tid, "approved": True}]}
+
+
+def _blocked(tid: int, reason: str, attempts: int) -> dict[str, Any]:
+    return {
+        "id": tid,
+        "status": "failed",
+        "approved": False,
+        "attempts": attempts,
+        "output": "",
+        "error": f"blocked: {reason}",
+    }
+
+
+def _parse_answer(answer: Any, code: str) -> tuple[str, str]:
+    """Accept {"action": ..., "code": ...}, or a bare "approve"/"reject"/"y"/"n"."""
+    if isinstance(answer, dict):
+        action = str(answer.get("action", "approve")).lower()
+        new_code = str(answer.get("code") or code)
+    else:
+        action, new_code = str(answer).strip().lower(), code
+    action = {"y": "approve", "yes": "approve", "n": "reject", "no": "reject", "e": "edit"}.get(action, action)
+    if action not in ("approve", "reject", "edit"):
+        action = "reject"  # anything unclear is a no: code runs only when clearly allowed
+    return action, new_code

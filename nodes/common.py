@@ -1,0 +1,38 @@
+"""Small helpers shared by the nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from graph.state import State, Task
+from nodes.parsing import ParseError
+from providers.errors import AllProvidersExhausted
+
+
+def thread_id(config: RunnableConfig) -> str:
+    return str((config.get("configurable") or {}).get("thread_id") or "default")
+
+
+def task_by_id(state: State, tid: int) -> Task:
+    return next(t for t in state.get("tasks", []) if t["id"] == tid)
+
+
+def batch_tasks(state: State) -> list[Task]:
+    ids = set(state.get("batch") or [])
+    return [t for t in state.get("tasks", []) if t["id"] in ids]
+
+
+def failure_update(state: State, node: str, exc: Exception) -> dict[str, Any]:
+    """State update sending the run to the fallback node after ``node`` failed with ``exc``."""
+    previous = state.get("fallback") or {}
+    failures = int(previous.get("failures", 0)) + 1 if previous.get("node") == node else 1
+    quota = isinstance(exc, AllProvidersExhausted) and exc.retry_at is not None
+    retry_at = exc.retry_at.isoformat() if isinstance(exc, AllProvidersExhausted) and exc.retry_at else None
+    kind = "quota" if quota else ("parse" if isinstance(exc, ParseError) else "error")
+    message = f"{node}: {exc}"
+    return {
+        "fallback": {"node": node, "kind": kind, "error": str(exc)[:500], "retry_at": retry_at, "failures": failures},
+        "errors": [message[:500]],
+    }

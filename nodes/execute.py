@@ -1,0 +1,105 @@
+"""execute: one LLM call writes the code for a batch; then one task runs per step.
+
+``write_code`` takes up to ``max_batch_size`` pending tasks and asks for all their
+code at once. ``run_task`` runs the next approved task of the batch in the
+thread's workspace, so a crash loses at most the task in flight.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.deps import Deps
+from graph.state import State, Task
+from nodes import prompts
+from nodes.common import batch_tasks, failure_update, thread_id
+from nodes.llm import Asked, _emit, ask
+from nodes.parsing import ParseError, parse_code_batch
+from nodes.schemas import CodeBatch
+from providers.errors import AllProvidersExhausted
+
+
+def write_code(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:
+    tasks = state.get("tasks", [])
+    pending = [t for t in tasks if t.get("status") == "pending"]
+    if not pending:
+        return {"batch": [], "fallback": None}
+    batch = pending[: max(1, runtime.context.max_batch_size)]
+    ids = [t["id"] for t in batch]
+    done = [t for t in tasks if t.get("status") == "done"]
+    asked = Asked()
+    try:
+        result = ask(
+            deps.chat_model(),
+            CodeBatch,
+            prompts.code(state["goal"], batch, done),
+            lambda text: parse_code_batch(text, ids),
+            task_type="code_generation",
+            purpose="code",
+            asked=asked,
+        )
+    except (AllProvidersExhausted, ParseError) as exc:
+        return {**asked.update(), **failure_update(state, "write_code", exc)}
+    written = {item.task_id: item for item in result.items if item.task_id in ids and item.code.strip()}
+    updates: list[Task] = []
+    for tid in ids:
+        item = written.get(tid)
+        if item is None:
+            updates.append({"id": tid, "code": "", "language": "python", "approved": False})
+        else:
+            updates.append({"id": tid, "code": item.code, "language": item.language, "approved": False})
+    return {**asked.update(), "tasks": updates, "batch": ids, "fallback": None}
+
+
+def next_in_batch(state: State) -> Task | None:
+    """The first task of the batch that has not run yet."""
+    return next((t for t in batch_tasks(state) if t.get("status") == "pending"), None)
+
+
+def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
+    task = next_in_batch(state)
+    if task is None:
+        return {}
+    tid, attempts = task["id"], task.get("attempts", 0) + 1
+    if not task.get("code", "").strip():
+        return {
+            "tasks": [
+                {
+                    "id": tid,
+                    "status": "failed",
+                    "attempts": attempts,
+                    "approved": False,
+                    "output": "",
+                    "error": "the model wrote no code for this task",
+                }
+            ]
+        }
+    _emit({"event": "task_running", "task_id": tid, "description": task["description"]})
+    executor = deps.executor(thread_id(config), runtime.context.executor_timeout_s)
+    result = executor.run(task.get("language", "python"), task["code"])
+    status = "done" if result.ok else "failed"
+    _emit(
+        {
+            "event": "task_finished",
+            "task_id": tid,
+            "status": status,
+            "error": result.error,
+            "duration_s": result.duration_s,
+        }
+    )
+    return {
+        "tasks": [
+            {
+                "id": tid,
+                "status": status,
+                "attempts": attempts,
+                "approved": False,
+                "output": result.output,
+                "error": result.error or "",
+            }
+        ]
+    }

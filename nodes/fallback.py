@@ -1,0 +1,55 @@
+"""fallback: keep the run alive when an LLM node could not get an answer.
+
+* quota (every provider out): if one frees up within ``fallback.max_wait_seconds``,
+  sleep and retry the node; otherwise pause the thread as ``waiting_for_quota``
+  with ``resume_after`` (the ``wait_for_quota`` node interrupts; ``resume`` goes on).
+* other failures (unparsable answers, every provider erroring): retry the node
+  up to ``fallback.max_retries`` times after ``retry_delay_seconds``, then finish
+  the run as failed. Completed tasks are never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command, interrupt
+
+from graph.context import Context
+from graph.deps import Deps
+from graph.state import State
+
+Target = Literal["plan", "write_code", "reflect", "wait_for_quota", "finalize"]
+
+
+def fallback(state: State, runtime: Runtime[Context], *, deps: Deps) -> Command[Target]:
+    fb: dict[str, Any] = state.get("fallback") or {}
+    node = str(fb.get("node", "plan"))
+    settings = deps.fallback_settings()
+    if fb.get("kind") == "quota" and fb.get("retry_at"):
+        retry_at = datetime.fromisoformat(str(fb["retry_at"]))
+        wait = (retry_at - datetime.now(UTC)).total_seconds()
+        if wait <= settings.max_wait_seconds:
+            time.sleep(max(0.0, wait))
+            return Command(goto=node)  # type: ignore[arg-type]
+        return Command(goto="wait_for_quota", update={"status": "waiting_for_quota", "resume_after": fb["retry_at"]})
+    if int(fb.get("failures", 1)) <= settings.max_retries:
+        time.sleep(settings.retry_delay_seconds)
+        return Command(goto=node)  # type: ignore[arg-type]
+    return Command(goto="finalize", update={"status": "failed"})
+
+
+def wait_for_quota(state: State) -> Command[Literal["plan", "write_code", "reflect"]]:
+    """Pause until the user resumes (``resume THREAD_ID``), then retry the node that ran dry."""
+    fb: dict[str, Any] = state.get("fallback") or {}
+    interrupt(
+        {
+            "type": "waiting_for_quota",
+            "resume_after": state.get("resume_after"),
+            "node": fb.get("node"),
+            "reason": fb.get("error", ""),
+        }
+    )
+    return Command(goto=str(fb.get("node", "plan")), update={"status": "running", "resume_after": None})  # type: ignore[arg-type]

@@ -1,0 +1,46 @@
+"""finalize: what was achieved, task by task (no LLM call: the summary is built from the state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from graph.deps import Deps
+from graph.state import State, Task
+from nodes.common import thread_id
+
+_MARK = {"done": "✔", "failed": "✘", "skipped": "–", "pending": "·", "running": "·"}
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def finalize(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
+    deps.release(thread_id(config))
+    leftovers: list[Task] = [
+        {"id": t["id"], "status": "skipped"}
+        for t in state.get("tasks", [])
+        if t.get("status") in ("pending", "running")
+    ]
+    final = {t["id"]: t for t in state.get("tasks", [])}
+    for t in leftovers:
+        final[t["id"]] = {**final[t["id"]], **t}
+    tasks = list(final.values())
+    done = [t for t in tasks if t.get("status") == "done"]
+    failed = [t for t in tasks if t.get("status") == "failed"]
+    status = "completed" if done and not failed and state.get("status") != "failed" else "failed"
+    lines = [f"Goal: {state['goal']}"]
+    for t in tasks:
+        detail = t.get("error") if t.get("status") == "failed" else _first_line(t.get("output", ""))
+        lines.append(
+            f"{_MARK.get(t.get('status', ''), '?')} Task {t['id']}: {t['description']}"
+            + (f" — {detail}" if detail else "")
+        )
+    lines.append(f"{len(done)} of {len(tasks)} tasks done.")
+    if not tasks and state.get("errors"):
+        lines.append(f"Stopped: {state['errors'][-1]}")
+    return {"tasks": leftovers, "summary": "\n".join(lines), "status": status, "fallback": None}

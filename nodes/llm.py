@@ -1,0 +1,88 @@
+"""Ask the LLM for a schema: structured output first, the tolerant text parser second,
+one repair prompt last. Reports which provider answered and whether it was cached."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.config import get_stream_writer
+from pydantic import BaseModel, ValidationError
+
+from nodes import prompts
+from nodes.parsing import ParseError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass
+class Asked:
+    """What one ``ask`` cost: LLM calls per provider and cache hits."""
+
+    llm_calls: dict[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+
+    def record(self, message: AIMessage, purpose: str) -> None:
+        meta = message.response_metadata or {}
+        provider = str(meta.get("provider") or meta.get("model_name") or "unknown")
+        cached = bool(meta.get("cached"))
+        if cached:
+            self.cache_hits += 1
+        else:
+            self.llm_calls[provider] = self.llm_calls.get(provider, 0) + 1
+        _emit({"event": "llm_call", "purpose": purpose, "provider": provider, "cached": cached})
+
+    def update(self) -> dict[str, Any]:
+        return {"llm_calls": self.llm_calls, "cache_hits": self.cache_hits}
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    with contextlib.suppress(RuntimeError):  # not inside a graph run (unit tests of a helper)
+        get_stream_writer()(payload)
+
+
+def _text(message: AIMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+
+
+def ask(
+    llm: BaseChatModel,
+    schema: type[T],
+    messages: list[BaseMessage],
+    parse: Callable[[str], T],
+    *,
+    task_type: str,
+    purpose: str,
+    asked: Asked,
+) -> T:
+    """One LLM call for ``schema`` (plus one repair call only if nothing parses)."""
+    try:
+        runnable: Any = llm.bind_tools([schema], tool_choice="any").bind(task_type=task_type)
+    except NotImplementedError:
+        runnable = llm.bind(task_type=task_type)
+    message: AIMessage = runnable.invoke(messages)
+    asked.record(message, purpose)
+    for call in message.tool_calls or []:
+        try:
+            return schema.model_validate(call["args"])
+        except ValidationError:
+            continue
+    text = _text(message)
+    try:
+        return parse(text)
+    except ParseError as first_error:
+        repair = [
+            *messages,
+            message if text else AIMessage(content=str(message.tool_calls)),
+            HumanMessage(content=prompts.repair(schema, str(first_error))),
+        ]
+        fixed: AIMessage = llm.bind(task_type=task_type).invoke(repair)
+        asked.record(fixed, f"{purpose} (repair)")
+        return parse(_text(fixed))

@@ -1,0 +1,447 @@
+"""Tolerant parsers turning raw LLM text (prose, markdown lists, fenced almost-JSON,
+python literals) into the schemas of ``nodes/schemas.py``, for models that ignore the
+structured-output tool. Pure functions: no I/O, no state, no prompts."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import re
+import textwrap
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+from nodes.schemas import CodeBatch, CodeItem, Plan, Review, Verdict
+
+__all__ = ["ParseError", "extract_json", "parse_code_batch", "parse_plan", "parse_review"]
+
+Language = Literal["python", "shell"]
+VerdictName = Literal["done", "retry", "failed"]
+Decision = Literal["continue", "replan", "finish"]
+Entry = tuple[int | None, str, str]  # (task id, verdict word | language label, hint | code)
+
+
+class ParseError(ValueError):
+    """The text holds nothing usable for the requested schema."""
+
+    def __init__(self, expected: str, text: str) -> None:
+        head = text.strip()
+        super().__init__(f"expected {expected}; got {head[:160] + '...' * (len(head) > 160)!r}")
+        self.expected, self.text = expected, text
+
+
+# ------------------------------------------------------------------------------------ JSON
+_FENCE = re.compile(
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n"
+    r"(?P<body>.*?)(?:\n?[ \t]*(?P=fence)[ \t]*$|\Z)",
+    re.M | re.S,
+)
+_JSON_LANGS = frozenset({"", "json", "jsonc", "json5"})
+_SMART = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"', "‘": "'", "’": "'", "‚": "'"})
+_STRINGS = r"""(?P<str>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\\n])*')|(?P<comment>//[^\n]*|/\*.*?\*/)"""
+_BRACKETS = r"(?P<open>[\[{])|(?P<close>[\]}])"
+_SCAN = re.compile(rf"{_STRINGS}|{_BRACKETS}", re.S)
+_TOKEN = re.compile(rf"{_STRINGS}|(?P<word>[A-Za-z_]\w*)|{_BRACKETS}", re.S)
+_OPEN = re.compile(r"[\[{]")
+_CLOSERS = {"[": "]", "{": "}"}
+_PY_WORDS = {"true": "True", "false": "False", "null": "None"}
+
+
+def _span_ends(text: str, start: int) -> dict[int, int | None]:
+    """End (None: unbalanced) of every bracketed span on the token stream from ``start``."""
+    ends: dict[int, int | None] = {}
+    stack: list[tuple[int, str]] = []
+    for m in _SCAN.finditer(text, start):
+        if m.lastgroup == "open":
+            stack.append((m.start(), _CLOSERS[m.group()]))
+        elif m.lastgroup == "close" and stack:
+            if stack[-1][1] == m.group():
+                ends[stack.pop()[0]] = m.end()
+            else:  # a mismatch spoils every bracket still open
+                ends.update((pos, None) for pos, _ in stack)
+                stack = []
+    ends.update((pos, None) for pos, _ in stack)
+    return ends
+
+
+def _clean(span: str, *, pythonic: bool) -> str:
+    """Drop comments and trailing commas; with ``pythonic`` also map true/false/null."""
+    out: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(span):
+        out.append(span[pos : m.start()])
+        pos, token = m.end(), m.group()
+        if m.lastgroup == "comment":
+            continue
+        if m.lastgroup == "close":  # remove a ',' right before the bracket
+            last = next((i for i in range(len(out) - 1, -1, -1) if out[i].strip()), None)
+            if last is not None and out[last].rstrip().endswith(","):
+                out[last] = out[last].rstrip()[:-1]
+        elif m.lastgroup == "word" and pythonic:
+            token = _PY_WORDS.get(token, token)
+        out.append(token)
+    return "".join(out) + span[pos:]
+
+
+def _load(span: str) -> Any | None:
+    """``span`` as JSON, cleaned JSON, then a python literal; None unless a dict or list."""
+    for attempt in (
+        lambda: json.loads(span, strict=False),
+        lambda: json.loads(_clean(span, pythonic=False), strict=False),
+        lambda: ast.literal_eval(_clean(span, pythonic=True)),
+    ):
+        try:
+            value = attempt()
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, dict | list):
+            return value
+    return None
+
+
+def _iter_json(text: str) -> Iterator[tuple[Any, bool]]:
+    """Every JSON object/array in ``text`` as ``(value, from_fence)``, fenced ones first."""
+    fenced = [(m["body"], True) for m in _FENCE.finditer(text) if m["lang"].lower() in _JSON_LANGS]
+    for chunk, in_fence in [*fenced, (text, False)]:
+        for variant in dict.fromkeys((chunk, chunk.translate(_SMART))):
+            pos, ends = 0, dict[int, int | None]()
+            while (m := _OPEN.search(variant, pos)) is not None:
+                if m.start() not in ends:
+                    ends.update(_span_ends(variant, m.start()))
+                end = ends[m.start()]
+                value = None if end is None else _load(variant[m.start() : end])
+                if value is not None:
+                    yield value, in_fence
+                pos = end or m.start() + 1
+
+
+def extract_json(text: str) -> Any | None:
+    """The first JSON object or array in ``text`` (```json fences first), else None.
+
+    Tolerates prose around it, trailing commas, ``//`` and ``/* */`` comments, smart
+    quotes and python-literal style (single quotes, ``True``/``None``).
+    """
+    return next((value for value, _ in _iter_json(text)), None)
+
+
+# --------------------------------------------------------------------------------- helpers
+_PREFIX = (  # indent, "| " (table), "### ", "**", then a bullet or "1." / "1)" / "(1)"
+    r"^(?P<indent>[ \t]*)(?:\|[ \t]*)?(?:#{1,6}[ \t]*)?(?:\*\*|__)?"
+    r"(?:(?P<bullet>[-*•+])[ \t]+|(?P<num>\(?\d+[.)])[ \t]+)?"
+)
+_TASK_N = r"(?:\*\*|__)?\b(?:task|step)[ \t]*#?[ \t]*(?P<n>\d+)"
+_LABEL = rf"{_TASK_N}[ \t]*(?:(?:\*\*|__)[ \t]*[:.)\-–—]?|[:.)\-–—][ \t]*(?:\*\*|__)?)"
+_ITEM_RE = re.compile(rf"{_PREFIX}(?P<label>{_LABEL})?[ \t]*(?P<body>.*)$", re.I)
+_MENTION_RE = re.compile(rf"{_TASK_N}\b", re.I)
+_TASK_KEY_RE = re.compile(r"^(?:task|step)?[ _-]*#?\d+$")
+_ID_KEYS = ("task_id", "taskid", "task id", "id", "task", "task_no", "number")
+_BOLD = re.compile(  # **bold** pairs, then stray ** at a word's edge; 2**10 is left alone
+    r"(?<!\w)\*\*(?=\S)(.+?)(?<=\S)\*\*(?!\w)|(?:^|(?<=\s))\*\*|\*\*(?=\s|$)"
+)
+
+
+def _lower_keys(value: dict[Any, Any]) -> dict[str, Any]:
+    return {str(k).strip().lower(): v for k, v in value.items()}
+
+
+def _first(d: dict[str, Any], keys: Sequence[str]) -> Any:
+    return next((d[k] for k in keys if d.get(k) is not None), None)
+
+
+def _as_id(value: Any) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value) if float(value).is_integer() else None
+    m = re.match(r"\s*(?:task|step)?[\s_-]*#?\s*(\d+)\b", value, re.I) if isinstance(value, str) else None
+    return int(m[1]) if m else None
+
+
+def _lines(text: str) -> list[str]:
+    """Lines, with ``Task1: a | Task2: b. Task3 ...`` split before each consecutively
+    numbered label that follows one of ``| ; . , :``."""
+    out: list[str] = []
+    for line in text.splitlines():
+        starts: list[int] = []
+        last = -1
+        for m in _MENTION_RE.finditer(line):
+            before = line[: m.start()].rstrip(" \t*_")
+            if not starts or (int(m["n"]) == last + 1 and before[-1:] in ("|", ";", ".", ",", ":")):
+                starts, last = [*starts, m.start()], int(m["n"])
+        bounds = [0, *starts, len(line)] if len(starts) > 1 else [0, len(line)]
+        out += [line[a:b] for a, b in itertools.pairwise(bounds)]
+    return out
+
+
+# ------------------------------------------------------------------------------------ plan
+_PLAN_KEYS = ("tasks", "plan", "steps", "subtasks", "todo", "items")
+_TEXT_KEYS = ("description", "task", "text", "title", "name", "step", "content", "summary")
+
+
+def _clean_item(text: str) -> str:
+    m = _ITEM_RE.match(text.strip())
+    s = _BOLD.sub(r"\1", m["body"] if m else text)  # no "1." / "- " / "Task 1:" / **bold**
+    s = " ".join(s.split()).strip(" \t|;,")
+    while len(s) > 2 and s[0] == s[-1] and s[0] in "\"'*_`":  # wrapping quotes/emphasis
+        s = s[1:-1].strip()
+    return s
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    firsts: dict[str, str] = {}
+    for item in items:
+        firsts.setdefault(item.casefold(), item)
+    return [item for item in firsts.values() if item]
+
+
+def _json_plan(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return _text_plan(value) or [value]
+    if isinstance(value, list | tuple):
+        texts = (_first(_lower_keys(v), _TEXT_KEYS) if isinstance(v, dict) else v for v in value)
+        return [t for t in texts if isinstance(t, str)]
+    low = _lower_keys(value) if isinstance(value, dict) else {}
+    if (inner := _first(low, _PLAN_KEYS)) is not None:
+        return _json_plan(inner)
+    if low and all(_TASK_KEY_RE.match(k) for k in low):  # {"Task1": "...", "Task2": "..."}
+        return _json_plan(list(low.values()))
+    return []
+
+
+def _text_plan(text: str) -> list[str]:
+    """Items of the outermost list: ``Task N:`` labels, else numbers, else bullets."""
+    lines = _lines(text)
+    found: list[tuple[str, int, str]] = []
+    for i, line in enumerate(lines):
+        m = _ITEM_RE.match(line)
+        if m is None or not (m["label"] or m["num"] or m["bullet"]):
+            continue
+        body = m["body"]
+        if not _clean_item(body):  # "**Task 1:**" alone: the text is on the next line
+            nxt = next((ln for ln in lines[i + 1 :] if ln.strip()), "")
+            nm = _ITEM_RE.match(nxt)
+            body = "" if nm and (nm["label"] or nm["num"]) else nxt
+        kind = "label" if m["label"] else "num" if m["num"] else "bullet"
+        found.append((kind, len(m["indent"].expandtabs(4)), body))
+    for kind in ("label", "num", "bullet"):
+        if chosen := [(indent, body) for k, indent, body in found if k == kind]:
+            top = min(indent for indent, _ in chosen)
+            return [body for indent, body in chosen if indent == top]
+    return []
+
+
+def parse_plan(text: str, *, min_tasks: int = 1, max_tasks: int = 5) -> Plan:
+    """Read a plan from JSON, ``Task1: a | Task2: b``, numbered or bulleted lists.
+
+    Fenced JSON and JSON objects win over markdown lists, which win over bare JSON
+    arrays met in prose. Items are cleaned and de-duplicated, the first ``max_tasks``
+    kept; fewer than ``min_tasks`` raises :class:`ParseError`.
+    """
+    values = list(_iter_json(text))
+    strong = [_json_plan(v) for v, fenced in values if fenced or isinstance(v, dict)]
+    weak = [_json_plan(v) for v, fenced in values if not (fenced or isinstance(v, dict))]
+    for raw in [*strong, _text_plan(text), *weak]:
+        tasks = _dedupe(_clean_item(t) for t in raw)
+        if tasks and len(tasks) >= min_tasks:
+            return Plan(tasks=tasks[:max_tasks])
+    if min_tasks <= 0:
+        return Plan(tasks=[])
+    expected = f"a plan of at least {min_tasks} task(s): JSON, 'Task1: ... | Task2: ...' or a list"
+    raise ParseError(expected, text)
+
+
+# ------------------------------------------------------------------------------------ code
+_LANGS: dict[str, Language] = {
+    "python": "python", "py": "python", "python3": "python",
+    "bash": "shell", "sh": "shell", "shell": "shell", "zsh": "shell", "console": "shell",
+}  # fmt: skip
+_SHELL_RE = re.compile(
+    r"^(?:\$\s*)?(?:sudo\s+)?(?:pip3?|apt(?:-get)?|brew|conda|npm|curl|wget|ls|cd|mkdir|"
+    r"echo|export|git|rm|cp|mv|chmod|tar|unzip|grep|touch|cat|python3?\s+[\w./-]+\.py)"
+    r"(?=\s|$)(?!\s*(?:=|\(|\[|\.|:|[+\-*/%]=))"
+)
+_COMMENT_ID = re.compile(rf"\s*(?:#|//)\s*{_TASK_N}\b", re.I)
+_HEADING_RE = re.compile(
+    rf"{_PREFIX}(?:(?:\*\*|__)?[\w' ]{{0,30}}?\bfor[ \t]+)?{_TASK_N}\b", re.I | re.M
+)
+
+
+def _guess_language(code: str) -> Language:
+    lines = [ln.strip() for ln in code.splitlines() if ln.strip()]
+    if lines and lines[0].startswith("#!"):
+        return "python" if "python" in lines[0] else "shell"
+    first = next((ln for ln in lines if not ln.startswith("#")), "")
+    return "shell" if _SHELL_RE.match(first) else "python"
+
+
+def _json_code(value: Any) -> list[Entry]:
+    if isinstance(value, list):
+        return [entry for item in value for entry in _json_code(item)]
+    low = _lower_keys(value) if isinstance(value, dict) else {}
+    if isinstance(code := _first(low, ("code", "source", "script")), str):
+        lang = _first(low, ("language", "lang"))
+        return [(_as_id(_first(low, _ID_KEYS)), lang if isinstance(lang, str) else "", code)]
+    inner = _first(low, ("items", "code_items", "codes", "batch", "results", "tasks"))
+    return [] if inner is None else _json_code(inner)
+
+
+def _markdown_code(text: str, task_ids: Sequence[int]) -> list[Entry]:
+    """Code fences, each owned by the nearest ``Task N`` heading above it, else by a
+    ``# Task N`` comment on its first line, else by None."""
+    fences = list(_FENCE.finditer(text))
+    headings = [
+        (h.start(), int(h["n"]))
+        for h in _HEADING_RE.finditer(text)
+        if not any(f.start() <= h.start() < f.end() for f in fences)
+    ]
+    entries: list[Entry] = []
+    for f in fences:
+        if not f["lang"] or f["lang"].lower() in _LANGS:
+            owner = next((n for pos, n in reversed(headings) if pos < f.start()), None)
+            if owner is None and (c := _COMMENT_ID.match(f["body"])):
+                owner = int(c["n"])
+            entries.append((owner, f["lang"], f["body"]))
+    if len(set(task_ids)) == 1 and all(tid != task_ids[0] for tid, _, _ in entries):
+        lone = [(task_ids[0], lang, code) for tid, lang, code in entries if tid is None]
+        entries += lone[:1]  # the first unheaded fence
+    return entries
+
+
+def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
+    """Read code from JSON items, ``### Task N`` + fence sections, or a lone fence.
+
+    Items for ids not in ``task_ids`` are dropped, missing tasks are simply absent, the
+    first code for a task wins; items follow ``task_ids`` order. With a single task id,
+    JSON without ids counts when it is fenced or the whole answer. Raises
+    :class:`ParseError` only when the text holds no code at all.
+    """
+    lone = task_ids[0] if len(set(task_ids)) == 1 else None
+    bare = text.lstrip()[:1] in ("{", "[")
+    found = (
+        [(lone if tid is None and (fenced or bare) else tid, lang, code) for tid, lang, code in e]
+        for e, fenced in ((_json_code(v), fenced) for v, fenced in _iter_json(text))
+    )
+    entries = next((e for e in found if any(tid is not None for tid, _, _ in e)), None)
+    if entries is None:
+        entries = _markdown_code(text, task_ids)
+    if not entries:
+        raise ParseError("code as JSON items or ```python / ```bash fenced blocks", text)
+    items: dict[int, CodeItem] = {}
+    for tid, label, raw in entries:
+        inner = _FENCE.match(raw.strip())
+        if inner and not raw.strip()[inner.end() :].strip():  # JSON code wrapped in a fence
+            label, raw = label or inner["lang"], inner["body"]
+        code = textwrap.dedent(raw).strip()
+        if tid is not None and tid in task_ids and tid not in items and code:
+            language = _LANGS.get(label.strip().lower()) or _guess_language(code)
+            items[tid] = CodeItem(task_id=tid, language=language, code=code)
+    return CodeBatch(items=[items[tid] for tid in dict.fromkeys(task_ids) if tid in items])
+
+
+# ---------------------------------------------------------------------------------- review
+_VERDICTS: dict[str, VerdictName] = {
+    "done": "done", "success": "done", "successful": "done", "succeeded": "done",
+    "ok": "done", "okay": "done", "pass": "done", "passed": "done", "complete": "done",
+    "completed": "done", "retry": "retry", "redo": "retry", "rerun": "retry",
+    "fail": "failed", "failed": "failed", "failure": "failed", "error": "failed",
+    "errored": "failed",
+}  # fmt: skip
+_DECISIONS: dict[str, Decision] = {
+    "continue": "continue", "proceed": "continue", "replan": "replan", "re-plan": "replan",
+    "finish": "finish", "finished": "finish", "complete": "finish", "stop": "finish",
+}  # fmt: skip
+_VERDICT_LINE = re.compile(rf"{_PREFIX}{_TASK_N}(?:[ \t]*\([^)\n]*\))?(?P<rest>.*)$", re.I)
+_REST_RE = re.compile(
+    r"^\W*(?:(?:is|was|has|been|status|verdict|result|needs|a|should)\b\W*)*"
+    r"(?P<word>[A-Za-z]+)(?P<hint>.*)$", re.S
+)
+_DECISION_RE = re.compile(
+    r"\b(?:decision|next(?:[ _]step|[ _]action)?)\b\W*"
+    r"(?P<word>re-?plan|continue|proceed|finish(?:ed)?|complete|stop)\b", re.I
+)
+
+
+def _split_word(text: str) -> tuple[str, str]:
+    """``"retry - use pandas"`` -> ``("retry", "use pandas")``."""
+    m = _REST_RE.match(text)
+    if m is None:
+        return "", ""
+    hint = _BOLD.sub(r"\1", m["hint"]).strip().lstrip("-–—:;,.)!*_| \t")
+    hint = re.sub(r"^(?:because|since|reason:?)\s+", "", hint, flags=re.I).rstrip(" \t|;*")
+    return m["word"], hint if any(c.isalnum() for c in hint) else ""
+
+
+def _verdict_entries(value: Any) -> list[Entry]:
+    if isinstance(value, list):
+        return [entry for item in value for entry in _verdict_entries(item)]
+    low = _lower_keys(value) if isinstance(value, dict) else {}
+    if (raw := _first(low, ("verdict", "status", "result", "outcome"))) is not None:
+        word, extra = _split_word(str(raw))
+        hint = _first(low, ("hint", "reason", "feedback", "comment", "fix", "note"))
+        return [(_as_id(_first(low, _ID_KEYS)), word, extra if hint is None else str(hint))]
+    entries: list[Entry] = []  # mapping form: {"1": "done", "task 2": {"verdict": "retry"}}
+    for key, item in low.items():
+        if _TASK_KEY_RE.match(key) and isinstance(item, dict | str):
+            sub = _verdict_entries(item) if isinstance(item, dict) else [(None, *_split_word(item))]
+            entries += [(_as_id(key), word, hint) for _, word, hint in sub]
+    return entries
+
+
+def _json_review(value: Any) -> tuple[list[Entry], Decision | None] | None:
+    decision: Decision | None = None
+    entries = value
+    if isinstance(value, dict):
+        low = _lower_keys(value)
+        raw = _first(low, ("decision", "next", "next_action", "action"))
+        decision = _DECISIONS.get(str(raw).strip().lower()) if raw is not None else None
+        inner = _first(low, ("verdicts", "results", "reviews", "tasks", "items"))
+        entries = value if inner is None else inner
+    found = [e for e in _verdict_entries(entries) if e[1].lower() in _VERDICTS]
+    return (found, decision) if found or decision else None
+
+
+def _prose_review(text: str) -> tuple[list[Entry], Decision | None]:
+    """Verdicts from ``Task N: <verdict> [- hint]`` lines, the decision from the others."""
+    entries: list[Entry] = []
+    others: list[str] = []
+    for line in _lines(text):
+        m = _VERDICT_LINE.match(line)
+        word, hint = _split_word(m["rest"]) if m else ("", "")
+        if m and word.lower() in _VERDICTS:
+            entries.append((int(m["n"]), word, hint))
+        else:
+            others.append(line)
+    text = "\n".join(others)
+    if m := _DECISION_RE.search(text):
+        return entries, _DECISIONS.get(m["word"].lower(), "continue")
+    if re.search(r"\bre-?plan", text, re.I):
+        return entries, "replan"
+    if re.search(r"\b(?:finish(?:ed)?|complete)\b", text, re.I):
+        return entries, "finish"
+    return entries, "continue" if re.search(r"\bcontinue\b", text, re.I) else None
+
+
+def parse_review(text: str, task_ids: Sequence[int]) -> Review:
+    """Read verdicts and the decision from JSON or ``Task N: done|retry - hint`` lines.
+
+    Verdict synonyms are normalised, ids not in ``task_ids`` are ignored, the first
+    verdict per task wins and none is invented. The decision comes from JSON, else
+    from a "Decision: ..." line or "replan"/"finish"/"complete" outside verdict lines,
+    else "continue". Raises :class:`ParseError` when neither verdicts nor a decision
+    appear.
+    """
+    parsed = next((r for v, _ in _iter_json(text) if (r := _json_review(v)) is not None), None)
+    if parsed is None:
+        entries, decision = _prose_review(text)
+        if not entries and decision is None:
+            raise ParseError("task verdicts like 'Task 1: done' or a review JSON", text)
+    else:
+        entries, decision = parsed
+    lone = task_ids[0] if len(set(task_ids)) == 1 else None
+    verdicts: dict[int, Verdict] = {}
+    for tid, word, hint in entries:
+        tid = lone if tid is None else tid
+        verdict = _VERDICTS.get(word.strip().lower())
+        if verdict and tid is not None and tid in task_ids and tid not in verdicts:
+            verdicts[tid] = Verdict(task_id=tid, verdict=verdict, hint=hint)
+    ordered = [verdicts[tid] for tid in dict.fromkeys(task_ids) if tid in verdicts]
+    return Review(verdicts=ordered, decision=decision or "continue")

@@ -1,0 +1,59 @@
+"""plan: goal -> 3-5 tasks (or a new plan when reflect asks for one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.deps import Deps
+from graph.state import State, Task
+from nodes import prompts
+from nodes.common import failure_update
+from nodes.llm import Asked, ask
+from nodes.parsing import ParseError, parse_plan
+from nodes.schemas import Plan
+from providers.errors import AllProvidersExhausted
+
+MAX_TASKS = 5
+
+
+def plan(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:
+    tasks = state.get("tasks", [])
+    replanning = state.get("decision") == "replan" and bool(tasks)
+    if replanning:
+        advice = "; ".join(str(v.get("hint", "")) for v in state.get("verdicts", []) if v.get("hint"))
+        messages = prompts.replan(state["goal"], tasks, advice, max_tasks=MAX_TASKS)
+    else:
+        messages = prompts.plan(state["goal"], max_tasks=MAX_TASKS)
+    asked = Asked()
+    try:
+        result = ask(
+            deps.chat_model(),
+            Plan,
+            messages,
+            lambda text: parse_plan(text, max_tasks=MAX_TASKS),
+            task_type="general",
+            purpose="plan",
+            asked=asked,
+        )
+    except (AllProvidersExhausted, ParseError) as exc:
+        return {**asked.update(), **failure_update(state, "plan", exc)}
+    descriptions = [d.strip() for d in result.tasks if d.strip()][:MAX_TASKS]
+    if not descriptions:
+        return {**asked.update(), **failure_update(state, "plan", ParseError("a plan with at least one task", ""))}
+    next_id = max((t["id"] for t in tasks), default=0) + 1
+    new: list[Task] = [
+        {"id": next_id + i, "description": d, "status": "pending", "attempts": 0} for i, d in enumerate(descriptions)
+    ]
+    dropped: list[Task] = [{"id": t["id"], "status": "skipped"} for t in tasks if t.get("status") == "pending"]
+    return {
+        **asked.update(),
+        "tasks": dropped + new,
+        "batch": [],
+        "decision": "continue",
+        "replans": state.get("replans", 0) + (1 if replanning else 0),
+        "status": "running",
+        "fallback": None,
+    }

@@ -1,0 +1,106 @@
+"""Every prompt the agent sends. Short on purpose: free tiers count tokens too."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel
+
+SYSTEM = (
+    "You are the planning and coding brain of an autonomous agent that runs code on the user's "
+    "machine through Open Interpreter. The code runs in a fresh working directory (the current "
+    "directory); write files there only. Prefer the Python standard library; print results."
+)
+
+PLAN = """Goal: {goal}
+
+Break this goal into {min_tasks}-{max_tasks} concrete, executable tasks. Each task must be doable by one
+short Python or shell script and its result must be visible in what the script prints.
+Answer with the Plan tool, or as JSON {{"tasks": ["...", "..."]}}, or as
+Task1: description | Task2: description | Task3: description"""
+
+REPLAN = """Goal: {goal}
+
+A previous plan did not reach the goal. What happened so far:
+{history}
+
+Reviewer's advice: {advice}
+Write a new plan of {min_tasks}-{max_tasks} tasks for what is still missing (do not repeat finished work).
+Answer with the Plan tool, or as JSON {{"tasks": ["...", "..."]}}."""
+
+CODE = """Goal: {goal}
+
+Results of finished tasks (their files are in the current directory):
+{done}
+
+Write the code for each of these tasks:
+{tasks}
+
+Rules: language "python" or "shell"; complete, self-contained code; print what shows the task is done;
+raise/exit non-zero on failure; no sudo, no installs outside the working directory, no interactive input.
+Answer with the CodeBatch tool, or as JSON {{"items": [{{"task_id": 1, "language": "python", "code": "..."}}]}}."""
+
+REFLECT = """Goal: {goal}
+
+These tasks were just run:
+{results}
+
+For each task decide: "done" (the output shows it was achieved), "retry" (fixable: give a short hint),
+or "failed" (cannot be achieved). Then decide for the whole run: "continue" (go on with the plan),
+"replan" (the plan itself is wrong) or "finish" (the goal is reached or cannot be reached).
+Answer with the Review tool, or as JSON
+{{"verdicts": [{{"task_id": 1, "verdict": "done", "hint": ""}}], "decision": "continue"}}."""
+
+REPAIR = """Your last answer could not be read ({error}).
+Answer again with ONLY a JSON object matching this schema, no prose, no code fences:
+{schema}"""
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit // 2] + "\n…\n" + text[-limit // 2 :]
+
+
+def plan(goal: str, *, min_tasks: int = 3, max_tasks: int = 5) -> list[BaseMessage]:
+    return [SystemMessage(SYSTEM), HumanMessage(PLAN.format(goal=goal, min_tasks=min_tasks, max_tasks=max_tasks))]
+
+
+def replan(goal: str, tasks: Sequence[Mapping[str, Any]], advice: str, *, max_tasks: int = 5) -> list[BaseMessage]:
+    history = "\n".join(
+        f"- Task {t['id']} [{t.get('status')}]: {t['description']}\n  output: {_clip(t.get('output', ''), 300)}"
+        for t in tasks
+    )
+    text = REPLAN.format(
+        goal=goal, history=history or "(nothing)", advice=advice or "(none)", min_tasks=1, max_tasks=max_tasks
+    )
+    return [SystemMessage(SYSTEM), HumanMessage(text)]
+
+
+def code(goal: str, batch: Sequence[Mapping[str, Any]], done: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
+    finished = "\n".join(
+        f"- Task {t['id']}: {t['description']}\n  output: {_clip(t.get('output', ''), 600)}" for t in done
+    )
+    todo = "\n".join(
+        f"- Task {t['id']}: {t['description']}"
+        + (f"\n  previous attempt failed; hint: {t['hint']}" if t.get("hint") else "")
+        + (f"\n  previous output: {_clip(t.get('output', ''), 400)}" if t.get("hint") and t.get("output") else "")
+        for t in batch
+    )
+    return [SystemMessage(SYSTEM), HumanMessage(CODE.format(goal=goal, done=finished or "(none yet)", tasks=todo))]
+
+
+def reflect(goal: str, batch: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
+    results = "\n".join(
+        f"- Task {t['id']}: {t['description']}\n  status: {'ok' if t.get('status') != 'failed' else 'error'}"
+        + (f" ({t['error']})" if t.get("error") else "")
+        + f"\n  output:\n{_clip(t.get('output', ''), 1500)}"
+        for t in batch
+    )
+    return [SystemMessage(SYSTEM), HumanMessage(REFLECT.format(goal=goal, results=results))]
+
+
+def repair(schema: type[BaseModel], error: str) -> str:
+    return REPAIR.format(error=_clip(error, 200), schema=json.dumps(schema.model_json_schema()))

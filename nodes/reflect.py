@@ -1,0 +1,69 @@
+"""reflect: one LLM call per batch judges every result and decides what comes next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.deps import Deps
+from graph.state import State, Task
+from nodes import prompts
+from nodes.common import batch_tasks, failure_update
+from nodes.llm import Asked, ask
+from nodes.parsing import ParseError, parse_review
+from nodes.schemas import Review
+from providers.errors import AllProvidersExhausted
+
+
+def reflect(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:
+    ran = [t for t in batch_tasks(state) if t.get("status") in ("done", "failed")]
+    iteration = state.get("iteration", 0) + 1
+    if not ran:  # everything in the batch was rejected by the user
+        return {"iteration": iteration, "decision": "continue", "verdicts": [], "batch": [], "fallback": None}
+    asked = Asked()
+    ids = [t["id"] for t in ran]
+    try:
+        review = ask(
+            deps.chat_model(),
+            Review,
+            prompts.reflect(state["goal"], ran),
+            lambda text: parse_review(text, ids),
+            task_type="complex_reasoning",
+            purpose="reflect",
+            asked=asked,
+        )
+    except (AllProvidersExhausted, ParseError) as exc:
+        return {**asked.update(), **failure_update(state, "reflect", exc)}
+    verdicts = {v.task_id: v for v in review.verdicts if v.task_id in ids}
+    updates = [_judge(t, verdicts.get(t["id"]), runtime.context.max_attempts) for t in ran]
+    return {
+        **asked.update(),
+        "tasks": updates,
+        "verdicts": [v.model_dump() for v in verdicts.values()],
+        "decision": review.decision,
+        "iteration": iteration,
+        "batch": [],
+        "fallback": None,
+    }
+
+
+def _judge(task: Task, verdict: Any, max_attempts: int) -> Task:
+    """Combine the executor's exit status with the model's verdict.
+
+    Code that failed is never "done"; blocked code is never retried; a retry
+    beyond ``max_attempts`` is a failure.
+    """
+    tid, ran_ok = task["id"], task.get("status") == "done"
+    said = verdict.verdict if verdict is not None else ("done" if ran_ok else "retry")
+    if said == "done" and not ran_ok:
+        said = "retry"
+    if task.get("error", "").startswith("blocked:"):
+        said = "failed"
+    if said == "retry" and task.get("attempts", 0) >= max_attempts:
+        said = "failed"
+    if said == "retry":
+        hint = verdict.hint if verdict is not None else (task.get("error") or "")
+        return {"id": tid, "status": "pending", "hint": hint or "", "approved": False}
+    return {"id": tid, "status": "done" if said == "done" else "failed"}

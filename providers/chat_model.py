@@ -1,0 +1,275 @@
+"""QuotaAwareChatModel: one LangChain chat model over every free provider.
+
+Per request: serve from the response cache if possible; else reserve a quota
+slot on the best provider (task type, priority, safety margin), call its
+client, and on failure book the outcome (cooldown, disable, failure streak)
+and move to the next provider at once. Tools are stored as call kwargs and
+formatted by each inner client, so ``with_structured_output`` works for every
+kind. Streams fall back only before their first chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field
+
+from config import load_config, resolve_home
+from providers.cache import cache_key
+from providers.errors import ErrorKind
+from providers.quota import Slot
+from providers.registry import last_response_headers
+from providers.router import Call, Router
+
+_CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers")
+
+
+class QuotaAwareChatModel(BaseChatModel):
+    """A chat model that spreads requests over free tiers without wasting quota."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    router: Router = Field(exclude=True)
+    default_task_type: str = "general"
+    preferred: tuple[str, ...] = ()  # providers to try first, e.g. from a run's context
+
+    @property
+    def _llm_type(self) -> str:
+        return "quota-aware"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"providers": list(self.router.keys), "home": str(self.router.home)}
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | dict[str, Any] | None = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Store the tools; each inner client formats them when it is called."""
+        return self.bind(tools=list(tools), tool_choice=tool_choice, **kwargs)
+
+    # -- shared steps ------------------------------------------------------------
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[Call, str | None, dict[str, Any], AIMessage | None]:
+        control = {k: kwargs.pop(k) for k in _CONTROL_KWARGS if k in kwargs}
+        call = Call(
+            messages=messages,
+            task_type=control.get("task_type") or self.default_task_type,
+            est_chars=sum(len(str(m.content)) for m in messages),
+            preferred=tuple(control.get("providers") or self.preferred),
+        )
+        tools = control.get("tools") or []
+        params = {
+            "tools": [convert_to_openai_tool(t) for t in tools],
+            "tool_choice": control.get("tool_choice"),
+            "temperature": kwargs.get("temperature"),
+            "stop": stop,
+        }
+        key = cache_key(messages, params) if self.router.cache.enabled else None
+        cached = self.router.cache.get(key, time.time()) if key else None
+        if cached is not None:
+            cached.response_metadata["cached"] = True
+            self.router.served_from_cache(call, cached)
+        bind = {"tools": tools, "tool_choice": control.get("tool_choice")}
+        return call, key, bind, cached
+
+    def _client(self, name: str, bind: dict[str, Any]) -> Runnable[LanguageModelInput, Any]:
+        client = self.router.client(name)
+        if not bind["tools"]:
+            return client
+        choice = bind["tool_choice"]
+        if choice == "any" and len(bind["tools"]) == 1:
+            choice = convert_to_openai_tool(bind["tools"][0])["function"]["name"]
+        return client.bind_tools(bind["tools"], tool_choice=choice)
+
+    def _finish(self, slot: Slot, message: AIMessage) -> AIMessage:
+        meta = message.response_metadata
+        if "headers" not in meta:
+            headers = last_response_headers.get()
+            if headers:
+                meta["headers"] = headers
+        meta.update(provider=slot.provider, model=self.router.config.providers[slot.provider].model, cached=False)
+        if message.usage_metadata:
+            meta["token_usage"] = dict(message.usage_metadata)
+        return message
+
+    @staticmethod
+    def _wait(slot: Slot) -> float:
+        return max(0.0, slot.at - time.time())
+
+    # -- invoke ---------------------------------------------------------------------
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call, key, bind, cached = self._prepare(messages, stop, kwargs)
+        if cached is not None:
+            return ChatResult(generations=[ChatGeneration(message=cached)])
+        while True:
+            slot = self.router.next_slot(call)
+            time.sleep(self._wait(slot))
+            started = time.time()
+            last_response_headers.set(None)
+            try:
+                message = self._client(slot.provider, bind).invoke(messages, stop=stop, **kwargs)
+            except Exception as exc:
+                self._failed(call, slot, exc, started)
+                continue
+            message = self._finish(slot, message)
+            self.router.succeeded(call, slot, message, started, key)
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call, key, bind, cached = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
+        if cached is not None:
+            return ChatResult(generations=[ChatGeneration(message=cached)])
+        while True:
+            slot = await asyncio.to_thread(self.router.next_slot, call)
+            await asyncio.sleep(self._wait(slot))
+            started = time.time()
+            last_response_headers.set(None)
+            try:
+                message = await self._client(slot.provider, bind).ainvoke(messages, stop=stop, **kwargs)
+            except Exception as exc:
+                await asyncio.to_thread(self._failed, call, slot, exc, started)
+                continue
+            message = self._finish(slot, message)
+            await asyncio.to_thread(self.router.succeeded, call, slot, message, started, key)
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _failed(self, call: Call, slot: Slot, exc: BaseException, started: float) -> None:
+        info = self.router.failed(call, slot, exc, started)
+        if info.kind is ErrorKind.BAD_REQUEST and not isinstance(exc, Exception):
+            raise exc
+
+    # -- stream -----------------------------------------------------------------------
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        call, key, bind, cached = self._prepare(messages, stop, kwargs)
+        if cached is not None:
+            yield _as_chunk(cached)
+            return
+        while True:
+            slot = self.router.next_slot(call)
+            time.sleep(self._wait(slot))
+            started = time.time()
+            last_response_headers.set(None)
+            stream = self._client(slot.provider, bind).stream(messages, stop=stop, **kwargs)
+            try:
+                first = next(stream)
+            except StopIteration:
+                first = AIMessageChunk(content="")
+            except Exception as exc:
+                self._failed(call, slot, exc, started)
+                continue
+            total = first
+            yield _as_chunk(first, self._meta(slot))
+            for chunk in stream:
+                total = total + chunk
+                yield _as_chunk(chunk)
+            self.router.succeeded(call, slot, self._finish(slot, _to_message(total)), started, key)
+            return
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        call, key, bind, cached = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
+        if cached is not None:
+            yield _as_chunk(cached)
+            return
+        while True:
+            slot = await asyncio.to_thread(self.router.next_slot, call)
+            await asyncio.sleep(self._wait(slot))
+            started = time.time()
+            last_response_headers.set(None)
+            stream = self._client(slot.provider, bind).astream(messages, stop=stop, **kwargs)
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                first = AIMessageChunk(content="")
+            except Exception as exc:
+                await asyncio.to_thread(self._failed, call, slot, exc, started)
+                continue
+            total = first
+            yield _as_chunk(first, self._meta(slot))
+            async for chunk in stream:
+                total = total + chunk
+                yield _as_chunk(chunk)
+            message = self._finish(slot, _to_message(total))
+            await asyncio.to_thread(self.router.succeeded, call, slot, message, started, key)
+            return
+
+    def _meta(self, slot: Slot) -> dict[str, Any]:
+        return {"provider": slot.provider, "model": self.router.config.providers[slot.provider].model, "cached": False}
+
+
+def _as_chunk(message: BaseMessage, meta: dict[str, Any] | None = None) -> ChatGenerationChunk:
+    data = message.model_dump(exclude={"type"})
+    data["response_metadata"] = {**dict(data.get("response_metadata") or {}), **(meta or {})}
+    if not isinstance(message, AIMessageChunk):
+        data.pop("tool_calls", None)
+        data.pop("invalid_tool_calls", None)
+        data["tool_call_chunks"] = [
+            {"name": tc["name"], "args": _json(tc["args"]), "id": tc.get("id"), "index": i, "type": "tool_call_chunk"}
+            for i, tc in enumerate(getattr(message, "tool_calls", []) or [])
+        ]
+    return ChatGenerationChunk(message=AIMessageChunk(**data))
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _to_message(chunk: BaseMessage) -> AIMessage:
+    data = chunk.model_dump(exclude={"type", "tool_call_chunks"})
+    return AIMessage(**data)
+
+
+def build_chat_model(
+    config_dir: str | Path | None = None,
+    home: str | Path | None = None,
+    *,
+    offline: bool = False,
+    preferred: Sequence[str] = (),
+    notices: list[str] | None = None,
+) -> QuotaAwareChatModel:
+    """The agent's chat model for a config dir and home (see DESIGN.md for the defaults).
+
+    Raises ConfigError for bad files and NoUsableProvider when no provider has a key.
+    Skipped-provider notices are appended to ``notices`` when given.
+    """
+    config = load_config(config_dir)
+    router, skipped = Router.from_config(config, resolve_home(home), offline=offline)
+    if notices is not None:
+        notices.extend(skipped)
+    return QuotaAwareChatModel(router=router, preferred=tuple(preferred))

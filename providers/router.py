@@ -1,0 +1,200 @@
+"""Picks the provider for each attempt and books the outcome.
+
+``Router`` owns the shared state of one home directory (quota store, response
+cache, usage log, clients, providers disabled for this process). The chat
+model drives one ``Call`` per request through ``next_slot`` / ``succeeded`` /
+``failed``; all of them are synchronous SQLite work, which the async path runs
+in a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+
+from config import AppConfig
+from providers.cache import ResponseCache
+from providers.db import Database
+from providers.errors import (
+    AllProvidersExhausted,
+    ErrorInfo,
+    ErrorKind,
+    classify,
+    wait_from_headers,
+)
+from providers.keys import usable_providers
+from providers.quota import QuotaStore, Slot, Unavailable, _day_bounds
+from providers.registry import build_client
+from providers.usage import AutoOptimizer, UsageEvent, UsageTracker
+
+DEFAULT_429_COOLDOWN_S = 60.0
+
+
+@dataclass
+class Call:
+    """One logical request: it may try several providers before one answers."""
+
+    messages: Sequence[BaseMessage]
+    task_type: str
+    est_chars: int
+    preferred: tuple[str, ...] = ()
+    excluded: set[str] = field(default_factory=set)  # failed for this call: don't retry it
+    attempts: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Router:
+    def __init__(self, config: AppConfig, home: Path, keys: Mapping[str, str | None], *, offline: bool = False) -> None:
+        self.config, self.home, self.keys, self.offline = config, home, dict(keys), offline
+        self.db = Database(home / "agent.db")
+        self.quota = QuotaStore(self.db, config.limit_for)
+        opt = config.limits.optimization
+        self.cache = ResponseCache(self.db, opt.cache_ttl_hours * 3600, opt.enable_caching)
+        self.usage = UsageTracker(self.db, config)
+        self.optimizer = AutoOptimizer(config, self.quota)
+        self.disabled: dict[str, str] = {}  # provider -> why (401/403), for this process
+        self._clients: dict[str, BaseChatModel] = {}
+        self._lock = threading.Lock()
+        self.quota.prune(time.time())
+
+    @classmethod
+    def from_config(cls, config: AppConfig, home: Path, *, offline: bool = False) -> tuple[Router, list[str]]:
+        keys, notices = usable_providers(config)
+        return cls(config, home, keys, offline=offline), notices
+
+    def client(self, name: str) -> BaseChatModel:
+        with self._lock:
+            if name not in self._clients:
+                self._clients[name] = build_client(self.config.providers[name], self.keys.get(name))
+            return self._clients[name]
+
+    # -- selection -------------------------------------------------------------
+    def candidates(self, task_type: str, preferred: Sequence[str] = (), now: float | None = None) -> list[str]:
+        routing = self.config.routing
+        first = [*preferred, routing.task_types.get(task_type, "")]
+        order = [*first, *routing.priority, *self.config.providers]
+        seen: list[str] = []
+        for name in order:
+            if name and name not in seen and name in self.keys and name not in self.disabled:
+                if self.offline and not self.config.providers[name].local:
+                    continue
+                seen.append(name)
+        return self.optimizer.order(seen, now or time.time())
+
+    def _estimate(self, call: Call, name: str) -> int:
+        return call.est_chars // 4 + self.config.providers[name].max_tokens // 4
+
+    def next_slot(self, call: Call) -> Slot:
+        """Reserve the next attempt's slot (maybe in the near future) or raise AllProvidersExhausted."""
+        now = time.time()
+        names = [n for n in self.candidates(call.task_type, call.preferred, now) if n not in call.excluded]
+        limit = 2 * len(self.config.providers) + 2
+        if not names or call.attempts >= limit:
+            reasons = {**call.errors, **self.disabled}
+            live = [n for n in self.keys if n not in self.disabled]
+            retry = now + self.config.limits.fallback.retry_delay_seconds if live else None
+            raise AllProvidersExhausted(_dt(retry), reasons)
+        call.attempts += 1
+        got = self.quota.reserve(
+            names, lambda n: self._estimate(call, n), now, self.config.limits.fallback.max_wait_seconds
+        )
+        if isinstance(got, Unavailable):
+            retry_at = got.retry_at if got.retry_at != float("inf") else None
+            raise AllProvidersExhausted(_dt(retry_at), {**call.errors, **got.reasons, **self.disabled})
+        return got
+
+    # -- outcomes --------------------------------------------------------------
+    def succeeded(self, call: Call, slot: Slot, message: AIMessage, started: float, cache_key: str | None) -> None:
+        now = time.time()
+        usage: Mapping[str, Any] = message.usage_metadata or {}
+        tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+        self.quota.settle(slot, tokens_in + tokens_out or self._estimate(call, slot.provider), now)
+        self.usage.log(
+            UsageEvent(
+                slot.provider,
+                self.config.providers[slot.provider].model,
+                "ok",
+                call.task_type,
+                tokens_in,
+                tokens_out,
+                (now - started) * 1000,
+            ),
+            now,
+        )
+        headers = message.response_metadata.pop("headers", None)
+        if isinstance(headers, Mapping):
+            self.correct_from_headers(slot.provider, {str(k).lower(): str(v) for k, v in headers.items()}, now)
+        if cache_key is not None:
+            self.cache.put(cache_key, message, now)
+
+    def failed(self, call: Call, slot: Slot, exc: BaseException, started: float) -> ErrorInfo:
+        now, name = time.time(), slot.provider
+        cfg = self.config.providers[name]
+        info = classify(exc)
+        call.errors[name] = f"{info.kind.value}: {info.message}"
+        if info.kind is ErrorKind.RATE_LIMIT:
+            self.quota.release(slot)  # the provider refused it: it did not count
+            until = now + (info.wait_s if info.wait_s is not None else DEFAULT_429_COOLDOWN_S)
+            if info.per_day:
+                until = max(until, _day_bounds(now, ZoneInfo(self.config.limit_for(name).timezone))[1])
+            self.quota.cool_down(name, until, f"429 from provider: {info.message[:120]}")
+        elif info.kind is ErrorKind.AUTH:
+            self.quota.release(slot)
+            self.disabled[name] = f"key rejected (HTTP {info.status}): check {cfg.api_key_env or 'the endpoint'}" + (
+                f", get a key at {cfg.signup_url}" if cfg.signup_url else ""
+            )
+        else:
+            call.excluded.add(name)
+            if info.status is None and "connect" in info.message.lower():
+                self.quota.release(slot)
+            else:
+                self.quota.settle(slot, 0, now, ok=False)
+            fb = self.config.limits.fallback
+            if info.kind is ErrorKind.TRANSIENT:
+                self.quota.record_failure(name, now, fb.failure_threshold, fb.failure_cooldown_seconds)
+        self.usage.log(
+            UsageEvent(
+                name, cfg.model, info.kind.value, call.task_type, latency_ms=(now - started) * 1000, error=info.message
+            ),
+            now,
+        )
+        return info
+
+    def served_from_cache(self, call: Call, message: AIMessage) -> None:
+        meta = message.response_metadata
+        self.usage.log(
+            UsageEvent(str(meta.get("provider", "")), str(meta.get("model", "")), "ok", call.task_type, cached=True)
+        )
+
+    def correct_from_headers(self, provider: str, headers: Mapping[str, str], now: float) -> None:
+        """Trust the provider's own counters: cool down when it says a budget is spent, and
+        raise the local daily count when it reports fewer requests left than we think."""
+        wait = wait_from_headers(headers)
+        if wait is not None:
+            self.quota.cool_down(provider, now + wait, "provider reports its budget spent")
+        lim = self.config.limit_for(provider)
+        remaining = headers.get("x-ratelimit-remaining-requests", "")
+        # Only Groq's x-ratelimit-*-requests is known to be the per-day budget.
+        if self.config.providers[provider].kind == "groq" and lim.requests_per_day and remaining.isdigit():
+            used = self.quota.counts(provider, now)["requests_day"]
+            missing = (lim.requests_per_day - used) - int(remaining)
+            if missing > 0:
+                start = _day_bounds(now, ZoneInfo(lim.timezone))[0]
+                with self.db.transaction() as conn:
+                    conn.executemany(
+                        "INSERT INTO requests(provider, ts, tokens) VALUES (?,?,0)",
+                        [(provider, start + 1)] * min(missing, lim.requests_per_day),
+                    )
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None

@@ -1,0 +1,170 @@
+"""Shared fixtures: an offline environment, loopback fake providers, temp config dirs and homes.
+
+Typical use::
+
+    def test_x(fake_server, make_config, home):
+        gem = fake_server("gemini")
+        cfg = make_config({"gem": {"kind": "gemini", "base_url": gem.base_url}})
+        llm = build_chat_model(cfg, home)
+
+``make_config`` writes ``providers.yaml`` + ``limits.yaml`` into a fresh temp directory.
+Each provider spec is a ``providers.yaml`` entry; missing fields get test defaults
+(``model: <name>-model``, ``api_key_env: TEST_<NAME>_KEY``, ``timeout_s: 5``) and the key
+env var is set to ``"test-key"`` through monkeypatch. A spec may also hold ``limits:``
+(that provider's ``rate_limits`` entry) and ``key: None`` (leave its env var unset) or
+``key: "..."`` (a different key). ``routing.priority`` defaults to the specs' order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fakes.provider_server import FakeProvider
+
+# Every env var a real key (or a redirect of a client) could come from.
+REAL_KEY_VARS: tuple[str, ...] = (
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHER_API_KEY",
+    "HF_TOKEN",
+    "OPENROUTER_API_KEY",
+    "CEREBRAS_API_KEY",
+    "OPENAI_API_KEY",
+)
+_CLIENT_ENV_VARS: tuple[str, ...] = (
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "GROQ_API_BASE",
+    "TOGETHER_API_BASE",
+    "FREE_AGENT_CONFIG_DIR",
+    "FREE_AGENT_HOME",
+    "LANGCHAIN_TRACING_V2",
+    "LANGSMITH_TRACING",
+    "LANGSMITH_API_KEY",
+    "LANGCHAIN_API_KEY",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+
+ConfigFactory = Callable[..., Path]
+FakeFactory = Callable[..., FakeProvider]
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real key, proxy, tracing or config/home override from the machine reaches a test."""
+    for var in (*REAL_KEY_VARS, *_CLIENT_ENV_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A fresh state directory (agent.db lives here)."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def fake_server() -> Iterator[FakeFactory]:
+    """``fake_server(kind, **kwargs)`` starts a loopback FakeProvider, stopped after the test."""
+    started: list[FakeProvider] = []
+
+    def start(kind: str, **kwargs: Any) -> FakeProvider:
+        fp = FakeProvider(kind, **kwargs).start()
+        started.append(fp)
+        return fp
+
+    yield start
+    for fp in started:
+        fp.stop()
+
+
+def key_env_for(name: str) -> str:
+    """The env var ``make_config`` uses for provider ``name`` unless the spec names one."""
+    return "TEST_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_KEY"
+
+
+def write_config(
+    directory: Path,
+    providers: Mapping[str, Mapping[str, Any]],
+    *,
+    routing: Mapping[str, Any] | None = None,
+    optimization: Mapping[str, Any] | None = None,
+    fallback: Mapping[str, Any] | None = None,
+) -> tuple[Path, dict[str, str]]:
+    """Write providers.yaml + limits.yaml; return the dir and the env vars to set (var -> key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, dict[str, Any]] = {}
+    rate_limits: dict[str, dict[str, Any]] = {}
+    env: dict[str, str] = {}
+    for name, raw_spec in providers.items():
+        spec = dict(raw_spec)
+        limits = spec.pop("limits", None)
+        key = spec.pop("key", "test-key")
+        spec.setdefault("model", f"{name}-model")
+        spec.setdefault("timeout_s", 5)
+        if not spec.get("local"):
+            spec.setdefault("api_key_env", key_env_for(name))
+            if key is not None:
+                env[str(spec["api_key_env"])] = str(key)
+        entries[name] = spec
+        if limits:
+            rate_limits[name] = dict(limits)
+    providers_doc: dict[str, Any] = {
+        "providers": entries,
+        "routing": {"priority": list(providers), "task_types": {}, **dict(routing or {})},
+    }
+    limits_doc: dict[str, Any] = {
+        "rate_limits": rate_limits,
+        "optimization": {"enable_caching": False, **dict(optimization or {})},
+        "fallback": {"max_wait_seconds": 0, "retry_delay_seconds": 1, **dict(fallback or {})},
+    }
+    (directory / "providers.yaml").write_text(yaml.safe_dump(providers_doc, sort_keys=False), encoding="utf-8")
+    (directory / "limits.yaml").write_text(yaml.safe_dump(limits_doc, sort_keys=False), encoding="utf-8")
+    return directory, env
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFactory:
+    """``make_config(providers, *, routing=None, optimization=None, fallback=None) -> config dir``.
+
+    Defaults differ from the shipped files so tests are deterministic: caching off and
+    ``max_wait_seconds: 0`` (never wait) unless the test asks otherwise. Key env vars are
+    set with monkeypatch, so they vanish after the test.
+    """
+    counter = itertools.count()
+
+    def make(
+        providers: Mapping[str, Mapping[str, Any]],
+        *,
+        routing: Mapping[str, Any] | None = None,
+        optimization: Mapping[str, Any] | None = None,
+        fallback: Mapping[str, Any] | None = None,
+    ) -> Path:
+        directory, env = write_config(
+            tmp_path / f"config{next(counter)}",
+            providers,
+            routing=routing,
+            optimization=optimization,
+            fallback=fallback,
+        )
+        for var, value in env.items():
+            monkeypatch.setenv(var, value)
+        return directory
+
+    return make

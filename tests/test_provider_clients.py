@@ -1,0 +1,409 @@
+"""QuotaAwareChatModel over the real LangChain clients of every provider kind, against loopback fakes.
+
+Each test builds the wrapper with ``build_chat_model(config_dir, home)`` from a temp config
+whose first provider ("primary") is the kind under test and whose second ("backup") is an
+OpenAI-compatible fake: what the user sees is which provider answered, what the fake
+servers received, and what got persisted in ``agent.db``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk
+from pydantic import BaseModel
+
+from providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
+from tests.conftest import ConfigFactory, FakeFactory, key_env_for
+from tests.fakes.provider_server import FakeProvider, Reply, ratelimit_headers
+
+pytestmark = pytest.mark.timeout(60)
+
+KINDS = ("gemini", "groq", "together", "openai_compatible")
+
+
+def fake_kind(kind: str) -> str:
+    return "gemini" if kind == "gemini" else "openai"
+
+
+def completions(fp: FakeProvider) -> int:
+    """Chat requests the fake received (ignores any model-listing GETs)."""
+    return sum(1 for r in fp.requests if r.method == "POST")
+
+
+@dataclass
+class Setup:
+    llm: QuotaAwareChatModel
+    primary: FakeProvider
+    backup: FakeProvider
+    config_dir: Path
+
+    def cooldown(self, name: str = "primary") -> tuple[float, str]:
+        return self.llm.router.quota.cooldown_until(name)
+
+
+SetupFactory = Callable[..., Setup]
+
+
+@pytest.fixture
+def setup(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
+    """``setup(kind, primary=..., backup=..., fallback=..., optimization=...)``."""
+
+    def make(
+        kind: str,
+        *,
+        primary: Mapping[str, Any] | None = None,
+        backup: Mapping[str, Any] | None = None,
+        fallback: Mapping[str, Any] | None = None,
+        optimization: Mapping[str, Any] | None = None,
+    ) -> Setup:
+        p = fake_server(fake_kind(kind))
+        b = fake_server("openai")
+        cfg = make_config(
+            {
+                "primary": {"kind": kind, "base_url": p.base_url, **dict(primary or {})},
+                "backup": {"kind": "openai_compatible", "base_url": b.base_url, **dict(backup or {})},
+            },
+            fallback=fallback,
+            optimization=optimization,
+        )
+        return Setup(build_chat_model(cfg, home), p, b, cfg)
+
+    return make
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def gemini_429_body(retry_delay: str, quota_id: str = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier") -> Any:
+    """A real Gemini RESOURCE_EXHAUSTED body: QuotaFailure + RetryInfo."""
+    return {
+        "error": {
+            "code": 429,
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                            "quotaId": quota_id,
+                            "quotaValue": "10",
+                        }
+                    ],
+                },
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay},
+            ],
+        }
+    }
+
+
+def rate_limited(kind: str, seconds: float) -> Reply:
+    """A 429 telling the client to come back in ``seconds`` (header or Gemini RetryInfo)."""
+    if kind == "gemini":
+        return Reply.rate_limit(body=gemini_429_body(f"{seconds:g}s"))
+    return Reply.rate_limit(retry_after=seconds)
+
+
+class Answer(BaseModel):
+    city: str
+    population: int
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_success_text_metadata_and_usage(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.text("hello from the fake", prompt_tokens=7, completion_tokens=3))
+    msg = s.llm.invoke("say hello")
+    assert isinstance(msg, AIMessage)
+    assert msg.content == "hello from the fake"
+    assert msg.response_metadata["provider"] == "primary"
+    assert msg.response_metadata["model"] == "primary-model"
+    assert msg.response_metadata["cached"] is False
+    assert msg.usage_metadata is not None
+    assert (msg.usage_metadata["input_tokens"], msg.usage_metadata["output_tokens"]) == (7, 3)
+    assert completions(s.primary) == 1 and completions(s.backup) == 0
+    assert "say hello" in s.primary.requests[0].text
+    # the request is booked with its real token use
+    counts = s.llm.router.quota.counts("primary", time.time())
+    assert counts["requests_day"] == 1 and counts["tokens_day"] == 10
+    # the user's key is what the client sent
+    req = s.primary.requests[0]
+    sent = req.headers.get("x-goog-api-key") or req.headers.get("authorization", "")
+    assert "test-key" in sent
+
+
+# --------------------------------------------------------------------------- 429
+
+
+def test_429_cools_down_falls_back_and_comes_back_after_deadline(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(rate_limited(kind, 2))
+    before = time.time()
+    msg = s.llm.invoke("first")
+    assert msg.response_metadata["provider"] == "backup"
+    assert msg.content == "ok"
+    assert completions(s.primary) == 1 and completions(s.backup) == 1
+
+    until, reason = s.cooldown()
+    assert before + 1.5 <= until <= time.time() + 2.5, (until - before, reason)
+    assert "429" in reason
+    # persisted: a fresh process (new Router on the same home) sees it too
+    fresh = build_chat_model(s.config_dir, s.llm.router.home)
+    assert fresh.router.quota.cooldown_until("primary")[0] == pytest.approx(until)
+
+    for i in range(4):
+        assert s.llm.invoke(f"during cooldown {i}").response_metadata["provider"] == "backup"
+    assert time.time() < until, "the calls took too long to prove anything"
+    assert completions(s.primary) == 1, "a cooled-down provider must not be contacted"
+    assert completions(s.backup) == 5
+
+    time.sleep(max(0.0, until - time.time()) + 0.05)
+    msg = s.llm.invoke("after cooldown")
+    assert msg.response_metadata["provider"] == "primary"
+    assert completions(s.primary) == 2
+
+
+def test_429_does_not_count_against_local_quota(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind, primary={"limits": {"requests_per_day": 5}})
+    s.primary.script(rate_limited(kind, 30))
+    s.llm.invoke("x")
+    assert s.llm.router.quota.counts("primary", time.time())["requests_day"] == 0
+
+
+def test_gemini_per_day_quota_body_cools_down_until_pacific_midnight(setup: SetupFactory) -> None:
+    s = setup("gemini", primary={"limits": {"requests_per_day": 20, "timezone": "America/Los_Angeles"}})
+    s.primary.script(
+        Reply.rate_limit(body=gemini_429_body("17s", "GenerateRequestsPerDayPerProjectPerModel-FreeTier"))
+    )
+    assert s.llm.invoke("x").response_metadata["provider"] == "backup"
+    until, _ = s.cooldown()
+    la = ZoneInfo("America/Los_Angeles")
+    local = datetime.fromtimestamp(until, la)
+    assert (local.hour, local.minute, local.second) == (0, 0, 0), local
+    assert 0 < until - time.time() <= 86400 + 3600
+
+
+def test_gemini_retry_delay_from_default_fake_body(setup: SetupFactory) -> None:
+    """The fake's stock RESOURCE_EXHAUSTED body (RetryInfo 17s, a per-day quota id)."""
+    s = setup("gemini")
+    s.primary.script(Reply.rate_limit(retry_after=17))
+    assert s.llm.invoke("x").response_metadata["provider"] == "backup"
+    until, _ = s.cooldown()
+    assert until - time.time() >= 16
+
+
+def test_groq_remaining_zero_in_success_headers_cools_down(setup: SetupFactory) -> None:
+    s = setup("groq")
+    headers = ratelimit_headers(remaining_requests=0, reset_requests="2s", remaining_tokens=5000, reset_tokens="1s")
+    s.primary.script(Reply.text("last one", headers=headers))
+    msg = s.llm.invoke("x")
+    assert msg.response_metadata["provider"] == "primary" and msg.content == "last one"
+    assert "headers" not in msg.response_metadata
+    until, reason = s.cooldown()
+    assert 1.0 < until - time.time() <= 2.1, reason
+    assert s.llm.invoke("y").response_metadata["provider"] == "backup"
+    assert completions(s.primary) == 1
+
+
+def test_groq_remaining_requests_corrects_daily_count(setup: SetupFactory) -> None:
+    s = setup("groq", primary={"limits": {"requests_per_day": 10}})
+    s.primary.script(Reply.text("a", headers=ratelimit_headers(limit_requests=10, remaining_requests=3)))
+    s.llm.invoke("x")
+    assert s.llm.router.quota.counts("primary", time.time())["requests_day"] == 7
+
+
+def test_all_providers_429_long_wait_raises_with_earliest_retry_at(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind, fallback={"max_wait_seconds": 5})
+    s.primary.script(rate_limited(kind, 300))
+    s.backup.script(Reply.rate_limit(retry_after=120))
+    before = time.time()
+    with pytest.raises(AllProvidersExhausted) as info:
+        s.llm.invoke("x")
+    exc = info.value
+    assert exc.retry_at is not None
+    assert exc.retry_at.timestamp() == pytest.approx(before + 120, abs=3)
+    assert set(exc.reasons) >= {"primary", "backup"}
+    assert completions(s.primary) == 1 and completions(s.backup) == 1
+    # a second call is refused locally, without contacting anybody
+    with pytest.raises(AllProvidersExhausted):
+        s.llm.invoke("y")
+    assert completions(s.primary) == 1 and completions(s.backup) == 1
+
+
+def test_all_providers_429_short_wait_waits_then_succeeds(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind, fallback={"max_wait_seconds": 10})
+    s.primary.script(rate_limited(kind, 1.5))
+    s.backup.script(Reply.rate_limit(retry_after=4))
+    started = time.time()
+    msg = s.llm.invoke("x")
+    waited = time.time() - started
+    assert msg.response_metadata["provider"] == "primary"
+    assert 1.3 <= waited <= 4.0, waited
+    assert completions(s.primary) == 2 and completions(s.backup) == 1
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_server_error_falls_back(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.error(500))
+    msg = s.llm.invoke("x")
+    assert msg.response_metadata["provider"] == "backup"
+    # one failure is not a streak: the primary is still first for the next call
+    assert s.cooldown()[0] <= time.time()
+    assert s.llm.invoke("y").response_metadata["provider"] == "primary"
+
+
+def test_repeated_failures_cool_down(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind, fallback={"failure_threshold": 2, "failure_cooldown_seconds": 30})
+    s.primary.script(Reply.error(500), Reply.error(503))
+    assert s.llm.invoke("a").response_metadata["provider"] == "backup"
+    assert s.cooldown()[0] <= time.time()
+    assert s.llm.invoke("b").response_metadata["provider"] == "backup"
+    until, reason = s.cooldown()
+    assert until - time.time() == pytest.approx(30, abs=2)
+    assert "2 failures" in reason
+    for i in range(3):
+        assert s.llm.invoke(f"c{i}").response_metadata["provider"] == "backup"
+    assert completions(s.primary) == 2
+
+
+def test_success_resets_failure_streak(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind, fallback={"failure_threshold": 2, "failure_cooldown_seconds": 30})
+    s.primary.script(Reply.error(500), Reply.text("fine"), Reply.error(500))
+    assert s.llm.invoke("a").response_metadata["provider"] == "backup"
+    assert s.llm.invoke("b").response_metadata["provider"] == "primary"
+    assert s.llm.invoke("c").response_metadata["provider"] == "backup"
+    assert s.cooldown()[0] <= time.time(), "failures separated by a success are not 'in a row'"
+
+
+def test_timeout_falls_back(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind, primary={"timeout_s": 1})
+    s.primary.script(Reply.hang(10))
+    started = time.time()
+    msg = s.llm.invoke("x")
+    elapsed = time.time() - started
+    assert msg.response_metadata["provider"] == "backup"
+    assert 0.9 <= elapsed < 5, elapsed
+
+
+def test_garbage_body_falls_back(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.garbage())
+    msg = s.llm.invoke("x")
+    assert msg.response_metadata["provider"] == "backup"
+    assert msg.content == "ok"
+
+
+def test_auth_error_disables_provider_and_names_env_var(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.auth_error())
+    msg = s.llm.invoke("x")
+    assert msg.response_metadata["provider"] == "backup"
+    env = key_env_for("primary")
+    assert env in s.llm.router.disabled["primary"]
+    for i in range(3):
+        assert s.llm.invoke(f"again {i}").response_metadata["provider"] == "backup"
+    assert completions(s.primary) == 1, "a rejected key must not be retried in this process"
+
+
+def test_auth_error_on_only_provider_raises_naming_env_var(
+    kind: str, fake_server: FakeFactory, make_config: ConfigFactory, home: Path
+) -> None:
+    fp = fake_server(fake_kind(kind))
+    fp.script(Reply.auth_error())
+    llm = build_chat_model(make_config({"solo": {"kind": kind, "base_url": fp.base_url}}), home)
+    with pytest.raises(AllProvidersExhausted) as info:
+        llm.invoke("x")
+    assert info.value.retry_at is None  # waiting will not help
+    assert key_env_for("solo") in str(info.value)
+
+
+# --------------------------------------------------------------------------- stream / async / structured
+
+
+def test_stream(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.text("one two three four five six", completion_tokens=6))
+    chunks = list(s.llm.stream("count"))
+    assert len(chunks) >= 2
+    assert all(isinstance(c, AIMessageChunk) for c in chunks)
+    total = chunks[0]
+    for c in chunks[1:]:
+        total = total + c
+    assert total.content == "one two three four five six"
+    assert chunks[0].response_metadata["provider"] == "primary"
+    assert total.response_metadata["provider"] == "primary"
+    assert s.primary.requests[0].stream
+    assert s.llm.router.quota.counts("primary", time.time())["requests_day"] == 1
+
+
+def test_stream_429_before_first_chunk_falls_back(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(rate_limited(kind, 30))
+    s.backup.script(Reply.text("from the backup"))
+    chunks = list(s.llm.stream("x"))
+    assert "".join(str(c.content) for c in chunks) == "from the backup"
+    assert chunks[0].response_metadata["provider"] == "backup"
+    assert s.cooldown()[0] > time.time() + 20
+
+
+def test_ainvoke_and_astream(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.text("async hello"), Reply.error(500))
+    s.backup.script(Reply.text("streamed from backup"))
+
+    async def go() -> tuple[AIMessage, list[AIMessageChunk]]:
+        msg = await s.llm.ainvoke("a")
+        chunks = [c async for c in s.llm.astream("b")]
+        return msg, chunks
+
+    msg, chunks = asyncio.run(go())
+    assert msg.content == "async hello" and msg.response_metadata["provider"] == "primary"
+    assert "".join(str(c.content) for c in chunks) == "streamed from backup"
+    assert chunks[0].response_metadata["provider"] == "backup"
+
+
+def test_with_structured_output(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.structured({"city": "Osaka", "population": 2_700_000}))
+    result = s.llm.with_structured_output(Answer).invoke("biggest city in Kansai?")
+    assert result == Answer(city="Osaka", population=2_700_000)
+    assert completions(s.primary) == 1
+    assert s.primary.requests[0].has_tools or s.primary.requests[0].wants_json
+
+
+def test_structured_output_falls_back_across_kinds(kind: str, setup: SetupFactory) -> None:
+    s = setup(kind)
+    s.primary.script(Reply.error(503))
+    s.backup.script(Reply.structured({"city": "Nagoya", "population": 2_300_000}))
+    result = s.llm.with_structured_output(Answer).invoke("x")
+    assert result == Answer(city="Nagoya", population=2_300_000)
+
+
+def test_task_type_routes_to_preferred_provider(
+    fake_server: FakeFactory, make_config: ConfigFactory, home: Path
+) -> None:
+    a, b = fake_server("openai"), fake_server("openai")
+    cfg = make_config(
+        {"a": {"kind": "openai_compatible", "base_url": a.base_url}, "b": {"kind": "groq", "base_url": b.base_url}},
+        routing={"task_types": {"code_generation": "b"}},
+    )
+    llm = build_chat_model(cfg, home)
+    assert llm.invoke("x").response_metadata["provider"] == "a"
+    assert llm.invoke("x", task_type="code_generation").response_metadata["provider"] == "b"

@@ -1,0 +1,451 @@
+"""Quota windows, cooldowns, waiting order, wait-hint parsing, error classification, auto-optimizer.
+
+Window arithmetic is tested on QuotaStore directly with explicit ``now`` values (no sleeping);
+the cross-process guarantee is tested with real processes sharing one home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from config import RateLimit, load_config
+from providers import AllProvidersExhausted, build_chat_model
+from providers.db import Database
+from providers.errors import ErrorKind, classify, parse_duration, wait_from_headers
+from providers.quota import QuotaStore, Slot, Unavailable
+from providers.usage import AutoOptimizer
+from tests.conftest import ConfigFactory, FakeFactory
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
+
+
+def one_token(_: str) -> int:
+    return 1
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    yield Database(tmp_path / "agent.db")
+
+
+def store_with(db: Database, limits: dict[str, RateLimit]) -> QuotaStore:
+    return QuotaStore(db, lambda name: limits.get(name) or RateLimit())
+
+
+def take(store: QuotaStore, now: float, names: tuple[str, ...] = ("p",), max_wait: float = 0) -> Slot | Unavailable:
+    return store.reserve(list(names), one_token, now, max_wait)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from providers import build_chat_model
+
+config_dir, home, ready, go, index = sys.argv[1:6]
+llm = build_chat_model(config_dir, home)
+for name in ("limited", "other"):
+    llm.router.client(name)  # build the clients before the race starts
+Path(ready).touch()
+deadline = time.time() + 60
+while not Path(go).exists() and time.time() < deadline:
+    time.sleep(0.005)
+answered = [llm.invoke(f"process {index} call {i}").response_metadata["provider"] for i in range(6)]
+print(json.dumps(answered))
+"""
+
+
+def test_daily_limit_holds_across_four_processes(
+    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, tmp_path: Path
+) -> None:
+    limited, other = fake_server("openai"), fake_server("openai")
+    cfg = make_config(
+        {
+            "limited": {"kind": "openai_compatible", "base_url": limited.base_url, "limits": {"requests_per_day": 5}},
+            "other": {"kind": "groq", "base_url": other.base_url},
+        }
+    )
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(cfg), str(home), str(tmp_path / f"ready{i}"), str(go), str(i)],
+            cwd=REPO,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        deadline = time.time() + 60
+        while not all((tmp_path / f"ready{i}").exists() for i in range(4)):
+            assert time.time() < deadline, "children did not start"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+            time.sleep(0.02)
+        go.touch()
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+    answered = [name for out, _ in outputs for name in json.loads(out.strip().splitlines()[-1])]
+    n = sum(1 for r in limited.requests if r.method == "POST")
+    print(f"limited provider received {n}")
+    assert n == 5
+    assert answered.count("limited") == 5
+    assert answered.count("other") == 19
+    assert sum(1 for r in other.requests if r.method == "POST") == 19
+    # and the shared store agrees
+    llm = build_chat_model(cfg, home)
+    assert llm.router.quota.counts("limited", time.time())["requests_day"] == 5
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_minute_window_slides(db: Database) -> None:
+    store = store_with(db, {"p": RateLimit(requests_per_minute=3)})
+    for dt in (0.0, 0.1, 0.2):
+        assert isinstance(take(store, T0 + dt), Slot)
+    refused = take(store, T0 + 1)
+    assert isinstance(refused, Unavailable)
+    assert refused.retry_at == pytest.approx(T0 + 60, abs=0.01)
+    assert "3 requests/minute" in refused.reasons["p"]
+    assert isinstance(take(store, T0 + 59.99), Unavailable)
+    assert isinstance(take(store, T0 + 60.01), Slot)  # the t+0 request left the window
+    assert isinstance(take(store, T0 + 60.05), Unavailable)  # t+0.1 and t+0.2 still in it
+    assert isinstance(take(store, T0 + 60.11), Slot)
+
+
+def test_full_provider_is_skipped_for_the_next(db: Database) -> None:
+    store = store_with(db, {"a": RateLimit(requests_per_minute=1)})
+    first = take(store, T0, ("a", "b"))
+    second = take(store, T0 + 1, ("a", "b"))
+    assert isinstance(first, Slot) and isinstance(second, Slot)
+    assert (first.provider, second.provider) == ("a", "b")
+    assert second.at == T0 + 1
+
+
+def test_day_window_uses_configured_timezone(db: Database) -> None:
+    la = ZoneInfo("America/Los_Angeles")
+    store = store_with(db, {"p": RateLimit(requests_per_day=1, timezone="America/Los_Angeles")})
+    assert isinstance(take(store, datetime(2026, 1, 15, 15, 30, tzinfo=la).timestamp()), Slot)  # 23:30 UTC
+    # 00:30 UTC on the 16th is still the 15th in Los Angeles: refused
+    refused = take(store, datetime(2026, 1, 15, 16, 30, tzinfo=la).timestamp())
+    assert isinstance(refused, Unavailable)
+    assert refused.retry_at == datetime(2026, 1, 16, 0, 0, tzinfo=la).timestamp()
+    assert "1 requests/day" in refused.reasons["p"]
+    assert isinstance(take(store, datetime(2026, 1, 15, 23, 59, 59, tzinfo=la).timestamp()), Unavailable)
+    assert isinstance(take(store, datetime(2026, 1, 16, 0, 0, 1, tzinfo=la).timestamp()), Slot)
+
+
+def test_day_window_defaults_to_utc(db: Database) -> None:
+    store = store_with(db, {"p": RateLimit(requests_per_day=1)})
+    assert isinstance(take(store, datetime(2026, 1, 15, 23, 30, tzinfo=UTC).timestamp()), Slot)
+    refused = take(store, datetime(2026, 1, 15, 23, 59, tzinfo=UTC).timestamp())
+    assert isinstance(refused, Unavailable)
+    assert refused.retry_at == datetime(2026, 1, 16, tzinfo=UTC).timestamp()
+    assert isinstance(take(store, datetime(2026, 1, 16, 0, 0, 1, tzinfo=UTC).timestamp()), Slot)
+
+
+def test_month_window_calendar_boundary_in_timezone(db: Database) -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    store = store_with(db, {"p": RateLimit(requests_per_month=2, timezone="Asia/Tokyo")})
+    for minute in (0, 1):
+        assert isinstance(take(store, datetime(2026, 1, 31, 20, minute, tzinfo=tokyo).timestamp()), Slot)
+    refused = take(store, datetime(2026, 1, 31, 23, 59, tzinfo=tokyo).timestamp())
+    assert isinstance(refused, Unavailable)
+    # February starts at Tokyo midnight, i.e. 15:00 UTC on January 31
+    assert refused.retry_at == datetime(2026, 2, 1, tzinfo=tokyo).timestamp()
+    assert "2 requests/month" in refused.reasons["p"]
+    assert isinstance(take(store, datetime(2026, 2, 1, 0, 0, 1, tzinfo=tokyo).timestamp()), Slot)
+
+
+def test_month_window_year_rollover(db: Database) -> None:
+    store = store_with(db, {"p": RateLimit(requests_per_month=1)})
+    assert isinstance(take(store, datetime(2026, 12, 2, tzinfo=UTC).timestamp()), Slot)
+    refused = take(store, datetime(2026, 12, 31, 23, tzinfo=UTC).timestamp())
+    assert isinstance(refused, Unavailable)
+    assert refused.retry_at == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+
+
+def test_restart_keeps_counts_and_cooldowns(tmp_path: Path) -> None:
+    limits = {"p": RateLimit(requests_per_day=2)}
+    first = store_with(Database(tmp_path / "agent.db"), limits)
+    assert isinstance(take(first, T0), Slot) and isinstance(take(first, T0 + 1), Slot)
+    first.cool_down("q", T0 + 500, "429 from provider")
+
+    again = store_with(Database(tmp_path / "agent.db"), limits)
+    assert again.counts("p", T0 + 2)["requests_day"] == 2
+    assert isinstance(take(again, T0 + 2), Unavailable)
+    assert again.cooldown_until("q") == (T0 + 500, "429 from provider")
+    assert isinstance(take(again, T0 + 2, ("q",)), Unavailable)
+
+
+def test_tokens_per_minute(db: Database) -> None:
+    store = store_with(db, {"p": RateLimit(tokens_per_minute=100)})
+    first = store.reserve(["p"], lambda _: 60, T0, 0)
+    assert isinstance(first, Slot)
+    refused = store.reserve(["p"], lambda _: 60, T0 + 1, 0)
+    assert isinstance(refused, Unavailable)
+    assert refused.retry_at == pytest.approx(T0 + 60, abs=0.01)
+    assert "100 tokens/minute" in refused.reasons["p"]
+    store.settle(first, 20, T0 + 0.5)  # the real usage was smaller than the estimate
+    assert isinstance(store.reserve(["p"], lambda _: 60, T0 + 1, 0), Slot)
+    assert store.counts("p", T0 + 2)["tokens_minute"] == 80
+
+
+def test_tokens_per_day(db: Database) -> None:
+    store = store_with(db, {"p": RateLimit(tokens_per_day=1000)})
+    assert isinstance(store.reserve(["p"], lambda _: 900, T0, 0), Slot)
+    refused = store.reserve(["p"], lambda _: 200, T0 + 10, 0)
+    assert isinstance(refused, Unavailable)
+    assert refused.retry_at == datetime(2026, 3, 11, tzinfo=UTC).timestamp()
+
+
+def test_waiting_is_first_come_first_served(db: Database) -> None:
+    store = store_with(db, {"p": RateLimit(requests_per_minute=1)})
+    assert isinstance(take(store, T0), Slot)
+    first_waiter = take(store, T0 + 1, max_wait=300)
+    second_waiter = take(store, T0 + 2, max_wait=300)
+    assert isinstance(first_waiter, Slot) and isinstance(second_waiter, Slot)
+    assert first_waiter.at == pytest.approx(T0 + 60, abs=0.01)
+    assert second_waiter.at > first_waiter.at + 59  # queued behind the first, one minute later
+    # beyond max_wait: refused, and told when
+    third = take(store, T0 + 3, max_wait=30)
+    assert isinstance(third, Unavailable)
+    assert third.retry_at > second_waiter.at
+
+
+def test_cooldown_longest_deadline_wins(db: Database) -> None:
+    store = store_with(db, {})
+    store.cool_down("p", T0 + 100, "long")
+    store.cool_down("p", T0 + 50, "short")
+    assert store.cooldown_until("p") == (T0 + 100, "long")
+    store.cool_down("p", T0 + 200, "longer")
+    assert store.cooldown_until("p") == (T0 + 200, "longer")
+    refused = take(store, T0 + 150)
+    assert isinstance(refused, Unavailable)
+    assert refused.retry_at == T0 + 200
+    assert isinstance(take(store, T0 + 200.01), Slot)
+
+
+def test_failure_streak_cools_down_after_threshold(db: Database) -> None:
+    store = store_with(db, {})
+    assert not store.record_failure("p", T0, threshold=3, cooldown_s=30)
+    assert not store.record_failure("p", T0 + 1, threshold=3, cooldown_s=30)
+    assert store.record_failure("p", T0 + 2, threshold=3, cooldown_s=30)
+    assert store.cooldown_until("p")[0] == T0 + 32
+    assert "3 failures" in store.cooldown_until("p")[1]
+
+
+def test_released_slot_does_not_count(db: Database) -> None:
+    store = store_with(db, {"p": RateLimit(requests_per_day=1)})
+    slot = take(store, T0)
+    assert isinstance(slot, Slot)
+    store.release(slot)
+    assert store.counts("p", T0)["requests_day"] == 0
+    assert isinstance(take(store, T0 + 1), Slot)
+
+
+# --------------------------------------------------------------------------- wait hints
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("6s", 6.0), ("1m30s", 90.0), ("100ms", 0.1), ("2h0m0.5s", 7200.5), ("17.5", 17.5), ("7.66s", 7.66)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5x", "1m30", "s"])
+def test_parse_duration_rejects(text: str) -> None:
+    assert parse_duration(text) is None
+
+
+def test_wait_from_retry_after_seconds_and_http_date() -> None:
+    assert wait_from_headers({"Retry-After": "7"}) == 7.0
+    now = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
+    date = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert wait_from_headers({"retry-after": date}, now=now) == pytest.approx(30.0)
+    past = format_datetime(now - timedelta(seconds=30), usegmt=True)
+    assert wait_from_headers({"retry-after": past}, now=now) == 0.0
+
+
+def test_wait_from_retry_after_ms_wins() -> None:
+    assert wait_from_headers({"retry-after-ms": "1500", "retry-after": "2"}) == pytest.approx(1.5)
+
+
+def test_wait_from_ratelimit_reset_headers() -> None:
+    exhausted = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m26s"}
+    assert wait_from_headers(exhausted) == pytest.approx(86.0)
+    # a budget that is not spent is no reason to wait
+    assert wait_from_headers({"x-ratelimit-remaining-requests": "12", "x-ratelimit-reset-requests": "1m26s"}) is None
+    both = {**exhausted, "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6s"}
+    assert wait_from_headers(both) == pytest.approx(86.0)
+    assert wait_from_headers({}) is None
+
+
+# --------------------------------------------------------------------------- classify
+
+
+class StatusError(Exception):
+    def __init__(self, message: str, status_code: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.response = httpx.Response(status_code, headers=headers or {})
+
+
+class RateLimitError(Exception):
+    """Named like the SDKs' 429 classes, with no status attached."""
+
+
+def raised_from(outer: Exception, inner: Exception) -> Exception:
+    try:
+        raise outer from inner
+    except Exception as exc:
+        return exc
+
+
+def test_classify_429_with_retry_after_header() -> None:
+    info = classify(StatusError("Too Many Requests", 429, {"Retry-After": "12"}))
+    assert info.kind is ErrorKind.RATE_LIMIT
+    assert (info.status, info.wait_s) == (429, 12.0)
+
+
+def test_classify_httpx_status_error() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/chat/completions")
+    response = httpx.Response(429, headers={"retry-after-ms": "2500"}, request=request)
+    info = classify(httpx.HTTPStatusError("429", request=request, response=response))
+    assert info.kind is ErrorKind.RATE_LIMIT and info.wait_s == pytest.approx(2.5)
+
+
+def test_classify_walks_the_cause_chain() -> None:
+    info = classify(raised_from(RuntimeError("wrapped"), StatusError("bad gateway", 502)))
+    assert info.kind is ErrorKind.TRANSIENT and info.status == 502
+    info = classify(raised_from(ValueError("wrapped"), StatusError("slow down", 429, {"retry-after": "3"})))
+    assert info.kind is ErrorKind.RATE_LIMIT and info.wait_s == 3.0
+
+
+def test_classify_gemini_style_bodies() -> None:
+    text = "429 RESOURCE_EXHAUSTED. {'error': {'details': [{'@type': 'type.googleapis.com/google.rpc.RetryInfo', 'retryDelay': '17s'}]}}"
+    info = classify(Exception(text))
+    assert info.kind is ErrorKind.RATE_LIMIT and info.wait_s == 17.0 and not info.per_day
+    info = classify(Exception("RESOURCE_EXHAUSTED quotaId GenerateRequestsPerDayPerProjectPerModel. Please retry in 250ms"))
+    assert info.kind is ErrorKind.RATE_LIMIT and info.wait_s == pytest.approx(0.25) and info.per_day
+    bad_key = "400 INVALID_ARGUMENT. API key not valid. Please pass a valid API key. reason API_KEY_INVALID"
+    assert classify(StatusError(bad_key, 400)).kind is ErrorKind.AUTH
+
+
+def test_classify_rate_limit_by_class_name() -> None:
+    assert classify(RateLimitError("slow down")).kind is ErrorKind.RATE_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (StatusError("unauthorized", 401), ErrorKind.AUTH),
+        (StatusError("forbidden", 403), ErrorKind.AUTH),
+        (StatusError("no such model", 404), ErrorKind.BAD_REQUEST),
+        (StatusError("bad", 400), ErrorKind.BAD_REQUEST),
+        (StatusError("request timeout", 408), ErrorKind.TRANSIENT),
+        (StatusError("boom", 500), ErrorKind.TRANSIENT),
+        (StatusError("overloaded", 503), ErrorKind.TRANSIENT),
+        (TimeoutError("read timed out"), ErrorKind.TRANSIENT),
+        (json.JSONDecodeError("Expecting value", "<html>", 0), ErrorKind.TRANSIENT),
+        (ConnectionRefusedError("connection refused"), ErrorKind.TRANSIENT),
+    ],
+)
+def test_classify_by_status(exc: Exception, kind: ErrorKind) -> None:
+    assert classify(exc).kind is kind
+
+
+def test_classify_ignores_string_error_codes() -> None:
+    exc = StatusError("rate limited", 429)
+    exc.code = "rate_limit_exceeded"  # type: ignore[attr-defined]  # openai puts the body's code here
+    info = classify(exc)
+    assert info.kind is ErrorKind.RATE_LIMIT and info.status == 429
+
+
+# --------------------------------------------------------------------------- auto-optimizer
+
+
+@pytest.fixture
+def two_providers(fake_server: FakeFactory, make_config: ConfigFactory) -> Callable[..., Any]:
+    def make(**limits_a: Any) -> tuple[Path, Any, Any]:
+        a, b = fake_server("openai"), fake_server("openai")
+        cfg = make_config(
+            {
+                "a": {"kind": "openai_compatible", "base_url": a.base_url, "limits": limits_a},
+                "b": {"kind": "openai_compatible", "base_url": b.base_url},
+            }
+        )
+        return cfg, a, b
+
+    return make
+
+
+def fill(store: QuotaStore, name: str, n: int, now: float) -> None:
+    for i in range(n):
+        assert isinstance(store.reserve([name], one_token, now - n + i, 0), Slot)
+
+
+@pytest.mark.parametrize(
+    ("used", "expected"),
+    [(9, "REDUCE_USAGE"), (8, "OPTIMAL"), (5, "OPTIMAL"), (3, "OPTIMAL"), (2, "CAN_INCREASE"), (0, "CAN_INCREASE")],
+)
+def test_recommendations(two_providers: Callable[..., Any], db: Database, used: int, expected: str) -> None:
+    cfg, _, _ = two_providers(requests_per_day=10)
+    config = load_config(cfg)
+    store = QuotaStore(db, config.limit_for)
+    now = time.time()
+    fill(store, "a", used, now)
+    assert AutoOptimizer(config, store).recommend("a", now) == expected
+
+
+def test_monthly_limit_drives_recommendation(make_config: ConfigFactory, db: Database) -> None:
+    cfg = make_config({"m": {"kind": "together", "base_url": "http://127.0.0.1:9", "limits": {"requests_per_month": 10}}})
+    config = load_config(cfg)
+    store = QuotaStore(db, config.limit_for)
+    fill(store, "m", 9, T0)
+    assert AutoOptimizer(config, store).recommend("m", T0) == "REDUCE_USAGE"
+
+
+def test_provider_above_safety_margin_used_only_when_nothing_else_is_free(
+    two_providers: Callable[..., Any], home: Path
+) -> None:
+    cfg, a, b = two_providers(requests_per_day=10)
+    llm = build_chat_model(cfg, home)
+    quota = llm.router.quota
+    fill(quota, "a", 8, time.time())
+    assert llm.invoke("below the margin").response_metadata["provider"] == "a"  # 9/10 now: 0.9 >= margin
+    assert llm.invoke("above the margin").response_metadata["provider"] == "b"
+    assert llm.invoke("still above").response_metadata["provider"] == "b"
+    quota.cool_down("b", time.time() + 120, "test: b is out")
+    assert llm.invoke("nothing else is free").response_metadata["provider"] == "a"  # uses its last request
+    with pytest.raises(AllProvidersExhausted) as info:
+        llm.invoke("really nothing left")
+    assert set(info.value.reasons) == {"a", "b"}
+    assert "10 requests/day" in info.value.reasons["a"]
+    assert sum(1 for r in a.requests if r.method == "POST") == 2
+    assert sum(1 for r in b.requests if r.method == "POST") == 2

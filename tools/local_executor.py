@@ -1,0 +1,422 @@
+"""Run python / shell code locally through Open Interpreter 0.4.3, with a hard timeout.
+
+Open Interpreter (OI) is imported lazily (≈4 s) the first time code runs. It is configured so
+that it never talks to an LLM or the network: the litellm cost map is local, telemetry and
+online mode are off, and the "program is waiting for input" watchdog (which would call gpt-4o
+after 15 s of silence) is pushed out to ~30 years.
+
+Python runs in a warm Jupyter kernel (state persists between runs); each run is executed through
+``get_ipython().run_cell`` inside a helper that chdirs to the workspace and prints a status marker.
+Shell code runs as ``bash -c`` in a subshell of a warm bash process, so ``exit N`` only ends the
+subshell and its status is reported by a marker.  On timeout (or if the kernel dies) the
+language's kernel is terminated (never ``stop()``-ed: that shifts later outputs by one run), its
+process tree is killed, and a fresh kernel is started on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psutil
+
+from tools.safety import check_code
+
+_OI_LOCK = threading.Lock()
+_OI_CLASS: Any = None
+KERNEL_START_TIMEOUT_S = 60.0
+_ALIASES = {"python": "python", "py": "python", "python3": "python",
+            "shell": "shell", "bash": "shell", "sh": "shell"}
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_TAG = re.compile(r"<[^>]+>")
+
+# Defined once per kernel, in builtins (so it survives %reset and stays out of the user namespace).
+_PY_INIT = r'''
+def __fla_exec__(code, cwd, mark):
+    import builtins, getpass, json, os, sys
+    os.makedirs(cwd, exist_ok=True)
+    os.chdir(cwd)
+    def _no_stdin(*args, **kwargs):
+        raise EOFError("stdin is not available in this executor")
+    builtins.input = _no_stdin
+    getpass.getpass = _no_stdin
+    res = get_ipython().run_cell(code, store_history=False)
+    err = None if res.success else (res.error_in_exec or res.error_before_exec)
+    sys.stderr.flush()
+    info = None if err is None else [type(err).__name__, str(err)[:500]]
+    print("\n" + mark + json.dumps(info))
+__import__("builtins").__fla_exec__ = __fla_exec__
+del __fla_exec__
+'''
+
+
+@dataclass
+class ExecutionResult:
+    ok: bool  # False on exception / non-zero shell status / timeout / blocked
+    output: str  # capped: head + "\n… [N chars omitted] …\n" + tail
+    timed_out: bool
+    duration_s: float
+    error: str | None  # short reason, e.g. "timeout after 60s", "exit status 2"
+
+
+def cap_output(text: str, max_chars: int, *, tail: str = "", omitted: int = 0) -> str:
+    """Keep the head and the tail of ``text + [omitted chars] + tail`` within ~max_chars."""
+    if omitted == 0:
+        text, tail = text + tail, ""
+        if len(text) <= max_chars:
+            return text
+    budget = max(0, max_chars - 40)  # room for the marker line
+    keep_head = budget // 2
+    keep_tail = budget - keep_head
+    head_part = text[:keep_head]
+    source = tail if omitted else text
+    tail_part = source[len(source) - keep_tail:] if keep_tail else ""
+    total = len(text) + omitted + len(tail)
+    dropped = total - len(head_part) - len(tail_part)
+    return f"{head_part}\n… [{dropped} chars omitted] …\n{tail_part}"
+
+
+def _ansi_c_quote(code: str) -> str:
+    """Quote ``code`` as a one-line bash $'...' string (OI mangles multi-line shell code)."""
+    out = []
+    for ch in code:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "'":
+            out.append("\\'")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
+
+
+class _Collector:
+    """Thread-safe output sink keeping the first and (a rolling window of) the last chars."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.head = ""
+        self.tail = ""
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            if len(self.head) < self.keep:
+                room = self.keep - len(self.head)
+                self.head += text[:room]
+                text = text[room:]
+            if text:
+                self.tail += text
+                if len(self.tail) > 2 * self.keep:
+                    cut = len(self.tail) - self.keep
+                    self.dropped += cut
+                    self.tail = self.tail[cut:]
+
+    def snapshot(self) -> tuple[str, str, int]:
+        with self._lock:
+            return self.head, self.tail, self.dropped
+
+
+def _load_oi() -> Any:
+    """Import OpenInterpreter once, after setting the env vars that keep it offline."""
+    global _OI_CLASS
+    with _OI_LOCK:
+        if _OI_CLASS is None:
+            os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+            os.environ["INTERPRETER_TERMINAL_INPUT_PATIENCE"] = "1000000000"
+            os.environ["DISABLE_TELEMETRY"] = "true"
+            with warnings.catch_warnings():  # OI imports the deprecated pkg_resources
+                warnings.filterwarnings("ignore", message=".*pkg_resources", category=UserWarning)
+                from interpreter import OpenInterpreter
+
+            _OI_CLASS = OpenInterpreter
+        return _OI_CLASS
+
+
+def _render_chunk(chunk: dict[str, Any]) -> str:
+    kind, fmt, content = chunk.get("type"), chunk.get("format"), chunk.get("content")
+    if fmt == "active_line" or content is None:
+        return ""
+    if kind == "console":
+        return str(content)
+    if kind == "image":
+        return f"[image output: {fmt}]\n"
+    if fmt == "html":
+        return _TAG.sub("", str(content)) + "\n"
+    return f"[{kind} output: {fmt}]\n"
+
+
+def _process_tree(pid: int | None) -> list[psutil.Process]:
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _kill_all(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=3)
+
+
+class LocalExecutor:
+    """Executes code in ``workspace`` with Open Interpreter; see module docstring."""
+
+    def __init__(self, workspace: Path, *, timeout_s: float = 60.0, max_output_chars: int = 20_000,
+                 languages: tuple[str, ...] = ("python", "shell")) -> None:
+        unknown = [lang for lang in languages if lang not in ("python", "shell")]
+        if unknown:
+            raise ValueError(f"unsupported languages {unknown}; choose from python, shell")
+        self.workspace = Path(workspace).expanduser().resolve()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.timeout_s = timeout_s
+        self.max_output_chars = max_output_chars
+        self.languages = tuple(languages)
+        self._oi: Any = None
+        self._lock = threading.RLock()
+        self._mark = f"__FLA_{secrets.token_hex(6)}__"
+
+    # ------------------------------------------------------------------ public API
+    def run(self, language: str, code: str) -> ExecutionResult:
+        start = time.monotonic()
+        lang = _ALIASES.get(language.strip().lower(), "")
+        if lang not in self.languages:
+            supported = ", ".join(self.languages)
+            return self._fail(start, f"unsupported language {language!r} (supported: {supported})")
+        reason = check_code(lang, code, self.workspace)
+        if reason:
+            return self._fail(start, f"blocked: {reason}")
+        with self._lock:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            try:
+                inst = self._ensure(lang)
+            except Exception as exc:  # kernel failed to start
+                self._terminate(lang)
+                return self._fail(start, f"could not start {lang} kernel: {exc}")
+            return self._execute(lang, inst, self._wrap(lang, code), start)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._oi is None:
+                return
+            for lang in list(self._oi.computer.terminal._active_languages):
+                self._terminate(lang, graceful=True)
+            self._oi.computer.terminate()
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _fail(self, start: float, error: str) -> ExecutionResult:
+        return ExecutionResult(ok=False, output="", timed_out=False,
+                               duration_s=time.monotonic() - start, error=error)
+
+    def _wrap(self, lang: str, code: str) -> str:
+        if lang == "python":
+            return f"__fla_exec__({code!r}, {str(self.workspace)!r}, {self._mark!r})"
+        workspace = _ansi_c_quote(str(self.workspace))
+        return (f"cd {workspace} && bash -c {_ansi_c_quote(code)} </dev/null 2>&1; "
+                f'echo "{self._mark}$?"')
+
+    def _ensure(self, lang: str) -> Any:
+        """Return the warm OI language instance, starting it (and OI) if needed."""
+        if self._oi is None:
+            oi_class = _load_oi()
+            self._oi = oi_class(offline=True, disable_telemetry=True, auto_run=False,
+                                conversation_history=False, import_computer_api=False)
+            self._oi.computer.offline = True
+            self._oi.computer.import_skills = False
+        terminal = self._oi.computer.terminal
+        inst = terminal._active_languages.get(lang)
+        if inst is not None:
+            return inst
+        lang_class = terminal.get_language(lang)
+        if lang == "python":
+            inst = self._start_kernel(lang_class)
+            terminal._active_languages[lang] = inst
+        else:
+            bash = shutil.which("bash")
+            if bash is None:
+                raise RuntimeError("bash not found on PATH")
+            inst = lang_class()
+            inst.start_cmd = [bash]
+            inst.start_process()
+            terminal._active_languages[lang] = inst
+        return inst
+
+    def _start_kernel(self, lang_class: Any) -> Any:
+        """Start OI's Jupyter kernel in a thread, bounded by KERNEL_START_TIMEOUT_S.
+
+        OI's constructor waits for the kernel forever (e.g. if it crashes on start-up), so the
+        instance is allocated first and initialised in a worker we can abandon and kill.
+        """
+        inst = lang_class.__new__(lang_class)
+        errors: list[BaseException] = []
+
+        def boot() -> None:
+            try:
+                inst.__init__(self._oi.computer)  # starts the kernel, runs %matplotlib inline
+                for _ in inst.run(_PY_INIT):
+                    pass
+            except Exception as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=boot, name="fla-kernel-start", daemon=True)
+        worker.start()
+        worker.join(KERNEL_START_TIMEOUT_S)
+        if worker.is_alive() or errors:
+            self._kill_instance("python", inst)
+            why = f"{type(errors[0]).__name__}: {errors[0]}" if errors else \
+                f"no answer within {KERNEL_START_TIMEOUT_S:g}s"
+            raise RuntimeError(why)
+        return inst
+
+    @staticmethod
+    def _pid(lang: str, inst: Any) -> int | None:
+        try:
+            if lang == "python":
+                return int(inst.km.provisioner.pid)
+            return int(inst.process.pid)
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+    def _alive(self, lang: str, inst: Any) -> bool:
+        pid = self._pid(lang, inst)
+        if pid is None:
+            return False
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def _execute(self, lang: str, inst: Any, wrapped: str, start: float) -> ExecutionResult:
+        collector = _Collector(self.max_output_chars + 1024)
+        errors: list[str] = []
+
+        def pump() -> None:
+            try:
+                for chunk in self._oi.computer.run(lang, wrapped, stream=True):
+                    collector.add(_render_chunk(chunk))
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+        worker = threading.Thread(target=pump, name=f"fla-exec-{lang}", daemon=True)
+        deadline = time.monotonic() + self.timeout_s
+        worker.start()
+        timed_out = died = False
+        next_check = time.monotonic() + 0.25
+        while worker.is_alive():
+            worker.join(0.02)
+            now = time.monotonic()
+            if not worker.is_alive():
+                break
+            if now >= deadline:
+                timed_out = True
+                break
+            if now >= next_check:
+                next_check = now + 0.25
+                if not self._alive(lang, inst):
+                    died = True
+                    break
+        if timed_out or died:
+            self._terminate(lang)
+            worker.join(5)
+        head, tail, dropped = collector.snapshot()
+        return self._result(lang, head, tail, dropped, timed_out, died, errors, start)
+
+    def _result(self, lang: str, head: str, tail: str, dropped: int, timed_out: bool,
+                died: bool, errors: list[str], start: float) -> ExecutionResult:
+        if not dropped:
+            head, tail = head + tail, ""
+        if lang == "shell":  # OI's active-line echo leaves one leading newline
+            head = head[1:] if head.startswith("\n") else head
+            marker_re = re.compile(re.escape(self._mark) + r"(\d+)(?:\r?\n|$)")
+        else:  # the python helper prints "\n" + marker
+            marker_re = re.compile(r"\n?" + re.escape(self._mark) + r"(.*)(?:\r?\n|$)")
+        found = list(marker_re.finditer(tail or head))
+        status = found[-1].group(1).strip() if found else None
+        if dropped:
+            tail = _ANSI.sub("", marker_re.sub("", tail))
+        head = _ANSI.sub("", marker_re.sub("", head))
+        output = cap_output(head, self.max_output_chars, tail=tail, omitted=dropped)
+        error: str | None
+        if timed_out:
+            error = f"timeout after {self.timeout_s:g}s"
+        elif died:
+            error = f"{lang} kernel died; it will be restarted on the next run"
+        elif errors:
+            error = f"executor error: {errors[0]}"
+        elif status is None:
+            error = "no exit status reported (output lost or kernel restarted)"
+        else:
+            error = self._status_error(lang, status)
+        return ExecutionResult(ok=error is None, output=output, timed_out=timed_out,
+                               duration_s=time.monotonic() - start, error=error)
+
+    @staticmethod
+    def _status_error(lang: str, status: str) -> str | None:
+        if lang == "shell":
+            return None if status == "0" else f"exit status {status}"
+        try:
+            info = json.loads(status)
+        except ValueError:
+            return "unreadable status marker"
+        if info is None:
+            return None
+        name, message = str(info[0]), str(info[1])
+        if name == "SystemExit" and message in ("", "0", "None"):
+            return None
+        return f"{name}: {message}" if message else name
+
+    def _terminate(self, lang: str, *, graceful: bool = False) -> None:
+        """Terminate one language's kernel and kill its whole process tree."""
+        if self._oi is None:
+            return
+        inst = self._oi.computer.terminal._active_languages.pop(lang, None)
+        if inst is not None:
+            self._kill_instance(lang, inst, graceful=graceful)
+
+    def _kill_instance(self, lang: str, inst: Any, *, graceful: bool = False) -> None:
+        """Stop OI's waiting threads, terminate the kernel, kill what is left of its tree."""
+        procs = _process_tree(self._pid(lang, inst))
+        if lang == "python":
+            inst.finish_flag = True  # OI's listener thread interrupts the kernel and exits
+            listener = getattr(inst, "listener_thread", None)
+            if listener is not None:
+                listener.join(2)
+        else:
+            inst.done.set()  # releases OI's wait for the end-of-execution marker
+        if not graceful:
+            _kill_all(procs)
+        try:
+            inst.terminate()  # what computer.terminate() does for each language
+            if lang == "shell" and inst.process is not None:
+                inst.process.wait(timeout=3)
+        except Exception:
+            pass
+        _kill_all([p for p in procs if p.is_running()])
