@@ -19,7 +19,7 @@ from rich.console import Console
 
 from config import ConfigError, load_config, resolve_home
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class BadInput(Exception):
@@ -206,7 +206,7 @@ def cmd_threads(args: argparse.Namespace) -> int:
         table.add_row(
             r.thread_id, r.status, f"{sum(t.get('status') == 'done' for t in r.tasks)}/{len(r.tasks)}", r.goal[:60]
         )
-    Console().print(table)
+    Console(soft_wrap=True).print(table)
     return 0
 
 
@@ -234,7 +234,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
             row["cooldown_until"] or "",
             row["recommendation"],
         )
-    Console().print(table)
+    Console(soft_wrap=True).print(table)
     return 0
 
 
@@ -250,7 +250,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for r in rows:
             mark = "[green]ok[/green]" if r["ok"] else "[red]error[/red]"
             ms = f" {r['latency_ms']} ms" if r["latency_ms"] is not None else ""
-            Console().print(f"{r['provider']:<20} {mark}{ms} {r['reason']}")
+            Console(soft_wrap=True).print(f"{r['provider']:<20} {mark}{ms} {r['reason']}")
     return 0 if any(r["ok"] for r in rows) else 1
 
 

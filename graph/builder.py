@@ -46,8 +46,11 @@ def builder(
     g.add_node("approve", partial(approve, deps=deps))
     g.add_node("run_task", partial(run_task, deps=deps))
     g.add_node("reflect", partial(reflect, deps=deps), retry_policy=LLM_RETRY)
-    g.add_node("fallback", partial(fallback, deps=deps))
-    g.add_node("wait_for_quota", wait_for_quota)
+    g.add_node(
+        "fallback", partial(fallback, deps=deps),
+        destinations=("plan", "write_code", "reflect", "wait_for_quota", "finalize"),
+    )
+    g.add_node("wait_for_quota", wait_for_quota, destinations=("plan", "write_code", "reflect"))
     g.add_node("finalize", partial(finalize, deps=deps))
     g.add_edge(START, "plan")
     g.add_conditional_edges("plan", after_plan)

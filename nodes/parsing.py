@@ -9,7 +9,7 @@ import itertools
 import json
 import re
 import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from nodes.schemas import CodeBatch, CodeItem, Plan, Review, Verdict
@@ -186,13 +186,6 @@ def _clean_item(text: str) -> str:
     return s
 
 
-def _dedupe(items: Iterable[str]) -> list[str]:
-    firsts: dict[str, str] = {}
-    for item in items:
-        firsts.setdefault(item.casefold(), item)
-    return [item for item in firsts.values() if item]
-
-
 def _json_plan(value: Any) -> list[str]:
     if isinstance(value, str):
         return _text_plan(value) or [value]
@@ -240,8 +233,10 @@ def parse_plan(text: str, *, min_tasks: int = 1, max_tasks: int = 5) -> Plan:
     strong = [_json_plan(v) for v, fenced in values if fenced or isinstance(v, dict)]
     weak = [_json_plan(v) for v, fenced in values if not (fenced or isinstance(v, dict))]
     for raw in [*strong, _text_plan(text), *weak]:
-        tasks = _dedupe(_clean_item(t) for t in raw)
-        if tasks and len(tasks) >= min_tasks:
+        firsts: dict[str, str] = {}  # de-duplicated, case-insensitively, first one kept
+        for task in filter(None, map(_clean_item, raw)):
+            firsts.setdefault(task.casefold(), task)
+        if (tasks := list(firsts.values())) and len(tasks) >= min_tasks:
             return Plan(tasks=tasks[:max_tasks])
     if min_tasks <= 0:
         return Plan(tasks=[])
@@ -316,9 +311,10 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
     """
     lone = task_ids[0] if len(set(task_ids)) == 1 else None
     bare = text.lstrip()[:1] in ("{", "[")
-    found = (
+    no_code = _FENCE.sub(lambda f: "" if f["lang"].lower() in _LANGS else f[0], text)
+    found = (  # JSON inside ```python / ```bash fences is code, not an answer
         [(lone if tid is None and (fenced or bare) else tid, lang, code) for tid, lang, code in e]
-        for e, fenced in ((_json_code(v), fenced) for v, fenced in _iter_json(text))
+        for e, fenced in ((_json_code(v), fenced) for v, fenced in _iter_json(no_code))
     )
     entries = next((e for e in found if any(tid is not None for tid, _, _ in e)), None)
     if entries is None:
@@ -339,11 +335,10 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
 
 # ---------------------------------------------------------------------------------- review
 _VERDICTS: dict[str, VerdictName] = {
-    "done": "done", "success": "done", "successful": "done", "succeeded": "done",
-    "ok": "done", "okay": "done", "pass": "done", "passed": "done", "complete": "done",
-    "completed": "done", "retry": "retry", "redo": "retry", "rerun": "retry",
-    "fail": "failed", "failed": "failed", "failure": "failed", "error": "failed",
-    "errored": "failed",
+    "done": "done", "success": "done", "successful": "done", "succeeded": "done", "ok": "done",
+    "okay": "done", "pass": "done", "passed": "done", "complete": "done", "completed": "done",
+    "retry": "retry", "redo": "retry", "rerun": "retry", "fail": "failed", "failed": "failed",
+    "failure": "failed", "error": "failed", "errored": "failed",
 }  # fmt: skip
 _DECISIONS: dict[str, Decision] = {
     "continue": "continue", "proceed": "continue", "replan": "replan", "re-plan": "replan",

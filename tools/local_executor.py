@@ -411,8 +411,7 @@ class LocalExecutor:
                 listener.join(2)
         else:
             inst.done.set()  # releases OI's wait for the end-of-execution marker
-        if not graceful:
-            _kill_all(procs)
+        _kill_all(procs[1:] if graceful else procs)  # graceful: spare the kernel itself
         try:
             inst.terminate()  # what computer.terminate() does for each language
             if lang == "shell" and inst.process is not None:
