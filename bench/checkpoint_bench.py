@@ -17,12 +17,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from langchain_core.messages import BaseMessage  # noqa: E402
-from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
-from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: E402
+from langchain_core.messages import BaseMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph import Context, build_graph  # noqa: E402
-from tests.fakes.scripted import ScriptedChatModel, tool_answer  # noqa: E402
+from graph import Context, build_graph
+from tests.fakes.scripted import ScriptedChatModel, tool_answer
 
 
 @dataclass

@@ -1,9 +1,32 @@
-"""The agent as a LangGraph StateGraph. ``graph`` is what langgraph.json serves."""
+"""The agent as a LangGraph StateGraph. ``graph`` is what langgraph.json serves.
 
-from graph.builder import build_graph, builder
-from graph.context import Context
-from graph.state import State, Task
+The builder is imported lazily (PEP 562) so that ``nodes`` can import
+``graph.state`` / ``graph.context`` without a circular import.
+"""
 
-graph = build_graph()
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Context", "State", "Task", "build_graph", "builder", "graph"]
+
+def __getattr__(name: str) -> Any:
+    if name in ("build_graph", "builder"):
+        from graph import workflow as module
+
+        return getattr(module, name)
+    if name == "graph":
+        if _compiled is None:
+            from graph.workflow import build_graph
+
+            _compiled = build_graph()
+        return _compiled
+    if name == "Context":
+        from graph.context import Context
+
+        return Context
+    if name in ("State", "Task"):
+        from graph import state
+
+        return getattr(state, name)
+    raise AttributeError(f"module 'graph' has no attribute {name!r}")

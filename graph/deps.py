@@ -39,9 +39,9 @@ ExecutorFactory = Callable[[Path, float], Executor]
 
 
 def _default_executor(workspace: Path, timeout_s: float) -> Executor:
-    from tools.local_executor import LocalExecutor
+    from tools.isolated_executor import IsolatedExecutor
 
-    return LocalExecutor(workspace, timeout_s=timeout_s)
+    return IsolatedExecutor(workspace, timeout_s=timeout_s)
 
 
 @dataclass

@@ -18,8 +18,9 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from graph.builder import build_graph
 from graph.context import Context
+from graph.deps import ExecutorFactory
+from graph.workflow import build_graph
 
 # Called with an approval payload; returns the resume value, or None to pause the run.
 Approver = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -58,11 +59,18 @@ class RunResult:
 
 
 class Runner:
-    def __init__(self, home: Path, *, llm: BaseChatModel | None = None, context: Context | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        llm: BaseChatModel | None = None,
+        context: Context | None = None,
+        executor_factory: ExecutorFactory | None = None,
+    ) -> None:
         self.home = home
         self.conn = sqlite3.connect(home / "checkpoints.db", check_same_thread=False, timeout=60)
         self.saver = SqliteSaver(self.conn)
-        self.graph = build_graph(checkpointer=self.saver, llm=llm, home=home)
+        self.graph = build_graph(checkpointer=self.saver, llm=llm, home=home, executor_factory=executor_factory)
         self.context = context or Context()
 
     def close(self) -> None:

@@ -59,6 +59,7 @@ class InputState(TypedDict):
 class State(InputState, total=False):
     tasks: Annotated[list[Task], merge_tasks]
     batch: list[int]  # ids of the tasks in the current batch
+    plan_start: int  # first task id of the latest plan (earlier tasks belong to replaced plans)
     verdicts: list[dict[str, Any]]  # reflect's verdicts on the last batch
     decision: str  # reflect's decision: continue | replan | finish
     iteration: int  # batches reflected so far

@@ -31,8 +31,11 @@ def finalize(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, A
         final[t["id"]] = {**final[t["id"]], **t}
     tasks = list(final.values())
     done = [t for t in tasks if t.get("status") == "done"]
-    failed = [t for t in tasks if t.get("status") == "failed"]
-    status = "completed" if done and not failed and state.get("status") != "failed" else "failed"
+    # A failure from a plan that reflect replaced does not fail the goal; the latest plan decides.
+    current = [t for t in tasks if t["id"] >= state.get("plan_start", 1)]
+    failed = [t for t in current if t.get("status") == "failed"]
+    ok = any(t.get("status") == "done" for t in current) and not failed
+    status = "completed" if ok and state.get("status") != "failed" else "failed"
     lines = [f"Goal: {state['goal']}"]
     for t in tasks:
         detail = t.get("error") if t.get("status") == "failed" else _first_line(t.get("output", ""))

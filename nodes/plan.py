@@ -52,6 +52,7 @@ def plan(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, An
         **asked.update(),
         "tasks": dropped + new,
         "batch": [],
+        "plan_start": next_id,
         "decision": "continue",
         "replans": state.get("replans", 0) + (1 if replanning else 0),
         "status": "running",

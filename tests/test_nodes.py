@@ -11,6 +11,8 @@ no network: the whole file runs in a few seconds.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,11 +29,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 import nodes.fallback as fallback_module
-from graph.builder import build_graph
 from graph.context import Context
 from graph.deps import Deps
 from graph.routing import after_plan, after_reflect, after_write_code, in_batch
 from graph.state import State, Task, add_counts, merge_tasks
+from graph.workflow import build_graph
 from nodes.approval import approve
 from nodes.execute import run_task, write_code
 from nodes.fallback import fallback
@@ -93,6 +95,22 @@ class FakeExecutor:
         self.workspace = workspace
         self.timeouts.append(timeout_s)
         return self
+
+
+def scripted(*answers: Answer) -> ScriptedChatModel:
+    """A ScriptedChatModel replying ``answers`` in order.
+
+    Served through ``script``: the model's ``answers`` field fails validation for str and
+    Exception items (pydantic tries to build an AIMessage from them and crashes).
+    """
+    queue = list(answers)
+
+    def script(messages: list[BaseMessage], kwargs: dict[str, Any]) -> Answer:
+        if not queue:
+            raise AssertionError("the scripted model ran out of answers")
+        return queue.pop(0)
+
+    return ScriptedChatModel(script=script)
 
 
 CodeFor = Callable[[int, int], tuple[str, str] | None]  # (task id, attempt) -> (language, code) | None
@@ -176,7 +194,7 @@ def rt(**context: Any) -> Runtime[Context]:
 
 def make_deps(tmp_path: Path, llm: ScriptedChatModel | None = None, executor: FakeExecutor | None = None) -> Deps:
     ex = executor or FakeExecutor()
-    return Deps(llm=llm or ScriptedChatModel(), executor_factory=ex.factory, home=tmp_path)
+    return Deps(llm=llm or scripted(), executor_factory=ex.factory, home=tmp_path)
 
 
 def make_state(tasks: list[Task] | None = None, **extra: Any) -> State:
@@ -258,6 +276,19 @@ def harness(tmp_path: Path, brain: Brain, executor: FakeExecutor | None = None, 
     return Harness(graph, brain, llm, ex, {"configurable": {"thread_id": thread}, "recursion_limit": 100})
 
 
+# ----------------------------------------------------------------------------- imports
+
+
+def test_a_node_module_imports_first_in_a_fresh_interpreter() -> None:
+    """``from nodes.plan import plan`` before anything else (used to hit a circular import)."""
+    root = Path(__file__).resolve().parents[1]
+    code = "from nodes.fallback import fallback; from nodes.plan import plan; print('ok')"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ok"
+
+
 # ----------------------------------------------------------------------------- reducers
 
 
@@ -293,7 +324,7 @@ def test_add_counts_sums_per_provider() -> None:
 
 
 def test_plan_structured_answer_gives_pending_tasks_numbered_from_one(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[tool_answer("Plan", {"tasks": ["write a.txt", "count words", "print it"]})])
+    llm = scripted(tool_answer("Plan", {"tasks": ["write a.txt", "count words", "print it"]}))
     update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
     assert update["tasks"] == [
         {"id": 1, "description": "write a.txt", "status": "pending", "attempts": 0},
@@ -310,7 +341,7 @@ def test_plan_structured_answer_gives_pending_tasks_numbered_from_one(tmp_path: 
 
 
 def test_plan_prose_answer_is_parsed(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=["Task1: a | Task2: b | Task3: c"])
+    llm = scripted("Task1: a | Task2: b | Task3: c")
     update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
     assert [(t["id"], t["description"], t["status"]) for t in update["tasks"]] == [
         (1, "a", "pending"), (2, "b", "pending"), (3, "c", "pending")
@@ -319,7 +350,7 @@ def test_plan_prose_answer_is_parsed(tmp_path: Path) -> None:
 
 
 def test_plan_unparsable_answer_is_repaired_with_exactly_two_calls(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=["I'm not sure what you mean.", '{"tasks": ["a", "b", "c"]}'])
+    llm = scripted("I'm not sure what you mean.", '{"tasks": ["a", "b", "c"]}')
     update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
     assert [t["description"] for t in update["tasks"]] == ["a", "b", "c"]
     assert update["fallback"] is None
@@ -330,7 +361,7 @@ def test_plan_unparsable_answer_is_repaired_with_exactly_two_calls(tmp_path: Pat
 
 
 def test_plan_unparsable_twice_sends_the_run_to_fallback(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=["I'm not sure what you mean.", "Still no idea, sorry."])
+    llm = scripted("I'm not sure what you mean.", "Still no idea, sorry.")
     state = make_state()
     update = plan(state, rt(), deps=make_deps(tmp_path, llm))
     assert "tasks" not in update
@@ -345,7 +376,7 @@ def test_plan_unparsable_twice_sends_the_run_to_fallback(tmp_path: Path) -> None
 
 def test_plan_with_every_provider_exhausted_gives_a_quota_fallback(tmp_path: Path) -> None:
     error = exhausted(3600)
-    llm = ScriptedChatModel(answers=[error])
+    llm = scripted(error)
     update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
     assert update["fallback"]["kind"] == "quota"
     assert update["fallback"]["node"] == "plan"
@@ -355,7 +386,7 @@ def test_plan_with_every_provider_exhausted_gives_a_quota_fallback(tmp_path: Pat
 
 
 def test_plan_failure_count_grows_while_the_same_node_keeps_failing(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[exhausted(None)])
+    llm = scripted(exhausted(None))
     state = make_state(fallback={"node": "plan", "kind": "error", "failures": 2, "retry_at": None, "error": "x"})
     update = plan(state, rt(), deps=make_deps(tmp_path, llm))
     assert update["fallback"]["failures"] == 3
@@ -370,7 +401,7 @@ def test_replan_skips_old_pending_tasks_and_continues_ids(tmp_path: Path) -> Non
     ]
     state = make_state(tasks, decision="replan", replans=0,
                        verdicts=[{"task_id": 2, "verdict": "failed", "hint": "use csv module instead"}])
-    llm = ScriptedChatModel(answers=[tool_answer("Plan", {"tasks": ["parse with csv", "report again"]})])
+    llm = scripted(tool_answer("Plan", {"tasks": ["parse with csv", "report again"]}))
     update = plan(state, rt(), deps=make_deps(tmp_path, llm))
     after = by_id(apply(state, update)["tasks"])
     assert after[1]["status"] == "done" and after[1]["output"] == "got it"  # completed work kept
@@ -386,13 +417,13 @@ def test_replan_skips_old_pending_tasks_and_continues_ids(tmp_path: Path) -> Non
 
 
 def test_plan_counts_llm_calls_per_provider_and_cached_answers_as_cache_hits(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[answered_by("groq_llama", "no plan here"),
-                                     answered_by("google_gemini", '{"tasks": ["a", "b"]}')])
+    llm = scripted(answered_by("groq_llama", "no plan here"),
+                                     answered_by("google_gemini", '{"tasks": ["a", "b"]}'))
     update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
     assert update["llm_calls"] == {"groq_llama": 1, "google_gemini": 1}
     assert update["cache_hits"] == 0
 
-    cached = ScriptedChatModel(answers=[answered_by("groq_llama", "Task1: a | Task2: b | Task3: c", cached=True)])
+    cached = scripted(answered_by("groq_llama", "Task1: a | Task2: b | Task3: c", cached=True))
     update = plan(make_state(), rt(), deps=make_deps(tmp_path, cached))
     assert update["llm_calls"] == {}
     assert update["cache_hits"] == 1
@@ -433,7 +464,7 @@ def test_write_code_prompt_contains_earlier_outputs(tmp_path: Path) -> None:
 
 
 def test_write_code_without_pending_tasks_makes_no_call_and_finishes(tmp_path: Path) -> None:
-    llm = ScriptedChatModel()
+    llm = scripted()
     state = make_state([{"id": 1, "description": "x", "status": "done"}])
     update = write_code(state, rt(), deps=make_deps(tmp_path, llm))
     assert update["batch"] == []
@@ -443,14 +474,14 @@ def test_write_code_without_pending_tasks_makes_no_call_and_finishes(tmp_path: P
 
 def test_missing_code_for_a_task_makes_it_fail_without_running(tmp_path: Path) -> None:
     ex = FakeExecutor()
-    llm = ScriptedChatModel(answers=[tool_answer("CodeBatch", {"items": [{"task_id": 1, "code": "print(1)"}]})])
+    llm = scripted(tool_answer("CodeBatch", {"items": [{"task_id": 1, "code": "print(1)"}]}))
     deps = make_deps(tmp_path, llm, ex)
     state = make_state([pending(1), pending(2)])
     state = apply(state, write_code(state, rt(), deps=deps))
     assert by_id(state["tasks"])[2]["code"] == ""
     for _ in range(4):  # approve + run both tasks of the batch
-        state = apply(state, approve(state, rt(), CONFIG, deps=deps))
-        state = apply(state, run_task(state, rt(), CONFIG, deps=deps))
+        state = apply(state, approve(state, rt(auto_approve=True), CONFIG, deps=deps))
+        state = apply(state, run_task(state, rt(auto_approve=True), CONFIG, deps=deps))
     tasks = by_id(state["tasks"])
     assert tasks[1]["status"] == "done"
     assert tasks[2]["status"] == "failed"
@@ -459,7 +490,7 @@ def test_missing_code_for_a_task_makes_it_fail_without_running(tmp_path: Path) -
 
 
 def test_write_code_quota_exhaustion_goes_to_fallback(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[exhausted(120)])
+    llm = scripted(exhausted(120))
     state = make_state([pending(1)])
     update = write_code(state, rt(), deps=make_deps(tmp_path, llm))
     assert update["fallback"]["node"] == "write_code"
@@ -471,7 +502,7 @@ def test_write_code_quota_exhaustion_goes_to_fallback(tmp_path: Path) -> None:
 
 
 def _coded(tid: int, code: str, language: str = "python", **extra: Any) -> Task:
-    return pending(tid, code=code, language=language, approved=False, **extra)
+    return pending(tid, **{"code": code, "language": language, "approved": False, **extra})
 
 
 def test_auto_approve_approves_without_interrupt(tmp_path: Path) -> None:
@@ -623,7 +654,7 @@ def _review(verdicts: list[tuple[int, str, str]], decision: str = "continue") ->
 
 
 def test_reflect_judges_the_batch_with_one_complex_reasoning_call(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[_review([(1, "done", ""), (2, "retry", "print the total"), (3, "failed", "")])])
+    llm = scripted(_review([(1, "done", ""), (2, "retry", "print the total"), (3, "failed", "")]))
     state = make_state([_ran(1), _ran(2), _ran(3), pending(4)], batch=[1, 2, 3], iteration=0)
     update = reflect(state, rt(), deps=make_deps(tmp_path, llm))
     assert len(llm.calls) == 1
@@ -642,7 +673,8 @@ def test_reflect_judges_the_batch_with_one_complex_reasoning_call(tmp_path: Path
 
 
 def test_reflect_retry_rewrites_the_code_with_the_hint_in_the_next_batch(tmp_path: Path) -> None:
-    brain = Brain([[]], review=lambda tid, n: ("retry", "sum the numbers before printing") if tid == 2 else ("done", ""))
+    hint = "sum the numbers before printing"
+    brain = Brain([[]], review=lambda tid, n: ("retry", hint) if tid == 2 else ("done", ""))
     llm = brain.model()
     deps = make_deps(tmp_path, llm)
     state = make_state([_ran(1), _ran(2, output="total: ?")], batch=[1, 2])
@@ -658,7 +690,7 @@ def test_reflect_retry_rewrites_the_code_with_the_hint_in_the_next_batch(tmp_pat
 
 
 def test_reflect_retry_beyond_max_attempts_is_failed(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[_review([(1, "retry", "try harder"), (2, "retry", "again")])])
+    llm = scripted(_review([(1, "retry", "try harder"), (2, "retry", "again")]))
     state = make_state([_ran(1, attempts=2), _ran(2, attempts=1)], batch=[1, 2])
     update = reflect(state, rt(max_attempts=2), deps=make_deps(tmp_path, llm))
     tasks = by_id(update["tasks"])
@@ -667,8 +699,8 @@ def test_reflect_retry_beyond_max_attempts_is_failed(tmp_path: Path) -> None:
 
 
 def test_reflect_never_marks_failed_execution_as_done(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[_review([(1, "done", ""), (2, "done", "")]),
-                                     _review([(1, "done", "")])])
+    llm = scripted(_review([(1, "done", ""), (2, "done", "")]),
+                                     _review([(1, "done", "")]))
     state = make_state([_ran(1, "failed", attempts=1, error="exit status 2"),
                         _ran(2, "failed", attempts=2, error="exit status 2")], batch=[1, 2])
     tasks = by_id(reflect(state, rt(max_attempts=2), deps=make_deps(tmp_path, llm))["tasks"])
@@ -680,7 +712,7 @@ def test_reflect_never_marks_failed_execution_as_done(tmp_path: Path) -> None:
 
 
 def test_reflect_without_a_verdict_trusts_the_exit_status(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[_review([])])
+    llm = scripted(_review([]))
     state = make_state([_ran(1), _ran(2, "failed", error="exit status 1")], batch=[1, 2])
     tasks = by_id(reflect(state, rt(), deps=make_deps(tmp_path, llm))["tasks"])
     assert tasks[1]["status"] == "done"
@@ -688,7 +720,7 @@ def test_reflect_without_a_verdict_trusts_the_exit_status(tmp_path: Path) -> Non
 
 
 def test_reflect_with_nothing_run_asks_nothing(tmp_path: Path) -> None:
-    llm = ScriptedChatModel()
+    llm = scripted()
     state = make_state([{"id": 1, "description": "x", "status": "skipped"}], batch=[1], iteration=2)
     update = reflect(state, rt(), deps=make_deps(tmp_path, llm))
     assert llm.calls == []
@@ -697,7 +729,7 @@ def test_reflect_with_nothing_run_asks_nothing(tmp_path: Path) -> None:
 
 
 def test_reflect_quota_exhaustion_goes_to_fallback(tmp_path: Path) -> None:
-    llm = ScriptedChatModel(answers=[exhausted(3600)])
+    llm = scripted(exhausted(3600))
     state = make_state([_ran(1)], batch=[1])
     update = reflect(state, rt(), deps=make_deps(tmp_path, llm))
     assert update["fallback"]["node"] == "reflect"

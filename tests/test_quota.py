@@ -7,9 +7,8 @@ the cross-process guarantee is tested with real processes sharing one home.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import multiprocessing
+import multiprocessing.context
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,15 +20,15 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from config import RateLimit, load_config
+from config import ProviderConfig, RateLimit, load_config
 from providers import AllProvidersExhausted, build_chat_model
 from providers.db import Database
 from providers.errors import ErrorKind, classify, parse_duration, wait_from_headers
 from providers.quota import QuotaStore, Slot, Unavailable
+from providers.registry import build_client
 from providers.usage import AutoOptimizer
 from tests.conftest import ConfigFactory, FakeFactory
 
-REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
 
 
@@ -53,22 +52,23 @@ def take(store: QuotaStore, now: float, names: tuple[str, ...] = ("p",), max_wai
 # --------------------------------------------------------------------------- processes
 
 
-CHILD = r"""
-import json, sys, time
-from pathlib import Path
-from providers import build_chat_model
+def _mp() -> multiprocessing.context.BaseContext:
+    """Fork where available (the children start in milliseconds); spawn elsewhere."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
-config_dir, home, ready, go, index = sys.argv[1:6]
-llm = build_chat_model(config_dir, home)
-for name in ("limited", "other"):
-    llm.router.client(name)  # build the clients before the race starts
-Path(ready).touch()
-deadline = time.time() + 60
-while not Path(go).exists() and time.time() < deadline:
-    time.sleep(0.005)
-answered = [llm.invoke(f"process {index} call {i}").response_metadata["provider"] for i in range(6)]
-print(json.dumps(answered))
-"""
+
+def fire_six_calls(config_dir: str, home: str, ready: str, go: str, index: int, out: str) -> None:
+    """One agent process: its own chat model on the shared home, 6 calls once ``go`` exists."""
+    llm = build_chat_model(config_dir, home)
+    for name in ("limited", "other"):
+        llm.router.client(name)  # build the clients before the race starts
+    Path(ready).touch()
+    deadline = time.time() + 60
+    while not Path(go).exists() and time.time() < deadline:
+        time.sleep(0.002)
+    answered = [llm.invoke(f"process {index} call {i}").response_metadata["provider"] for i in range(6)]
+    Path(out).write_text(json.dumps(answered))
 
 
 def test_daily_limit_holds_across_four_processes(
@@ -82,32 +82,33 @@ def test_daily_limit_holds_across_four_processes(
         }
     )
     go = tmp_path / "go"
+    for kind in ("openai_compatible", "groq"):  # warm the client libraries up once; forked children inherit that
+        build_client(ProviderConfig(kind=kind, model="warm-up", base_url=limited.base_url), "unused")
+    ctx = _mp()
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(cfg), str(home), str(tmp_path / f"ready{i}"), str(go), str(i)],
-            cwd=REPO,
-            env=dict(os.environ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        ctx.Process(  # type: ignore[attr-defined]
+            target=fire_six_calls,
+            args=(str(cfg), str(home), str(tmp_path / f"ready{i}"), str(go), i, str(tmp_path / f"out{i}.json")),
         )
         for i in range(4)
     ]
+    for p in procs:
+        p.start()
     try:
         deadline = time.time() + 60
         while not all((tmp_path / f"ready{i}").exists() for i in range(4)):
             assert time.time() < deadline, "children did not start"
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
-            time.sleep(0.02)
+            assert all(p.exitcode is None for p in procs), [p.exitcode for p in procs]
+            time.sleep(0.01)
         go.touch()
-        outputs = [p.communicate(timeout=60) for p in procs]
+        for p in procs:
+            p.join(timeout=60)
     finally:
         for p in procs:
-            if p.poll() is None:
+            if p.is_alive():
                 p.kill()
-    for p, (out, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err
-    answered = [name for out, _ in outputs for name in json.loads(out.strip().splitlines()[-1])]
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    answered = [name for i in range(4) for name in json.loads((tmp_path / f"out{i}.json").read_text())]
     n = sum(1 for r in limited.requests if r.method == "POST")
     print(f"limited provider received {n}")
     assert n == 5
@@ -348,10 +349,14 @@ def test_classify_walks_the_cause_chain() -> None:
 
 
 def test_classify_gemini_style_bodies() -> None:
-    text = "429 RESOURCE_EXHAUSTED. {'error': {'details': [{'@type': 'type.googleapis.com/google.rpc.RetryInfo', 'retryDelay': '17s'}]}}"
+    text = (
+        "429 RESOURCE_EXHAUSTED. {'error': {'details': "
+        "[{'@type': 'type.googleapis.com/google.rpc.RetryInfo', 'retryDelay': '17s'}]}}"
+    )
     info = classify(Exception(text))
     assert info.kind is ErrorKind.RATE_LIMIT and info.wait_s == 17.0 and not info.per_day
-    info = classify(Exception("RESOURCE_EXHAUSTED quotaId GenerateRequestsPerDayPerProjectPerModel. Please retry in 250ms"))
+    per_day = "RESOURCE_EXHAUSTED quotaId GenerateRequestsPerDayPerProjectPerModel. Please retry in 250ms"
+    info = classify(Exception(per_day))
     assert info.kind is ErrorKind.RATE_LIMIT and info.wait_s == pytest.approx(0.25) and info.per_day
     bad_key = "400 INVALID_ARGUMENT. API key not valid. Please pass a valid API key. reason API_KEY_INVALID"
     assert classify(StatusError(bad_key, 400)).kind is ErrorKind.AUTH
@@ -424,7 +429,8 @@ def test_recommendations(two_providers: Callable[..., Any], db: Database, used: 
 
 
 def test_monthly_limit_drives_recommendation(make_config: ConfigFactory, db: Database) -> None:
-    cfg = make_config({"m": {"kind": "together", "base_url": "http://127.0.0.1:9", "limits": {"requests_per_month": 10}}})
+    spec = {"kind": "together", "base_url": "http://127.0.0.1:9", "limits": {"requests_per_month": 10}}
+    cfg = make_config({"m": spec})
     config = load_config(cfg)
     store = QuotaStore(db, config.limit_for)
     fill(store, "m", 9, T0)

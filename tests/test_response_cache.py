@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,23 +14,22 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
+from config import ProviderConfig
 from providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
 from providers.cache import ResponseCache, cache_key
 from providers.db import Database
+from providers.registry import build_client
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
 
-REPO = Path(__file__).resolve().parents[1]
 T0 = 1_800_000_000.0
 
-CHILD = r"""
-import json, sys
-from providers import build_chat_model
 
-llm = build_chat_model(sys.argv[1], sys.argv[2])
-msg = llm.invoke("What is the capital of Japan?")
-print(json.dumps({"content": msg.content, **{k: msg.response_metadata.get(k) for k in ("provider", "cached", "model")}}))
-"""
+def ask_capital(config_dir: str, home: str, out: str) -> None:
+    """One agent process: its own chat model on the shared home asks one question."""
+    msg = build_chat_model(config_dir, home).invoke("What is the capital of Japan?")
+    meta = {k: msg.response_metadata.get(k) for k in ("provider", "cached", "model")}
+    Path(out).write_text(json.dumps({"content": msg.content, **meta}))
 
 
 def posts(fp: FakeProvider) -> int:
@@ -53,23 +50,26 @@ def cached_llm(fake_server: FakeFactory, make_config: ConfigFactory, home: Path)
     return make
 
 
-def test_cache_hit_across_processes(cached_llm: LlmFactory, home: Path) -> None:
-    _, fp, cfg = cached_llm()
-    fp.script(Reply.text("Tokyo"))
+def test_cache_hit_across_processes(
+    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, tmp_path: Path
+) -> None:
+    fp = fake_server("openai")
+    spec = {"kind": "openai_compatible", "base_url": fp.base_url}
+    cfg = make_config({"solo": spec}, optimization={"enable_caching": True})
+    fp.script(Reply.text("Tokyo"), Reply.text("a second request was made"))
+    build_client(ProviderConfig(kind="openai_compatible", model="warm-up", base_url=fp.base_url), "unused")
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
-    def run_child() -> dict[str, Any]:
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, str(cfg), str(home)],
-            cwd=REPO,
-            env=dict(os.environ),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    def run_process(name: str) -> dict[str, Any]:
+        out = tmp_path / f"{name}.json"
+        proc = ctx.Process(target=ask_capital, args=(str(cfg), str(home), str(out)))  # type: ignore[attr-defined]
+        proc.start()
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+        return dict(json.loads(out.read_text()))
 
-    first, second = run_child(), run_child()
+    first, second = run_process("a"), run_process("b")
     assert first == {"content": "Tokyo", "provider": "solo", "cached": False, "model": "solo-model"}
     assert second == {"content": "Tokyo", "provider": "solo", "cached": True, "model": "solo-model"}
     assert posts(fp) == 1

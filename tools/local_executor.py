@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -33,6 +34,7 @@ import psutil
 
 from tools.safety import check_code
 
+_log = logging.getLogger(__name__)
 _OI_LOCK = threading.Lock()
 _OI_CLASS: Any = None
 KERNEL_START_TIMEOUT_S = 60.0
@@ -40,8 +42,9 @@ _ALIASES = {"python": "python", "py": "python", "python3": "python",
             "shell": "shell", "bash": "shell", "sh": "shell"}
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _TAG = re.compile(r"<[^>]+>")
+_BASH_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t"}
 
-# Defined once per kernel, in builtins (so it survives %reset and stays out of the user namespace).
+# Defined (by the first run) once per kernel, in builtins: survives %reset, stays out of user vars.
 _PY_INIT = r'''
 def __fla_exec__(code, cwd, mark):
     import builtins, getpass, json, os, sys
@@ -58,6 +61,7 @@ def __fla_exec__(code, cwd, mark):
     print("\n" + mark + json.dumps(info))
 __import__("builtins").__fla_exec__ = __fla_exec__
 del __fla_exec__
+get_ipython().display_formatter.formatters["text/html"].enabled = False  # plain-text reprs
 '''
 
 
@@ -89,20 +93,8 @@ def cap_output(text: str, max_chars: int, *, tail: str = "", omitted: int = 0) -
 
 def _ansi_c_quote(code: str) -> str:
     """Quote ``code`` as a one-line bash $'...' string (OI mangles multi-line shell code)."""
-    out = []
-    for ch in code:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "'":
-            out.append("\\'")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
+    out = [_BASH_ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ord(ch) == 0x7F
+                                     else ch) for ch in code]
     return "$'" + "".join(out) + "'"
 
 
@@ -173,11 +165,26 @@ def _process_tree(pid: int | None) -> list[psutil.Process]:
         return []
 
 
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _kill_all(procs: list[psutil.Process]) -> None:
-    for proc in procs:
+    """SIGKILL ``procs``; reap our own children, wait (<= 3 s) until the others are gone."""
+    alive = [p for p in procs if _running(p)]
+    own = {child.pid for child in psutil.Process().children()}
+    mine = [p for p in alive if p.pid in own]
+    for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(procs, timeout=3)
+    psutil.wait_procs(mine, timeout=3)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and any(_running(p) for p in alive):
+        time.sleep(0.02)
+
 
 
 class LocalExecutor:
@@ -221,7 +228,7 @@ class LocalExecutor:
             if self._oi is None:
                 return
             for lang in list(self._oi.computer.terminal._active_languages):
-                self._terminate(lang, graceful=True)
+                self._terminate(lang)
             self._oi.computer.terminate()
 
     def __enter__(self) -> LocalExecutor:
@@ -237,8 +244,10 @@ class LocalExecutor:
                                duration_s=time.monotonic() - start, error=error)
 
     def _wrap(self, lang: str, code: str) -> str:
-        if lang == "python":
-            return f"__fla_exec__({code!r}, {str(self.workspace)!r}, {self._mark!r})"
+        if lang == "python":  # one line: OI re-renders multi-line python through ast.unparse
+            boot = f"exec({_PY_INIT!r}) if not hasattr(__import__('builtins'), '__fla_exec__')"
+            return f"{boot} else None; __fla_exec__({code!r}, {str(self.workspace)!r}, " \
+                f"{self._mark!r})"
         workspace = _ansi_c_quote(str(self.workspace))
         return (f"cd {workspace} && bash -c {_ansi_c_quote(code)} </dev/null 2>&1; "
                 f'echo "{self._mark}$?"')
@@ -281,8 +290,6 @@ class LocalExecutor:
         def boot() -> None:
             try:
                 inst.__init__(self._oi.computer)  # starts the kernel, runs %matplotlib inline
-                for _ in inst.run(_PY_INIT):
-                    pass
             except Exception as exc:
                 errors.append(exc)
 
@@ -307,10 +314,8 @@ class LocalExecutor:
 
     def _alive(self, lang: str, inst: Any) -> bool:
         pid = self._pid(lang, inst)
-        if pid is None:
-            return False
         try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            return pid is not None and _running(psutil.Process(pid))
         except psutil.Error:
             return False
 
@@ -330,19 +335,14 @@ class LocalExecutor:
         worker.start()
         timed_out = died = False
         next_check = time.monotonic() + 0.25
-        while worker.is_alive():
+        while worker.is_alive() and not (timed_out or died):
             worker.join(0.02)
             now = time.monotonic()
-            if not worker.is_alive():
-                break
-            if now >= deadline:
-                timed_out = True
-                break
-            if now >= next_check:
-                next_check = now + 0.25
-                if not self._alive(lang, inst):
-                    died = True
-                    break
+            if worker.is_alive():
+                timed_out = now >= deadline
+                if not timed_out and now >= next_check:  # did the kernel itself die?
+                    next_check = now + 0.25
+                    died = not self._alive(lang, inst)
         if timed_out or died:
             self._terminate(lang)
             worker.join(5)
@@ -393,15 +393,15 @@ class LocalExecutor:
             return None
         return f"{name}: {message}" if message else name
 
-    def _terminate(self, lang: str, *, graceful: bool = False) -> None:
+    def _terminate(self, lang: str) -> None:
         """Terminate one language's kernel and kill its whole process tree."""
         if self._oi is None:
             return
         inst = self._oi.computer.terminal._active_languages.pop(lang, None)
         if inst is not None:
-            self._kill_instance(lang, inst, graceful=graceful)
+            self._kill_instance(lang, inst)
 
-    def _kill_instance(self, lang: str, inst: Any, *, graceful: bool = False) -> None:
+    def _kill_instance(self, lang: str, inst: Any) -> None:
         """Stop OI's waiting threads, terminate the kernel, kill what is left of its tree."""
         procs = _process_tree(self._pid(lang, inst))
         if lang == "python":
@@ -411,11 +411,11 @@ class LocalExecutor:
                 listener.join(2)
         else:
             inst.done.set()  # releases OI's wait for the end-of-execution marker
-        _kill_all(procs[1:] if graceful else procs)  # graceful: spare the kernel itself
+        _kill_all(procs)
         try:
             inst.terminate()  # what computer.terminate() does for each language
             if lang == "shell" and inst.process is not None:
                 inst.process.wait(timeout=3)
         except Exception:
-            pass
-        _kill_all([p for p in procs if p.is_running()])
+            _log.debug("terminating the %s kernel failed", lang, exc_info=True)
+        _kill_all(procs)

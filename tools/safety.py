@@ -306,8 +306,10 @@ class _PyChecker(ast.NodeVisitor):
         short = name.split(".")[-1]
         if name in _SHELL_CALLS or name.startswith(("os.exec", "os.spawn")) or short == "system":
             cmd = self._str(node.args[0]) if node.args else None
-            if name.startswith(("os.exec", "os.spawn")) and len(node.args) > 1:
-                cmd = shlex.join(s or "X" for s in (self._str(a) for a in node.args[1:]))
+            if name.startswith(("os.exec", "os.spawn")):  # program, then argv list or strings
+                words = [self._str(e) for a in node.args
+                         for e in (a.elts if isinstance(a, ast.List | ast.Tuple) else [a])]
+                cmd = shlex.join(w for w in words if w is not None)
             return _check_shell(cmd, self.ws, self.ws) if cmd else None
         if name in ("eval", "exec") and node.args:
             src = self._str(node.args[0])

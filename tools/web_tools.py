@@ -179,6 +179,8 @@ def fetch_text(url: str, *, max_bytes: int = 2_000_000, timeout_s: float = 15.0,
                 response.close()
     except FetchError:
         raise
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid URL {url!r}: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise FetchError(url, f"timed out after {timeout_s:g}s") from exc
     except (httpx.HTTPError, OSError) as exc:

@@ -25,7 +25,7 @@ class ScriptedChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    answers: list[Answer] = Field(default_factory=list)
+    answers: list[Any] = Field(default_factory=list)  # Answer items; Any keeps pydantic from coercing
     script: Script | None = None
     provider: str = "scripted"
     calls: list[dict[str, Any]] = Field(default_factory=list)

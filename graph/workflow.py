@@ -74,3 +74,7 @@ def build_graph(
     return builder(llm=llm, executor_factory=executor_factory, home=home).compile(
         checkpointer=checkpointer, cache=cache, name="agent"
     )
+
+
+# What langgraph.json serves: no checkpointer here, the server brings its own.
+graph = build_graph()

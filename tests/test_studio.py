@@ -1,0 +1,125 @@
+"""``langgraph dev`` serves the graph offline; the real langgraph_sdk client drives a run
+through approval interrupts to the final state (fake providers on loopback)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_sync_client
+
+from tests.fakes.agent_responder import make_responder
+from tests.fakes.provider_server import FakeProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = (
+    ("write hello.txt", "open('hello.txt','w').write('hello')\nprint('wrote hello.txt')"),
+    ("read hello.txt back", "print(open('hello.txt').read())"),
+    ("count its letters", "print(len(open('hello.txt').read()))"),
+)
+pytestmark = pytest.mark.timeout(240)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> Iterator[tuple[str, FakeProvider, Path]]:
+    provider = fake_server("openai", responder=make_responder(PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": provider.base_url}})
+    port = free_port()
+    env = {
+        **os.environ,
+        "FREE_AGENT_CONFIG_DIR": str(cfg),
+        "FREE_AGENT_HOME": str(home),
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "LANGSMITH_TRACING": "false",
+    }
+    started = time.time()
+    proc = subprocess.Popen(
+        ["uv", "run", "--frozen", "langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while time.time() - started < 90:
+            try:
+                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"").decode()[-3000:]
+            time.sleep(0.3)
+        else:
+            pytest.fail("langgraph dev did not start within 90 s")
+        print(f"langgraph dev ready in {time.time() - started:.1f}s")
+        yield url, provider, home
+    finally:
+        stop(proc)
+    assert proc.returncode is not None
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server and everything it started (its process group) by PID."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=15)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def test_studio_server_runs_the_agent_through_approvals(server: tuple[str, FakeProvider, Path]) -> None:
+    url, provider, home = server
+    client = get_sync_client(url=url)
+    assistants = client.assistants.search(graph_id="agent")
+    assert [a["graph_id"] for a in assistants] == ["agent"]
+    schemas = client.assistants.get_schemas(assistants[0]["assistant_id"])
+    assert "auto_approve" in str(schemas.get("context_schema"))  # Studio's form
+
+    thread = client.threads.create()
+    tid = thread["thread_id"]
+    updates: list[dict[str, Any]] = []
+    approvals: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"input": {"goal": "say hello in a file"}}
+    for _ in range(10):
+        for part in client.runs.stream(tid, "agent", stream_mode="updates", context={"auto_approve": False}, **kwargs):
+            if part.event == "updates":
+                updates.append(part.data)
+        state = client.threads.get_state(tid)
+        pending = [i for task in state["tasks"] for i in task.get("interrupts", [])]
+        if not pending:
+            break
+        payload = pending[0]["value"]
+        assert payload["type"] == "approval" and payload["language"] == "python" and payload["code"]
+        approvals.append(payload)
+        kwargs = {"command": {"resume": {"action": "approve"}}}
+    values = client.threads.get_state(tid)["values"]
+    assert [a["task_id"] for a in approvals] == [1, 2, 3], [(t.get("error"), t.get("output")) for t in values["tasks"]]
+    assert values["status"] == "completed", values
+    assert [t["status"] for t in values["tasks"]] == ["done", "done", "done"]
+    assert "5" in values["tasks"][2]["output"]
+    assert values["summary"].startswith("Goal: say hello in a file")
+    assert any("plan" in u for u in updates) and any("run_task" in u for u in updates)
+    assert len(provider.requests) == 3  # plan, code for the batch, reflect
+    assert (home / "workspaces" / tid / "hello.txt").read_text() == "hello"

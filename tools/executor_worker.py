@@ -1,0 +1,40 @@
+"""Child process hosting a LocalExecutor; JSON lines on stdin/stdout.
+
+Started by :class:`tools.isolated_executor.IsolatedExecutor`. Each request line is
+``{"language", "code", "timeout_s"}``; each answer line is an ExecutionResult as
+JSON. Everything the kernel machinery prints goes to stderr, so stdout carries
+only answers. The worker exits when stdin closes (its parent is gone).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main(workspace: str, max_output_chars: int) -> int:
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints -> stderr
+    sys.stdout = sys.stderr
+    from tools.local_executor import LocalExecutor
+
+    executor = LocalExecutor(Path(workspace), max_output_chars=max_output_chars)
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            executor.timeout_s = float(request["timeout_s"])
+            result = executor.run(str(request["language"]), str(request["code"]))
+            answers.write(json.dumps(dataclasses.asdict(result)) + "\n")
+            answers.flush()
+    finally:
+        executor.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))
