@@ -83,7 +83,9 @@ def main() -> None:
     mem, sql = statistics.median(results["InMemorySaver"]), statistics.median(results["SqliteSaver"])
     print(f"5-task run, {steps} checkpoints per run, median of {runs} runs:")
     print(f"  InMemorySaver {mem * 1000:7.1f} ms")
-    print(f"  SqliteSaver   {sql * 1000:7.1f} ms  (+{(sql - mem) * 1000:.1f} ms, +{(sql - mem) / steps * 1000:.2f} ms per checkpoint)")
+    extra = sql - mem
+    per = extra / steps * 1000
+    print(f"  SqliteSaver   {sql * 1000:7.1f} ms  (+{extra * 1000:.1f} ms, +{per:.2f} ms per checkpoint)")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ def __getattr__(name: str) -> Any:
 
         return getattr(module, name)
     if name == "graph":
-        if _compiled is None:
-            from graph.workflow import build_graph
+        from graph.workflow import graph
 
-            _compiled = build_graph()
-        return _compiled
+        return graph
     if name == "Context":
         from graph.context import Context
 

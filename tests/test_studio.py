@@ -114,7 +114,7 @@ def test_studio_server_runs_the_agent_through_approvals(server: tuple[str, FakeP
         assert payload["type"] == "approval" and payload["language"] == "python" and payload["code"]
         approvals.append(payload)
         kwargs = {"command": {"resume": {"action": "approve"}}}
-    values = client.threads.get_state(tid)["values"]
+    values: Any = client.threads.get_state(tid)["values"]
     assert [a["task_id"] for a in approvals] == [1, 2, 3], [(t.get("error"), t.get("output")) for t in values["tasks"]]
     assert values["status"] == "completed", values
     assert [t["status"] for t in values["tasks"]] == ["done", "done", "done"]

@@ -9,6 +9,7 @@ killed with its whole process tree and the next run starts a fresh one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -80,10 +81,8 @@ class IsolatedExecutor:
         except psutil.Error:
             tree = []
         for p in [*tree, proc]:
-            try:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
                 p.kill()
-            except (psutil.Error, ProcessLookupError):
-                pass
         proc.wait(timeout=10)
 
     def close(self) -> None:

@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from tests.fakes.provider_server import Reply, Request
 
 DEFAULT_PLAN: tuple[tuple[str, str], ...] = (
-    ("write numbers.txt with the numbers 1 to 10", "open('numbers.txt','w').write('\\n'.join(map(str, range(1, 11))))\nprint('wrote numbers.txt')"),
+    (
+        "write numbers.txt with the numbers 1 to 10",
+        "open('numbers.txt','w').write('\\n'.join(map(str, range(1, 11))))\nprint('wrote numbers.txt')",
+    ),
     ("sum the numbers in numbers.txt", "print('sum', sum(int(x) for x in open('numbers.txt')))"),
     ("count the lines of numbers.txt", "print('lines', len(open('numbers.txt').read().splitlines()))"),
     ("write report.md with the sum", "open('report.md','w').write('sum is 55\\n')\nprint('wrote report.md')"),
