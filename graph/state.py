@@ -9,7 +9,7 @@ what is already there:
   never dropped.
 * ``llm_calls`` — :func:`add_counts`: per-provider counters are summed.
 * ``cache_hits`` — summed (``operator.add``).
-* ``errors`` — appended (``operator.add``).
+* ``errors`` and ``calls`` — appended (``operator.add``).
 * every other key — last write wins.
 """
 
@@ -67,6 +67,7 @@ class State(InputState, total=False):
     llm_calls: Annotated[dict[str, int], add_counts]
     cache_hits: Annotated[int, operator.add]
     errors: Annotated[list[str], operator.add]
+    calls: Annotated[list[dict[str, Any]], operator.add]  # one entry per LLM answer: purpose, provider, cached
     summary: str
     status: RunStatus
     resume_after: str | None  # ISO time when waiting_for_quota may resume

@@ -25,6 +25,7 @@ class Asked:
 
     llm_calls: dict[str, int] = field(default_factory=dict)
     cache_hits: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, message: AIMessage, purpose: str) -> None:
         meta = message.response_metadata or {}
@@ -34,10 +35,12 @@ class Asked:
             self.cache_hits += 1
         else:
             self.llm_calls[provider] = self.llm_calls.get(provider, 0) + 1
-        _emit({"event": "llm_call", "purpose": purpose, "provider": provider, "cached": cached})
+        entry = {"purpose": purpose, "provider": provider, "model": str(meta.get("model", "")), "cached": cached}
+        self.log.append(entry)
+        _emit({"event": "llm_call", **entry})
 
     def update(self) -> dict[str, Any]:
-        return {"llm_calls": self.llm_calls, "cache_hits": self.cache_hits}
+        return {"llm_calls": self.llm_calls, "cache_hits": self.cache_hits, "calls": self.log}
 
 
 def _emit(payload: dict[str, Any]) -> None:

@@ -138,9 +138,10 @@ def test_retry_verdict_rewrites_the_code_with_the_hint_and_runs_it_again(tmp_pat
 
 def test_runner_run_gives_the_documented_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ex = FakeExecutor()
-    monkeypatch.setattr("tools.local_executor.LocalExecutor", lambda ws, timeout_s: ex.factory(ws, timeout_s))
     brain = Brain([["a", "b", "c", "d"]])
-    runner = Runner(tmp_path, llm=brain.model(), context=Context(auto_approve=True, max_batch_size=3))
+    runner = Runner(
+        tmp_path, llm=brain.model(), context=Context(auto_approve=True, max_batch_size=3), executor_factory=ex.factory
+    )
     try:
         result = runner.run("make a report", thread_id="thread-1")
     finally:
@@ -168,11 +169,10 @@ def test_runner_pauses_for_quota_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
     ex = FakeExecutor()
-    monkeypatch.setattr("tools.local_executor.LocalExecutor", lambda ws, timeout_s: ex.factory(ws, timeout_s))
     quota_out = {"on": True}
     brain = Brain([["a", "b"]], fail=lambda tt, n: exhausted(7200) if quota_out["on"] and tt == "code_generation"
                   else None)
-    runner = Runner(tmp_path, llm=brain.model(), context=Context(auto_approve=True))
+    runner = Runner(tmp_path, llm=brain.model(), context=Context(auto_approve=True), executor_factory=ex.factory)
     try:
         paused = runner.run("g", thread_id="t-quota")
         assert paused.status == "waiting_for_quota"
