@@ -159,3 +159,15 @@ class Runner:
         for item in self.saver.list(None):
             seen.setdefault(str(item.config["configurable"]["thread_id"]), None)
         return [self._result(tid) for tid in seen]
+
+    def history(self, thread_id: str) -> list[dict[str, Any]]:
+        """Checkpoints of a thread, oldest first: step, time, and the nodes that ran next."""
+        config = self._config(thread_id)
+        if not self.graph.get_state(config).values:
+            raise UnknownThread(thread_id)
+        steps = [
+            {"step": snap.metadata.get("step") if snap.metadata else None, "created_at": snap.created_at,
+             "next": list(snap.next)}
+            for snap in self.graph.get_state_history(config)
+        ]
+        return steps[::-1]

@@ -62,3 +62,43 @@ def check_provider(router: Router, config: AppConfig, name: str) -> dict[str, An
     message.response_metadata.update(provider=name)
     router.succeeded(call, slot, message, started, None)
     return {"provider": name, "ok": True, "reason": "", "latency_ms": latency, "model": cfg.model}
+
+
+def daily_requests(router: Router, days: int = 30, now: float | None = None) -> dict[str, dict[str, int]]:
+    """Requests that reached each provider per UTC day (cache hits excluded), last ``days`` days."""
+    now = now or time.time()
+    rows = router.db.query(
+        "SELECT provider, date(ts, 'unixepoch') AS day, COUNT(*) FROM usage_log"
+        " WHERE cached=0 AND outcome!='auth' AND ts>=? GROUP BY provider, day ORDER BY day",
+        (now - days * 86400,),
+    )
+    out: dict[str, dict[str, int]] = {}
+    for provider, day, count in rows:
+        out.setdefault(str(provider), {})[str(day)] = int(count)  # type: ignore[call-overload]
+    return out
+
+
+def plot_daily_requests(data: dict[str, dict[str, int]], path: str) -> None:
+    """A stacked bar chart of requests per provider per day, written as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    days = sorted({day for per in data.values() for day in per})
+    fig, ax = plt.subplots(figsize=(max(6.0, len(days) * 0.5), 4))
+    bottom = [0] * len(days)
+    for provider in sorted(data):
+        counts = [data[provider].get(day, 0) for day in days]
+        ax.bar(days, counts, bottom=bottom, label=provider)
+        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    ax.set_title("LLM requests per provider per day (UTC)")
+    ax.set_ylabel("requests")
+    if days:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no requests yet", ha="center", va="center", transform=ax.transAxes)
+    ax.tick_params(axis="x", labelrotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
