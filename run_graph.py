@@ -28,7 +28,7 @@ from rich.table import Table
 from config import ConfigError, load_config, resolve_home
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # pipes: no wrap at 80
 
 
 class BadInput(Exception):

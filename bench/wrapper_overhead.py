@@ -5,7 +5,7 @@ wrapper adds the quota reservation, settling, usage log and header correction (S
 WAL) per call. Caching is off and every prompt is different, so every call reaches the
 fake. Calls alternate bare / wrapped so drift on a busy machine hits both equally.
 
-Run: ``cd /work/main && uv run python bench/wrapper_overhead.py [--calls 300]``
+Run: ``cd /work/main && uv run python bench/wrapper_overhead.py [--calls 1000]``
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def median_ms(samples: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--calls", type=int, default=300, help="calls per path (>= 200)")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per path (>= 200)")
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"

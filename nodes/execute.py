@@ -40,6 +40,7 @@ def write_code(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[s
             lambda text: parse_code_batch(text, ids),
             task_type="code_generation",
             purpose="code",
+            providers=runtime.context.preferred_providers,
             asked=asked,
         )
     except (AllProvidersExhausted, ParseError) as exc:

@@ -4,7 +4,7 @@ one repair prompt last. Reports which provider answered and whether it was cache
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -64,12 +64,14 @@ def ask(
     task_type: str,
     purpose: str,
     asked: Asked,
+    providers: Sequence[str] = (),
 ) -> T:
     """One LLM call for ``schema`` (plus one repair call only if nothing parses)."""
+    routing: dict[str, Any] = {"task_type": task_type, **({"providers": list(providers)} if providers else {})}
     try:
-        runnable: Any = llm.bind_tools([schema], tool_choice="any").bind(task_type=task_type)
+        runnable: Any = llm.bind_tools([schema], tool_choice="any").bind(**routing)
     except NotImplementedError:
-        runnable = llm.bind(task_type=task_type)
+        runnable = llm.bind(**routing)
     message: AIMessage = runnable.invoke(messages)
     asked.record(message, purpose)
     for call in message.tool_calls or []:
@@ -86,6 +88,6 @@ def ask(
             message if text else AIMessage(content=str(message.tool_calls)),
             HumanMessage(content=prompts.repair(schema, str(first_error))),
         ]
-        fixed: AIMessage = llm.bind(task_type=task_type).invoke(repair)
+        fixed: AIMessage = llm.bind(**routing).invoke(repair)
         asked.record(fixed, f"{purpose} (repair)")
         return parse(_text(fixed))

@@ -255,9 +255,7 @@ _SHELL_RE = re.compile(
     r"(?=\s|$)(?!\s*(?:=|\(|\[|\.|:|[+\-*/%]=))"
 )
 _COMMENT_ID = re.compile(rf"\s*(?:#|//)\s*{_TASK_N}\b", re.I)
-_HEADING_RE = re.compile(
-    rf"{_PREFIX}(?:(?:\*\*|__)?[\w' ]{{0,30}}?\bfor[ \t]+)?{_TASK_N}\b", re.I | re.M
-)
+_HEADING_RE = re.compile(rf"{_PREFIX}(?:(?:\*\*|__)?[\w' ]{{0,30}}?\bfor[ \t]+)?{_TASK_N}\b", re.I | re.M)
 
 
 def _guess_language(code: str) -> Language:
@@ -347,11 +345,13 @@ _DECISIONS: dict[str, Decision] = {
 _VERDICT_LINE = re.compile(rf"{_PREFIX}{_TASK_N}(?:[ \t]*\([^)\n]*\))?(?P<rest>.*)$", re.I)
 _REST_RE = re.compile(
     r"^\W*(?:(?:is|was|has|been|status|verdict|result|needs|a|should)\b\W*)*"
-    r"(?P<word>[A-Za-z]+)(?P<hint>.*)$", re.S
+    r"(?P<word>[A-Za-z]+)(?P<hint>.*)$",
+    re.S,
 )
 _DECISION_RE = re.compile(
     r"\b(?:decision|next(?:[ _]step|[ _]action)?)\b\W*"
-    r"(?P<word>re-?plan|continue|proceed|finish(?:ed)?|complete|stop)\b", re.I
+    r"(?P<word>re-?plan|continue|proceed|finish(?:ed)?|complete|stop)\b",
+    re.I,
 )
 
 

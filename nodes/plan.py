@@ -36,6 +36,7 @@ def plan(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, An
             lambda text: parse_plan(text, max_tasks=MAX_TASKS),
             task_type="general",
             purpose="plan",
+            providers=runtime.context.preferred_providers,
             asked=asked,
         )
     except (AllProvidersExhausted, ParseError) as exc:

@@ -32,6 +32,7 @@ def reflect(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str,
             lambda text: parse_review(text, ids),
             task_type="complex_reasoning",
             purpose="reflect",
+            providers=runtime.context.preferred_providers,
             asked=asked,
         )
     except (AllProvidersExhausted, ParseError) as exc:

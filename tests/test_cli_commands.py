@@ -1,0 +1,197 @@
+"""The CLI's reporting commands end to end (subprocess): threads, show, usage (+ --plot),
+check, graph; the local-model tier and --offline; Ctrl-C. Shapes as in DESIGN.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graph.context import Context
+from graph.runner import Runner
+from providers import build_chat_model
+from tests.fakes.agent_responder import make_responder
+from tests.fakes.provider_server import FakeProvider, Reply
+from tests.test_nodes import Brain, FakeExecutor
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(180)
+
+
+def cli(args: list[str], home: Path, config: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    cfg = ["--config-dir", str(config)] if config else []
+    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), *cfg, "--home", str(home), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+                          env=env)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_thread(home: Path, goal: str = "demo goal") -> str:
+    """A finished thread in ``home`` (scripted model, fake executor: no Open Interpreter)."""
+    brain = Brain([["first step", "second step", "third step"]])
+    runner = Runner(
+        home, llm=brain.model(), context=Context(auto_approve=True), executor_factory=FakeExecutor().factory
+    )
+    try:
+        return runner.run(goal, "t-demo").thread_id
+    finally:
+        runner.close()
+
+
+def test_threads_and_show_give_the_history_without_studio(home: Path) -> None:
+    tid = make_thread(home)
+    threads = json.loads(cli(["threads", "--json"], home).stdout)
+    assert threads == {"threads": [{"thread_id": tid, "status": "completed", "goal": "demo goal", "tasks_done": 3,
+                                    "tasks": 3, "resume_after": None}]}
+    shown = cli(["show", tid, "--json"], home)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["status"] == "completed"
+    assert [s for step in data["steps"] for s in step["next"]][:3] == ["__start__", "plan", "write_code"]
+    assert [c["purpose"] for c in data["calls"]] == ["plan", "code", "reflect"]
+    assert all(c["provider"] == "scripted" for c in data["calls"])
+    assert all(t["code"] and t["output"] for t in data["tasks"])
+    text = cli(["show", tid], home)
+    assert "Task 2 [done] second step" in text.stdout and "plan=scripted" in text.stdout
+    missing = cli(["show", "nope"], home)
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_usage_json_table_and_plot(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path
+) -> None:
+    server = fake_server("openai")
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url,
+                                      "limits": {"requests_per_minute": 30, "requests_per_day": 10}},
+                       "spare": {"kind": "openai_compatible", "base_url": server.base_url, "key": None}})
+    llm = build_chat_model(cfg, home)
+    for i in range(9):
+        llm.invoke(f"question {i}")
+    server.script(Reply.rate_limit(retry_after=600))
+    with pytest.raises(Exception, match="exhausted"):
+        llm.invoke("one more")
+    report = json.loads(cli(["usage", "--json"], home, cfg).stdout)
+    row = report["providers"]["groq_llama"]
+    assert {k: row[k] for k in ("requests_minute", "requests_day", "requests_month")} == {
+        "requests_minute": 9, "requests_day": 9, "requests_month": 9}
+    assert row["limits"]["requests_per_day"] == 10
+    assert row["recommendation"] == "REDUCE_USAGE"  # 90 % of the daily limit
+    assert row["cooldown_until"] is not None
+    assert report["providers"]["spare"]["has_key"] is False
+    plot = tmp_path / "usage.png"
+    table = cli(["usage", "--plot", str(plot)], home, cfg)
+    assert table.returncode == 0, table.stderr
+    assert "9/10" in table.stdout and "REDUCE_USAGE" in table.stdout and "left" in table.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_reports_each_provider_with_reason_and_latency(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> None:
+    good, bad_key, limited = fake_server("openai"), fake_server("gemini"), fake_server("openai")
+    local = fake_server("openai")
+    bad_key.script(Reply.auth_error())
+    limited.script(Reply.rate_limit(retry_after=30))
+    cfg = make_config({
+        "good": {"kind": "groq", "base_url": good.base_url},
+        "bad_key": {"kind": "gemini", "base_url": bad_key.base_url},
+        "limited": {"kind": "together", "base_url": limited.base_url},
+        "nokey": {"kind": "openai_compatible", "base_url": good.base_url, "key": None},
+        "down": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{closed_port()}/v1", "timeout_s": 2},
+        "ollama": {"kind": "openai_compatible", "base_url": local.base_url, "local": True, "api_key_env": None},
+    })
+    proc = cli(["check", "--json"], home, cfg)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["provider"]: r for r in json.loads(proc.stdout)["providers"]}
+    assert rows["good"]["ok"] and rows["good"]["latency_ms"] >= 0
+    assert rows["ollama"]["ok"]  # local, no key needed
+    assert not rows["bad_key"]["ok"] and "TEST_BAD_KEY_KEY" in rows["bad_key"]["reason"]
+    assert not rows["limited"]["ok"] and "429" in rows["limited"]["reason"]
+    assert not rows["nokey"]["ok"] and "TEST_NOKEY_KEY" in rows["nokey"]["reason"]
+    assert not rows["down"]["ok"] and "unreachable" in rows["down"]["reason"]
+    assert len(good.requests) == 1 and len(local.requests) == 1  # one tiny request each
+
+
+def test_local_tier_is_last_resort_and_offline_uses_only_it(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> None:
+    online, local = fake_server("openai"), fake_server("openai")
+    cfg = make_config({
+        "ollama": {"kind": "openai_compatible", "base_url": local.base_url, "local": True, "api_key_env": None},
+        "groq_llama": {"kind": "groq", "base_url": online.base_url},
+    }, routing={"priority": ["ollama", "groq_llama"]})
+    llm = build_chat_model(cfg, home)
+    assert llm.invoke("a").response_metadata["provider"] == "groq_llama"  # local goes last even if listed first
+    online.script(Reply.rate_limit(retry_after=300))
+    assert llm.invoke("b").response_metadata["provider"] == "ollama"  # online tier out -> local
+    offline = build_chat_model(cfg, home, offline=True)
+    before = len(online.requests)
+    assert offline.invoke("c").response_metadata["provider"] == "ollama"
+    assert len(online.requests) == before
+
+
+def test_offline_without_a_local_provider_is_bad_input(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> None:
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": fake_server("openai").base_url}})
+    proc = cli(["run", "anything", "--offline", "--json"], home, cfg)
+    assert proc.returncode == 2 and "local" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_graph_mermaid_offline_and_png_needs_graphviz(home: Path, tmp_path: Path) -> None:
+    mermaid = cli(["graph"], home)
+    assert mermaid.returncode == 0
+    for edge in ("plan -.-> write_code", "approve -.-> run_task", "fallback -.-> wait_for_quota"):
+        assert edge in mermaid.stdout
+    no_dot = cli(["graph", "--format", "png"], home, env={**os.environ, "PATH": str(tmp_path)})
+    assert no_dot.returncode == 2 and "graphviz" in no_dot.stderr.lower()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    dot = fake_bin / "dot"  # stands in for Graphviz: records the DOT source, answers PNG bytes
+    dot.write_text(f"#!/bin/sh\ncat > {tmp_path}/in.dot\nprintf '\\211PNG'\n")
+    dot.chmod(0o755)
+    out = tmp_path / "g.png"
+    drawn = cli(["graph", "--format", "png", "-o", str(out)], home,
+                env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
+    assert drawn.returncode == 0, drawn.stderr
+    assert out.read_bytes() == b"\x89PNG"
+    assert '"reflect" -> "plan" [style=dashed]' in (tmp_path / "in.dot").read_text()
+
+
+def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> None:
+    plan = (("wait a bit", "import time\ntime.sleep(4)\nprint('waited')"), ("say done", "print('done')"))
+    server = fake_server("openai", responder=make_responder(plan))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run", "wait",
+         "--thread-id", "cc1", "--yes"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and len(server.requests) < 2:  # plan + code answered: now executing
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "resume cc1" in stderr and "Traceback" not in stderr
+    done = cli(["resume", "cc1", "--yes", "--json"], home, cfg)
+    result: dict[str, Any] = json.loads(done.stdout)
+    assert result["status"] == "completed", done.stderr
