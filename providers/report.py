@@ -49,9 +49,14 @@ def check_provider(router: Router, config: AppConfig, name: str) -> dict[str, An
         return {"provider": name, "ok": False, "reason": f"quota: {got.reasons.get(name, 'exhausted')}",
                 "latency_ms": None}
     slot: Slot = got
+    try:
+        client = router.client(name)
+    except Exception as exc:
+        router.quota.release(slot)
+        return {"provider": name, "ok": False, "reason": f"cannot build client: {exc}", "latency_ms": None}
     started = time.time()
     try:
-        message = router.client(name).invoke("Reply with the single word OK.")
+        message = client.invoke("Reply with the single word OK.")
     except Exception as exc:
         info = router.failed(call, slot, exc, started)
         reason = router.disabled.get(name) or f"{info.kind.value}: {info.message}"
