@@ -42,7 +42,8 @@ def test_failures_and_timeouts_leave_the_next_run_in_sync(executor: IsolatedExec
 def test_generated_code_can_fetch_the_web_through_web_tools(
     executor: IsolatedExecutor, base_url: str  # noqa: F811
 ) -> None:
-    result = executor.run("python", f"from tools.web_tools import fetch_text\nprint(fetch_text('{base_url}/json').text)")
+    code = f"from tools.web_tools import fetch_text\nprint(fetch_text('{base_url}/json').text)"
+    result = executor.run("python", code)
     assert result.ok, result.output
     assert '"a": [1, 2]' in result.output
 
