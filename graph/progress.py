@@ -27,7 +27,7 @@ class Progress:
         self.llm_calls = 0
         self.activity = "starting"
         use_live = console.is_terminal if live is None else live
-        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False) if use_live else None
+        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=True) if use_live else None
 
     # -- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> Progress:
@@ -37,11 +37,11 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self._live.update(self._render())
-            self._live.stop()
+            self._live.stop()  # transient: the live panel is erased ...
+            self.console.print(self._render())  # ... and its final state printed once
 
     def pause(self) -> None:
-        """Stop redrawing (e.g. while asking for approval)."""
+        """Erase the panel and stop redrawing (e.g. while asking for approval)."""
         if self._live is not None:
             self._live.stop()
 
@@ -55,6 +55,8 @@ class Progress:
             self._custom(chunk)
         elif mode == "updates" and isinstance(chunk, dict):
             for node, update in chunk.items():
+                if node.startswith("__"):  # __interrupt__ etc.
+                    continue
                 self.activity = node
                 if isinstance(update, dict):
                     self._update(node, update)
@@ -100,7 +102,7 @@ class Progress:
         for per in ("day", "month"):
             limit = getattr(lim, f"requests_per_{per}")
             if limit:
-                return f", {limit - used[f'requests_{per}']} requests left this {per}"
+                return f", {limit - used[f'requests_{per}']} requests left {'today' if per == 'day' else 'this month'}"
         return ""
 
     def _log(self, line: str) -> None:
