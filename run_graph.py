@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     context=Context(auto_approve=args.yes, max_batch_size=opt.max_batch_size))
     if args.command == "run":
         args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
-        if runner.graph.get_state(runner._config(args.thread_id)).values:
+        if runner.graph.get_state(runner.config_for(args.thread_id)).values:
             runner.close()
             raise BadInput(f"thread {args.thread_id!r} already exists: continue it with "
                            f"'resume {args.thread_id}' or pick another --thread-id")
@@ -184,8 +184,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     runner = Runner(resolve_home(getattr(args, "home", None)))
     try:
         steps = runner.history(args.thread_id)
-        result = runner._result(args.thread_id)
-        values = dict(runner.graph.get_state(runner._config(args.thread_id)).values)
+        result = runner.result(args.thread_id)
+        values = dict(runner.graph.get_state(runner.config_for(args.thread_id)).values)
     finally:
         runner.close()
     calls = list(values.get("calls", []))

@@ -77,7 +77,7 @@ class Runner:
         self.conn.close()
 
     @staticmethod
-    def _config(thread_id: str) -> dict[str, Any]:
+    def config_for(thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
 
     def run(
@@ -94,18 +94,18 @@ class Runner:
     def resume(
         self, thread_id: str, *, approver: Approver | None = None, listener: Listener | None = None
     ) -> RunResult:
-        snap = self.graph.get_state(self._config(thread_id))
+        snap = self.graph.get_state(self.config_for(thread_id))
         if not snap.values:
             raise UnknownThread(thread_id)
         if snap.interrupts:
             payload = dict(snap.interrupts[0].value)
             answer = self._answer(payload, approver)
             if answer is None:
-                return self._result(thread_id)
+                return self.result(thread_id)
             return self._drive(Command(resume=answer), thread_id, approver, listener)
         if snap.next or snap.tasks:
             return self._drive(None, thread_id, approver, listener)
-        return self._result(thread_id)
+        return self.result(thread_id)
 
     def _answer(self, payload: dict[str, Any], approver: Approver | None) -> dict[str, Any] | None:
         if payload.get("type") == "waiting_for_quota":
@@ -115,7 +115,7 @@ class Runner:
         return approver(payload) if approver is not None else None
 
     def _drive(self, value: Any, thread_id: str, approver: Approver | None, listener: Listener | None) -> RunResult:
-        config = self._config(thread_id)
+        config = self.config_for(thread_id)
         while True:
             for mode, chunk in self.graph.stream(
                 value, config, context=self.context, stream_mode=["updates", "custom"], durability="sync"
@@ -124,17 +124,17 @@ class Runner:
                     listener(mode, chunk)
             snap = self.graph.get_state(config)
             if not snap.interrupts:
-                return self._result(thread_id)
+                return self.result(thread_id)
             payload = dict(snap.interrupts[0].value)
             if payload.get("type") == "waiting_for_quota":
-                return self._result(thread_id)
+                return self.result(thread_id)
             answer = self._answer(payload, approver)
             if answer is None:
-                return self._result(thread_id)
+                return self.result(thread_id)
             value = Command(resume=answer)
 
-    def _result(self, thread_id: str) -> RunResult:
-        snap = self.graph.get_state(self._config(thread_id))
+    def result(self, thread_id: str) -> RunResult:
+        snap = self.graph.get_state(self.config_for(thread_id))
         values = dict(snap.values)
         status = str(values.get("status") or "running")
         payload = dict(snap.interrupts[0].value) if snap.interrupts else None
@@ -158,16 +158,19 @@ class Runner:
         seen: dict[str, None] = {}
         for item in self.saver.list(None):
             seen.setdefault(str(item.config["configurable"]["thread_id"]), None)
-        return [self._result(tid) for tid in seen]
+        return [self.result(tid) for tid in seen]
 
     def history(self, thread_id: str) -> list[dict[str, Any]]:
         """Checkpoints of a thread, oldest first: step, time, and the nodes that ran next."""
-        config = self._config(thread_id)
+        config = self.config_for(thread_id)
         if not self.graph.get_state(config).values:
             raise UnknownThread(thread_id)
         steps = [
-            {"step": snap.metadata.get("step") if snap.metadata else None, "created_at": snap.created_at,
-             "next": list(snap.next)}
+            {
+                "step": snap.metadata.get("step") if snap.metadata else None,
+                "created_at": snap.created_at,
+                "next": list(snap.next),
+            }
             for snap in self.graph.get_state_history(config)
         ]
         return steps[::-1]

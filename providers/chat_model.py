@@ -11,6 +11,7 @@ kind. Streams fall back only before their first chunk.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -26,7 +27,6 @@ from pydantic import ConfigDict, Field
 
 from config import load_config, resolve_home
 from providers.cache import cache_key
-from providers.errors import ErrorKind
 from providers.quota import Slot
 from providers.registry import last_response_headers
 from providers.router import Call, Router
@@ -157,9 +157,7 @@ class QuotaAwareChatModel(BaseChatModel):
             return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _failed(self, call: Call, slot: Slot, exc: BaseException, started: float) -> None:
-        info = self.router.failed(call, slot, exc, started)
-        if info.kind is ErrorKind.BAD_REQUEST and not isinstance(exc, Exception):
-            raise exc
+        self.router.failed(call, slot, exc, started)
 
     # -- stream -----------------------------------------------------------------------
     def _stream(
@@ -238,16 +236,16 @@ def _as_chunk(message: BaseMessage, meta: dict[str, Any] | None = None) -> ChatG
         data.pop("tool_calls", None)
         data.pop("invalid_tool_calls", None)
         data["tool_call_chunks"] = [
-            {"name": tc["name"], "args": _json(tc["args"]), "id": tc.get("id"), "index": i, "type": "tool_call_chunk"}
+            {
+                "name": tc["name"],
+                "args": json.dumps(tc["args"]),
+                "id": tc.get("id"),
+                "index": i,
+                "type": "tool_call_chunk",
+            }
             for i, tc in enumerate(getattr(message, "tool_calls", []) or [])
         ]
     return ChatGenerationChunk(message=AIMessageChunk(**data))
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def _to_message(chunk: BaseMessage) -> AIMessage:
