@@ -1,0 +1,49 @@
+"""Approval in a real terminal (a pty): the y / n / edit prompt of ``run`` without --yes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.fakes.agent_responder import make_responder
+from tests.fakes.provider_server import FakeProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = (
+    ("write a.txt", "open('a.txt','w').write('a')\nprint('wrote a')"),
+    ("write b.txt", "open('b.txt','w').write('original')\nprint('wrote b')"),
+    ("write c.txt", "open('c.txt','w').write('c')\nprint('wrote c')"),
+)
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_terminal_approval_rejects_edits_and_approves(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path
+) -> None:
+    server = fake_server("openai", responder=make_responder(PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
+    editor = tmp_path / "editor.sh"  # what the user does in $EDITOR: change the code
+    editor.write_text('#!/bin/sh\nsed -i "s/original/edited/" "$1"\n')
+    editor.chmod(0o755)
+    child = pexpect.spawn(
+        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
+                         "write three files", "--thread-id", "tty"],
+        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
+        timeout=120, dimensions=(50, 140),
+    )
+    for answer in ("n", "e", "y"):
+        child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")
+        child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    workspace = home / "workspaces" / "tty"
+    assert not (workspace / "a.txt").exists()  # rejected: never ran
+    assert (workspace / "b.txt").read_text() == "edited"  # the edited code ran, not the original
+    assert (workspace / "c.txt").read_text() == "c"
+    assert child.exitstatus == 0, child.before
+    assert "Task 1: write a.txt" in (child.before or "")  # summary lists the skipped task
