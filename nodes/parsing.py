@@ -4,14 +4,13 @@ structured-output tool. Pure functions: no I/O, no state, no prompts."""
 
 from __future__ import annotations
 
-import ast
 import itertools
-import json
 import re
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
+from nodes.json_text import FENCE, extract_json, iter_json
 from nodes.schemas import CodeBatch, CodeItem, Plan, Review, Verdict
 
 __all__ = ["ParseError", "extract_json", "parse_code_batch", "parse_plan", "parse_review"]
@@ -29,100 +28,6 @@ class ParseError(ValueError):
         head = text.strip()
         super().__init__(f"expected {expected}; got {head[:160] + '...' * (len(head) > 160)!r}")
         self.expected, self.text = expected, text
-
-
-# ------------------------------------------------------------------------------------ JSON
-_FENCE = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n"
-    r"(?P<body>.*?)(?:\n?[ \t]*(?P=fence)[ \t]*$|\Z)",
-    re.M | re.S,
-)
-_JSON_LANGS = frozenset({"", "json", "jsonc", "json5"})
-_SMART = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"', "‘": "'", "’": "'", "‚": "'"})
-_STRINGS = r"""(?P<str>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\\n])*')|(?P<comment>//[^\n]*|/\*.*?\*/)"""
-_BRACKETS = r"(?P<open>[\[{])|(?P<close>[\]}])"
-_SCAN = re.compile(rf"{_STRINGS}|{_BRACKETS}", re.S)
-_TOKEN = re.compile(rf"{_STRINGS}|(?P<word>[A-Za-z_]\w*)|{_BRACKETS}", re.S)
-_OPEN = re.compile(r"[\[{]")
-_CLOSERS = {"[": "]", "{": "}"}
-_PY_WORDS = {"true": "True", "false": "False", "null": "None"}
-
-
-def _span_ends(text: str, start: int) -> dict[int, int | None]:
-    """End (None: unbalanced) of every bracketed span on the token stream from ``start``."""
-    ends: dict[int, int | None] = {}
-    stack: list[tuple[int, str]] = []
-    for m in _SCAN.finditer(text, start):
-        if m.lastgroup == "open":
-            stack.append((m.start(), _CLOSERS[m.group()]))
-        elif m.lastgroup == "close" and stack:
-            if stack[-1][1] == m.group():
-                ends[stack.pop()[0]] = m.end()
-            else:  # a mismatch spoils every bracket still open
-                ends.update((pos, None) for pos, _ in stack)
-                stack = []
-    ends.update((pos, None) for pos, _ in stack)
-    return ends
-
-
-def _clean(span: str, *, pythonic: bool) -> str:
-    """Drop comments and trailing commas; with ``pythonic`` also map true/false/null."""
-    out: list[str] = []
-    pos = 0
-    for m in _TOKEN.finditer(span):
-        out.append(span[pos : m.start()])
-        pos, token = m.end(), m.group()
-        if m.lastgroup == "comment":
-            continue
-        if m.lastgroup == "close":  # remove a ',' right before the bracket
-            last = next((i for i in range(len(out) - 1, -1, -1) if out[i].strip()), None)
-            if last is not None and out[last].rstrip().endswith(","):
-                out[last] = out[last].rstrip()[:-1]
-        elif m.lastgroup == "word" and pythonic:
-            token = _PY_WORDS.get(token, token)
-        out.append(token)
-    return "".join(out) + span[pos:]
-
-
-def _load(span: str) -> Any | None:
-    """``span`` as JSON, cleaned JSON, then a python literal; None unless a dict or list."""
-    for attempt in (
-        lambda: json.loads(span, strict=False),
-        lambda: json.loads(_clean(span, pythonic=False), strict=False),
-        lambda: ast.literal_eval(_clean(span, pythonic=True)),
-    ):
-        try:
-            value = attempt()
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-        if isinstance(value, dict | list):
-            return value
-    return None
-
-
-def _iter_json(text: str) -> Iterator[tuple[Any, bool]]:
-    """Every JSON object/array in ``text`` as ``(value, from_fence)``, fenced ones first."""
-    fenced = [(m["body"], True) for m in _FENCE.finditer(text) if m["lang"].lower() in _JSON_LANGS]
-    for chunk, in_fence in [*fenced, (text, False)]:
-        for variant in dict.fromkeys((chunk, chunk.translate(_SMART))):
-            pos, ends = 0, dict[int, int | None]()
-            while (m := _OPEN.search(variant, pos)) is not None:
-                if m.start() not in ends:
-                    ends.update(_span_ends(variant, m.start()))
-                end = ends[m.start()]
-                value = None if end is None else _load(variant[m.start() : end])
-                if value is not None:
-                    yield value, in_fence
-                pos = end or m.start() + 1
-
-
-def extract_json(text: str) -> Any | None:
-    """The first JSON object or array in ``text`` (```json fences first), else None.
-
-    Tolerates prose around it, trailing commas, ``//`` and ``/* */`` comments, smart
-    quotes and python-literal style (single quotes, ``True``/``None``).
-    """
-    return next((value for value, _ in _iter_json(text)), None)
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -229,7 +134,7 @@ def parse_plan(text: str, *, min_tasks: int = 1, max_tasks: int = 5) -> Plan:
     arrays met in prose. Items are cleaned and de-duplicated, the first ``max_tasks``
     kept; fewer than ``min_tasks`` raises :class:`ParseError`.
     """
-    values = list(_iter_json(text))
+    values = list(iter_json(text))
     strong = [_json_plan(v) for v, fenced in values if fenced or isinstance(v, dict)]
     weak = [_json_plan(v) for v, fenced in values if not (fenced or isinstance(v, dict))]
     for raw in [*strong, _text_plan(text), *weak]:
@@ -280,7 +185,7 @@ def _json_code(value: Any) -> list[Entry]:
 def _markdown_code(text: str, task_ids: Sequence[int]) -> list[Entry]:
     """Code fences, each owned by the nearest ``Task N`` heading above it, else by a
     ``# Task N`` comment on its first line, else by None."""
-    fences = list(_FENCE.finditer(text))
+    fences = list(FENCE.finditer(text))
     headings = [
         (h.start(), int(h["n"]))
         for h in _HEADING_RE.finditer(text)
@@ -309,10 +214,10 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
     """
     lone = task_ids[0] if len(set(task_ids)) == 1 else None
     bare = text.lstrip()[:1] in ("{", "[")
-    no_code = _FENCE.sub(lambda f: "" if f["lang"].lower() in _LANGS else f[0], text)
+    no_code = FENCE.sub(lambda f: "" if f["lang"].lower() in _LANGS else f[0], text)
     found = (  # JSON inside ```python / ```bash fences is code, not an answer
         [(lone if tid is None and (fenced or bare) else tid, lang, code) for tid, lang, code in e]
-        for e, fenced in ((_json_code(v), fenced) for v, fenced in _iter_json(no_code))
+        for e, fenced in ((_json_code(v), fenced) for v, fenced in iter_json(no_code))
     )
     entries = next((e for e in found if any(tid is not None for tid, _, _ in e)), None)
     if entries is None:
@@ -321,7 +226,7 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
         raise ParseError("code as JSON items or ```python / ```bash fenced blocks", text)
     items: dict[int, CodeItem] = {}
     for tid, label, raw in entries:
-        inner = _FENCE.match(raw.strip())
+        inner = FENCE.match(raw.strip())
         if inner and not raw.strip()[inner.end() :].strip():  # JSON code wrapped in a fence
             label, raw = label or inner["lang"], inner["body"]
         code = textwrap.dedent(raw).strip()
@@ -424,7 +329,7 @@ def parse_review(text: str, task_ids: Sequence[int]) -> Review:
     else "continue". Raises :class:`ParseError` when neither verdicts nor a decision
     appear.
     """
-    parsed = next((r for v, _ in _iter_json(text) if (r := _json_review(v)) is not None), None)
+    parsed = next((r for v, _ in iter_json(text) if (r := _json_review(v)) is not None), None)
     if parsed is None:
         entries, decision = _prose_review(text)
         if not entries and decision is None:

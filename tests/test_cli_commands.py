@@ -19,9 +19,9 @@ import pytest
 from graph.context import Context
 from graph.runner import Runner
 from providers import build_chat_model
+from tests.agent_helpers import Brain, FakeExecutor
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
-from tests.test_nodes import Brain, FakeExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(180)

@@ -19,7 +19,7 @@ from langgraph.types import Command
 
 from graph.context import Context
 from graph.runner import Runner
-from tests.test_nodes import GOAL, Brain, FakeExecutor, by_id, exhausted, harness
+from tests.agent_helpers import GOAL, Brain, FakeExecutor, by_id, exhausted, harness
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,125 +3,45 @@
 Each test builds the wrapper with ``build_chat_model(config_dir, home)`` from a temp config
 whose first provider ("primary") is the kind under test and whose second ("backup") is an
 OpenAI-compatible fake: what the user sees is which provider answered, what the fake
-servers received, and what got persisted in ``agent.db``.
+servers received, and what got persisted in ``agent.db``. Streaming, async, structured output
+and task-type routing are in ``tests/test_provider_clients_modes.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk
-from pydantic import BaseModel
+from langchain_core.messages import AIMessage
 
-from providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
+from providers import AllProvidersExhausted, build_chat_model
 from tests.conftest import ConfigFactory, FakeFactory, key_env_for
-from tests.fakes.provider_server import FakeProvider, Reply, ratelimit_headers
+from tests.fakes.provider_server import Reply, ratelimit_headers
+from tests.provider_client_helpers import (
+    KINDS,
+    SetupFactory,
+    completions,
+    fake_kind,
+    gemini_429_body,
+    rate_limited,
+    setup_factory,
+)
 
 pytestmark = pytest.mark.timeout(60)
-
-KINDS = ("gemini", "groq", "together", "openai_compatible")
-
-
-def fake_kind(kind: str) -> str:
-    return "gemini" if kind == "gemini" else "openai"
-
-
-def completions(fp: FakeProvider) -> int:
-    """Chat requests the fake received (ignores any model-listing GETs)."""
-    return sum(1 for r in fp.requests if r.method == "POST")
-
-
-@dataclass
-class Setup:
-    llm: QuotaAwareChatModel
-    primary: FakeProvider
-    backup: FakeProvider
-    config_dir: Path
-
-    def cooldown(self, name: str = "primary") -> tuple[float, str]:
-        return self.llm.router.quota.cooldown_until(name)
-
-
-SetupFactory = Callable[..., Setup]
 
 
 @pytest.fixture
 def setup(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
     """``setup(kind, primary=..., backup=..., fallback=..., optimization=...)``."""
-
-    def make(
-        kind: str,
-        *,
-        primary: Mapping[str, Any] | None = None,
-        backup: Mapping[str, Any] | None = None,
-        fallback: Mapping[str, Any] | None = None,
-        optimization: Mapping[str, Any] | None = None,
-    ) -> Setup:
-        p = fake_server(fake_kind(kind))
-        b = fake_server("openai")
-        cfg = make_config(
-            {
-                "primary": {"kind": kind, "base_url": p.base_url, **dict(primary or {})},
-                "backup": {"kind": "openai_compatible", "base_url": b.base_url, **dict(backup or {})},
-            },
-            fallback=fallback,
-            optimization=optimization,
-        )
-        llm = build_chat_model(cfg, home)
-        for name in ("primary", "backup"):
-            llm.router.client(name)  # build the clients now, so timing-sensitive tests time only the calls
-        return Setup(llm, p, b, cfg)
-
-    return make
+    return setup_factory(fake_server, make_config, home)
 
 
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def gemini_429_body(retry_delay: str, quota_id: str = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier") -> Any:
-    """A real Gemini RESOURCE_EXHAUSTED body: QuotaFailure + RetryInfo."""
-    return {
-        "error": {
-            "code": 429,
-            "message": "You exceeded your current quota, please check your plan and billing details.",
-            "status": "RESOURCE_EXHAUSTED",
-            "details": [
-                {
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [
-                        {
-                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                            "quotaId": quota_id,
-                            "quotaValue": "10",
-                        }
-                    ],
-                },
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay},
-            ],
-        }
-    }
-
-
-def rate_limited(kind: str, seconds: float) -> Reply:
-    """A 429 telling the client to come back in ``seconds`` (header or Gemini RetryInfo)."""
-    if kind == "gemini":
-        return Reply.rate_limit(body=gemini_429_body(f"{seconds:g}s"))
-    return Reply.rate_limit(retry_after=seconds)
-
-
-class Answer(BaseModel):
-    city: str
-    population: int
 
 
 # --------------------------------------------------------------------------- success
@@ -337,80 +257,3 @@ def test_auth_error_on_only_provider_raises_naming_env_var(
         llm.invoke("x")
     assert info.value.retry_at is None  # waiting will not help
     assert key_env_for("solo") in str(info.value)
-
-
-# --------------------------------------------------------------------------- stream / async / structured
-
-
-def test_stream(kind: str, setup: SetupFactory) -> None:
-    s = setup(kind)
-    s.primary.script(Reply.text("one two three four five six", completion_tokens=6))
-    chunks = list(s.llm.stream("count"))
-    assert len(chunks) >= 2
-    assert all(isinstance(c, AIMessageChunk) for c in chunks)
-    total = chunks[0]
-    for c in chunks[1:]:
-        total = total + c
-    assert total.content == "one two three four five six"
-    assert chunks[0].response_metadata["provider"] == "primary"
-    assert total.response_metadata["provider"] == "primary"
-    assert s.primary.requests[0].stream
-    assert s.llm.router.quota.counts("primary", time.time())["requests_day"] == 1
-
-
-def test_stream_429_before_first_chunk_falls_back(kind: str, setup: SetupFactory) -> None:
-    s = setup(kind)
-    s.primary.script(rate_limited(kind, 30))
-    s.backup.script(Reply.text("from the backup"))
-    chunks = list(s.llm.stream("x"))
-    assert "".join(str(c.content) for c in chunks) == "from the backup"
-    assert chunks[0].response_metadata["provider"] == "backup"
-    assert s.cooldown()[0] > time.time() + 20
-
-
-# google-genai's async error path leaves aiohttp's ClientResponse.json() un-awaited (library noise)
-@pytest.mark.filterwarnings("ignore:coroutine 'ClientResponse.json' was never awaited:RuntimeWarning")
-def test_ainvoke_and_astream(kind: str, setup: SetupFactory) -> None:
-    s = setup(kind)
-    s.primary.script(Reply.text("async hello"), Reply.error(500))
-    s.backup.script(Reply.text("streamed from backup"))
-
-    async def go() -> tuple[AIMessage, list[AIMessageChunk]]:
-        msg = await s.llm.ainvoke("a")
-        chunks = [c async for c in s.llm.astream("b")]
-        return msg, chunks
-
-    msg, chunks = asyncio.run(go())
-    assert msg.content == "async hello" and msg.response_metadata["provider"] == "primary"
-    assert "".join(str(c.content) for c in chunks) == "streamed from backup"
-    assert chunks[0].response_metadata["provider"] == "backup"
-
-
-def test_with_structured_output(kind: str, setup: SetupFactory) -> None:
-    s = setup(kind)
-    s.primary.script(Reply.structured({"city": "Osaka", "population": 2_700_000}))
-    result = s.llm.with_structured_output(Answer).invoke("biggest city in Kansai?")
-    assert result == Answer(city="Osaka", population=2_700_000)
-    assert completions(s.primary) == 1
-    assert s.primary.requests[0].has_tools or s.primary.requests[0].wants_json
-
-
-def test_structured_output_falls_back_across_kinds(kind: str, setup: SetupFactory) -> None:
-    s = setup(kind)
-    s.primary.script(Reply.error(503))
-    s.backup.script(Reply.structured({"city": "Nagoya", "population": 2_300_000}))
-    result = s.llm.with_structured_output(Answer).invoke("x")
-    assert result == Answer(city="Nagoya", population=2_300_000)
-
-
-def test_task_type_routes_to_preferred_provider(
-    fake_server: FakeFactory, make_config: ConfigFactory, home: Path
-) -> None:
-    a, b = fake_server("openai"), fake_server("openai")
-    cfg = make_config(
-        {"a": {"kind": "openai_compatible", "base_url": a.base_url}, "b": {"kind": "groq", "base_url": b.base_url}},
-        routing={"task_types": {"code_generation": "b"}},
-    )
-    llm = build_chat_model(cfg, home)
-    assert llm.invoke("x").response_metadata["provider"] == "a"
-    assert llm.invoke("x", task_type="code_generation").response_metadata["provider"] == "b"

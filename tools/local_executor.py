@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from tools.executor_support import ANSI, Collector, cap_output, render_chunk
 from tools.safety import check_code
 
 _log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ _OI_CLASS: Any = None
 KERNEL_START_TIMEOUT_S = 60.0
 _ALIASES = {"python": "python", "py": "python", "python3": "python",
             "shell": "shell", "bash": "shell", "sh": "shell"}
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_TAG = re.compile(r"<[^>]+>")
 _BASH_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t"}
 
 # Defined (by the first run) once per kernel, in builtins: survives %reset, stays out of user vars.
@@ -74,56 +73,11 @@ class ExecutionResult:
     error: str | None  # short reason, e.g. "timeout after 60s", "exit status 2"
 
 
-def cap_output(text: str, max_chars: int, *, tail: str = "", omitted: int = 0) -> str:
-    """Keep the head and the tail of ``text + [omitted chars] + tail`` within ~max_chars."""
-    if omitted == 0:
-        text, tail = text + tail, ""
-        if len(text) <= max_chars:
-            return text
-    budget = max(0, max_chars - 40)  # room for the marker line
-    keep_head = budget // 2
-    keep_tail = budget - keep_head
-    head_part = text[:keep_head]
-    source = tail if omitted else text
-    tail_part = source[len(source) - keep_tail:] if keep_tail else ""
-    total = len(text) + omitted + len(tail)
-    dropped = total - len(head_part) - len(tail_part)
-    return f"{head_part}\n… [{dropped} chars omitted] …\n{tail_part}"
-
-
 def _ansi_c_quote(code: str) -> str:
     """Quote ``code`` as a one-line bash $'...' string (OI mangles multi-line shell code)."""
     out = [_BASH_ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ord(ch) == 0x7F
                                      else ch) for ch in code]
     return "$'" + "".join(out) + "'"
-
-
-class _Collector:
-    """Thread-safe output sink keeping the first and (a rolling window of) the last chars."""
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self.head = ""
-        self.tail = ""
-        self.dropped = 0
-        self._lock = threading.Lock()
-
-    def add(self, text: str) -> None:
-        with self._lock:
-            if len(self.head) < self.keep:
-                room = self.keep - len(self.head)
-                self.head += text[:room]
-                text = text[room:]
-            if text:
-                self.tail += text
-                if len(self.tail) > 2 * self.keep:
-                    cut = len(self.tail) - self.keep
-                    self.dropped += cut
-                    self.tail = self.tail[cut:]
-
-    def snapshot(self) -> tuple[str, str, int]:
-        with self._lock:
-            return self.head, self.tail, self.dropped
 
 
 def _load_oi() -> Any:
@@ -140,19 +94,6 @@ def _load_oi() -> Any:
 
             _OI_CLASS = OpenInterpreter
         return _OI_CLASS
-
-
-def _render_chunk(chunk: dict[str, Any]) -> str:
-    kind, fmt, content = chunk.get("type"), chunk.get("format"), chunk.get("content")
-    if fmt == "active_line" or content is None:
-        return ""
-    if kind == "console":
-        return str(content)
-    if kind == "image":
-        return f"[image output: {fmt}]\n"
-    if fmt == "html":
-        return _TAG.sub("", str(content)) + "\n"
-    return f"[{kind} output: {fmt}]\n"
 
 
 def _process_tree(pid: int | None) -> list[psutil.Process]:
@@ -320,13 +261,13 @@ class LocalExecutor:
             return False
 
     def _execute(self, lang: str, inst: Any, wrapped: str, start: float) -> ExecutionResult:
-        collector = _Collector(self.max_output_chars + 1024)
+        collector = Collector(self.max_output_chars + 1024)
         errors: list[str] = []
 
         def pump() -> None:
             try:
                 for chunk in self._oi.computer.run(lang, wrapped, stream=True):
-                    collector.add(_render_chunk(chunk))
+                    collector.add(render_chunk(chunk))
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -361,8 +302,8 @@ class LocalExecutor:
         found = list(marker_re.finditer(tail or head))
         status = found[-1].group(1).strip() if found else None
         if dropped:
-            tail = _ANSI.sub("", marker_re.sub("", tail))
-        head = _ANSI.sub("", marker_re.sub("", head))
+            tail = ANSI.sub("", marker_re.sub("", tail))
+        head = ANSI.sub("", marker_re.sub("", head))
         output = cap_output(head, self.max_output_chars, tail=tail, omitted=dropped)
         error: str | None
         if timed_out:
