@@ -7,36 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from langchain_core.language_models.chat_models import BaseChatModel
 
 CLIENTS = ("gemini", "groq", "together", "openai")
-
-
-def offline_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real keys, no tracing, no proxies between the clients and the loopback fake."""
-    for var in (
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_BASE",
-        "GROQ_API_KEY",
-        "GROQ_API_BASE",
-        "TOGETHER_API_KEY",
-        "TOGETHER_API_BASE",
-        "GOOGLE_API_KEY",
-        "GEMINI_API_KEY",
-        "LANGCHAIN_TRACING_V2",
-        "LANGSMITH_TRACING",
-        "LANGSMITH_API_KEY",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
 def kind_of(client: str) -> str:

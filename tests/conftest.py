@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.client_helpers import CLIENTS, kind_of
 from tests.fakes.provider_server import FakeProvider
+from tests.provider_client_helpers import KINDS, ConfigFactory, FakeFactory, SetupFactory, setup_factory
 
 # Every env var a real key (or a redirect of a client) could come from.
 REAL_KEY_VARS: tuple[str, ...] = (
@@ -58,8 +60,6 @@ _CLIENT_ENV_VARS: tuple[str, ...] = (
     "all_proxy",
 )
 
-ConfigFactory = Callable[..., Path]
-FakeFactory = Callable[..., FakeProvider]
 
 
 @pytest.fixture(autouse=True)
@@ -168,3 +168,31 @@ def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFactor
         return directory
 
     return make
+
+
+# ------------------------------------------------------------------ real clients against the fakes
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """Each real LangChain client in turn (gemini, groq, together, openai)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def fake(client: str) -> Iterator[FakeProvider]:
+    """A fake server speaking ``client``'s wire format."""
+    with FakeProvider(kind_of(client)) as fp:
+        yield fp
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each provider kind of providers.yaml in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def setup(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
+    """``setup(kind, primary=..., backup=..., fallback=..., optimization=...)``: a wrapper over two fakes."""
+    return setup_factory(fake_server, make_config, home)

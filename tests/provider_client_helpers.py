@@ -13,8 +13,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from providers import QuotaAwareChatModel, build_chat_model
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
+
+ConfigFactory = Callable[..., Path]  # tests.conftest's make_config
+FakeFactory = Callable[..., FakeProvider]  # tests.conftest's fake_server
 
 KINDS = ("gemini", "groq", "together", "openai_compatible")
 

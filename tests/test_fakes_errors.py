@@ -6,14 +6,14 @@ and where the HTTP status / headers / body live on it (the table in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.client_helpers import CLIENTS, kind_of, make_llm, offline_client_env
+from tests.client_helpers import make_llm
 from tests.fakes.provider_server import (
     FakeProvider,
     Reply,
@@ -27,23 +27,6 @@ from tests.fakes.provider_server import (
 pytestmark = pytest.mark.timeout(60)
 
 TIMEOUT_S = 0.5  # client timeout used for the hang -> timeout cases
-
-
-@pytest.fixture(autouse=True)
-def _offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real keys, no tracing, no proxies between the clients and the loopback fake."""
-    offline_client_env(monkeypatch)
-
-
-@pytest.fixture(params=CLIENTS)
-def client(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def fake(client: str) -> Iterator[FakeProvider]:
-    with FakeProvider(kind_of(client)) as fp:
-        yield fp
 
 
 # --------------------------------------------------------------------------- errors

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from pydantic import BaseModel
 
-from tests.client_helpers import CLIENTS, kind_of, make_llm, offline_client_env
+from tests.client_helpers import kind_of, make_llm
 from tests.fakes.provider_server import (
     FakeProvider,
     Reply,
@@ -38,23 +38,6 @@ from tests.fakes.provider_server import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real keys, no tracing, no proxies between the clients and the loopback fake."""
-    offline_client_env(monkeypatch)
-
-
-@pytest.fixture(params=CLIENTS)
-def client(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def fake(client: str) -> Iterator[FakeProvider]:
-    with FakeProvider(kind_of(client)) as fp:
-        yield fp
 
 
 def concat(chunks: list[AIMessageChunk]) -> AIMessageChunk:

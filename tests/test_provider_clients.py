@@ -21,27 +21,14 @@ from providers import AllProvidersExhausted, build_chat_model
 from tests.conftest import ConfigFactory, FakeFactory, key_env_for
 from tests.fakes.provider_server import Reply, ratelimit_headers
 from tests.provider_client_helpers import (
-    KINDS,
     SetupFactory,
     completions,
     fake_kind,
     gemini_429_body,
     rate_limited,
-    setup_factory,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def setup(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
-    """``setup(kind, primary=..., backup=..., fallback=..., optimization=...)``."""
-    return setup_factory(fake_server, make_config, home)
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 # --------------------------------------------------------------------------- success

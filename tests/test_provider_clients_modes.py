@@ -18,26 +18,13 @@ from providers import build_chat_model
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.provider_client_helpers import (
-    KINDS,
     Answer,
     SetupFactory,
     completions,
     rate_limited,
-    setup_factory,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def setup(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
-    """``setup(kind, primary=..., backup=..., fallback=..., optimization=...)``."""
-    return setup_factory(fake_server, make_config, home)
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 # --------------------------------------------------------------------------- stream / async / structured
