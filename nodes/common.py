@@ -28,9 +28,11 @@ def failure_update(state: State, node: str, exc: Exception) -> dict[str, Any]:
     """State update sending the run to the fallback node after ``node`` failed with ``exc``."""
     previous = state.get("fallback") or {}
     failures = int(previous.get("failures", 0)) + 1 if previous.get("node") == node else 1
-    quota = isinstance(exc, AllProvidersExhausted) and exc.retry_at is not None
     retry_at = exc.retry_at.isoformat() if isinstance(exc, AllProvidersExhausted) and exc.retry_at else None
-    kind = "quota" if quota else ("parse" if isinstance(exc, ParseError) else "error")
+    if isinstance(exc, AllProvidersExhausted) and retry_at is not None:
+        kind = "quota" if exc.quota else "outage"  # out of budget / failing providers
+    else:
+        kind = "parse" if isinstance(exc, ParseError) else "error"
     message = f"{node}: {exc}"
     return {
         "fallback": {"node": node, "kind": kind, "error": str(exc)[:500], "retry_at": retry_at, "failures": failures},

@@ -3,15 +3,19 @@
 * quota (every provider out): if one frees up within ``fallback.max_wait_seconds``,
   sleep and retry the node; otherwise pause the thread as ``waiting_for_quota``
   with ``resume_after`` (the ``wait_for_quota`` node interrupts; ``resume`` goes on).
-* other failures (unparsable answers, every provider erroring): retry the node
-  up to ``fallback.max_retries`` times after ``retry_delay_seconds``, then finish
-  the run as failed. Completed tasks are never dropped.
+* outage (every provider failing: 5xx, timeouts, garbage): retry the node up to
+  ``fallback.max_retries`` times after ``retry_delay_seconds``, then pause like
+  quota, resumable after ``failure_cooldown_seconds`` — a provider that is down
+  must not eat the day's requests in a retry loop.
+* other failures (unparsable answers, every key rejected): retry the node up to
+  ``fallback.max_retries`` times, then finish the run as failed.
+Completed tasks are never dropped.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -38,6 +42,11 @@ def fallback(state: State, runtime: Runtime[Context], *, deps: Deps) -> Command[
     if int(fb.get("failures", 1)) <= settings.max_retries:
         time.sleep(settings.retry_delay_seconds)
         return Command(goto=node)  # type: ignore[arg-type]
+    if fb.get("kind") == "outage":
+        resume_after = datetime.now(UTC) + timedelta(seconds=settings.failure_cooldown_seconds)
+        return Command(
+            goto="wait_for_quota", update={"status": "waiting_for_quota", "resume_after": resume_after.isoformat()}
+        )
     return Command(goto="finalize", update={"status": "failed"})
 
 

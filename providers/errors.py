@@ -29,11 +29,14 @@ class AllProvidersExhausted(RuntimeError):
 
     ``retry_at`` is when the earliest provider frees up (None when none ever will,
     e.g. every key is invalid); ``reasons`` maps provider name to why it was skipped.
+    ``quota`` is False when the providers were not out of quota but failing (5xx,
+    timeouts, garbage) — an outage, not a spent budget.
     """
 
-    def __init__(self, retry_at: datetime | None, reasons: Mapping[str, str]) -> None:
+    def __init__(self, retry_at: datetime | None, reasons: Mapping[str, str], *, quota: bool = True) -> None:
         self.retry_at = retry_at
         self.reasons = dict(reasons)
+        self.quota = quota
         when = f"retry after {retry_at.isoformat(timespec='seconds')}" if retry_at else "no provider will free up"
         detail = "; ".join(f"{k}: {v}" for k, v in self.reasons.items()) or "no provider is configured"
         super().__init__(f"all providers exhausted ({when}): {detail}")

@@ -99,10 +99,13 @@ class Router:
         names = [n for n in self.candidates(call.task_type, call.preferred, now) if n not in call.excluded]
         limit = 2 * len(self.config.providers) + 2
         if not names or call.attempts >= limit:
+            # Every candidate failed during this call (or is disabled): an outage, not a spent quota.
             reasons = {**call.errors, **self.disabled}
             live = [n for n in self.keys if n not in self.disabled]
-            retry = now + self.config.limits.fallback.retry_delay_seconds if live else None
-            raise AllProvidersExhausted(_dt(retry), reasons)
+            fb = self.config.limits.fallback
+            cooled = [until for n in live if (until := self.quota.cooldown_until(n)[0]) > now]
+            retry = min(cooled, default=now + fb.retry_delay_seconds) if live else None
+            raise AllProvidersExhausted(_dt(retry), reasons, quota=False)
         call.attempts += 1
         got = self.quota.reserve(
             names, lambda n: self._estimate(call, n), now, self.config.limits.fallback.max_wait_seconds

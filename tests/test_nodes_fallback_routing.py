@@ -81,6 +81,20 @@ def test_fallback_other_failures_retry_up_to_max_retries_then_finalize(tmp_path:
     assert cmd.update == {"status": "failed"}
 
 
+def test_fallback_outage_retries_then_pauses_instead_of_failing(tmp_path: Path, sleeps: list[float]) -> None:
+    deps = make_deps(tmp_path)
+    settings = deps.fallback_settings()
+    cmd = fallback(make_state(fallback=_fb("reflect", "outage", retry_in=5)), rt(), deps=deps)
+    assert cmd.goto == "reflect" and sleeps == [settings.retry_delay_seconds]
+    last = _fb("reflect", "outage", failures=settings.max_retries + 1, retry_in=5)
+    cmd = fallback(make_state(fallback=last), rt(), deps=deps)
+    assert cmd.goto == "wait_for_quota"
+    assert cmd.update is not None and cmd.update["status"] == "waiting_for_quota"
+    resume_after = datetime.fromisoformat(cmd.update["resume_after"])
+    expected = datetime.now(UTC) + timedelta(seconds=settings.failure_cooldown_seconds)
+    assert abs((resume_after - expected).total_seconds()) < 5
+
+
 def test_quota_far_away_pauses_the_graph_at_wait_for_quota(tmp_path: Path, sleeps: list[float]) -> None:
     h = harness(tmp_path, Brain([["a"]], fail=lambda tt, n: exhausted(3600) if tt == "general" else None))
     h.invoke({"goal": GOAL}, auto_approve=True)

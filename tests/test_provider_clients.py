@@ -244,3 +244,14 @@ def test_auth_error_on_only_provider_raises_naming_env_var(
         llm.invoke("x")
     assert info.value.retry_at is None  # waiting will not help
     assert key_env_for("solo") in str(info.value)
+
+
+def test_every_provider_failing_is_an_outage_not_a_spent_quota(setup: SetupFactory) -> None:
+    s = setup("groq")
+    s.primary.script(Reply.error(500))
+    s.backup.script(Reply.error(503))
+    with pytest.raises(AllProvidersExhausted) as info:
+        s.llm.invoke("anyone there?")
+    assert info.value.quota is False and info.value.retry_at is not None
+    assert set(info.value.reasons) == {"primary", "backup"}
+    assert len(s.primary.requests) == 1 and len(s.backup.requests) == 1  # each tried once, no loop
