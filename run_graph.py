@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, NoUsableProvider, BadInput) as exc:
         err.print(f"error: {exc}", style="red", markup=False)
         return 2
+    except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UnknownThread as exc:
         err.print(f"error: no thread {exc.args[0]!r} in this home; list them with 'threads'", style="red",
                   markup=False)
