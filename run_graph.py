@@ -15,9 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("INTERPRETER_TERMINAL_INPUT_PATIENCE", "1000000000")
-
 from dotenv import load_dotenv
 from rich.console import Console
 from rich.markup import escape
@@ -254,7 +251,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     router = _router(args)
     started = time.time()
-    rows = [check_provider(router, router.config, name) for name, cfg in router.config.providers.items()
+    rows = [check_provider(router, name) for name, cfg in router.config.providers.items()
             if cfg.enabled]
     if args.json:
         print(json.dumps({"providers": rows, "seconds": round(time.time() - started, 2)}))

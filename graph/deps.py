@@ -19,14 +19,6 @@ from langchain_core.language_models import BaseChatModel
 from config import Fallback, resolve_home
 
 
-class ExecutionResultLike(Protocol):
-    ok: bool
-    output: str
-    timed_out: bool
-    duration_s: float
-    error: str | None
-
-
 class Executor(Protocol):
     workspace: Path
 

@@ -42,7 +42,7 @@ class Unavailable:
     reasons: dict[str, str]
 
 
-def _day_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
+def day_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
     local = datetime.fromtimestamp(t, tz).date()
     start = datetime.combine(local, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(local + timedelta(days=1), datetime.min.time(), tzinfo=tz)
@@ -96,7 +96,7 @@ class QuotaStore:
                         used -= tokens
                         t = max(t, ts + MINUTE + _EPS)
                         why = f"{tpm} tokens/minute used"
-            for per, bounds in (("day", _day_bounds), ("month", _month_bounds)):
+            for per, bounds in (("day", day_bounds), ("month", _month_bounds)):
                 start, end = bounds(t, tz)
                 count, tokens = conn.execute(
                     "SELECT COUNT(*), COALESCE(SUM(tokens),0) FROM requests WHERE provider=? AND ts>=? AND ts<?",
@@ -193,7 +193,7 @@ class QuotaStore:
     def counts(self, provider: str, now: float) -> dict[str, int]:
         """Requests/tokens used in the current minute, day and month windows."""
         tz = ZoneInfo(self.limits(provider).timezone)
-        day, month = _day_bounds(now, tz), _month_bounds(now, tz)
+        day, month = day_bounds(now, tz), _month_bounds(now, tz)
         out: dict[str, int] = {}
         for key, (start, end) in (("minute", (now - MINUTE, float("inf"))), ("day", day), ("month", month)):
             n, tok = self.db.query(

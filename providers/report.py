@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from config import AppConfig
 from providers.keys import resolve_key
 from providers.quota import Slot, Unavailable
 from providers.router import Call, Router
@@ -36,9 +35,9 @@ def usage_report(router: Router, now: float | None = None) -> dict[str, Any]:
     return {"providers": out}
 
 
-def check_provider(router: Router, config: AppConfig, name: str) -> dict[str, Any]:
+def check_provider(router: Router, name: str) -> dict[str, Any]:
     """One tiny request to ``name`` (counted against its quota): ok / error + reason + latency."""
-    cfg = config.providers[name]
+    cfg = router.config.providers[name]
     if not cfg.enabled:
         return {"provider": name, "ok": False, "reason": "disabled in providers.yaml", "latency_ms": None}
     if resolve_key(cfg) is None and not cfg.local:

@@ -32,7 +32,7 @@ from providers.errors import (
     wait_from_headers,
 )
 from providers.keys import usable_providers
-from providers.quota import QuotaStore, Slot, Unavailable, _day_bounds
+from providers.quota import QuotaStore, Slot, Unavailable, day_bounds
 from providers.registry import build_client
 from providers.usage import AutoOptimizer, UsageEvent, UsageTracker
 
@@ -148,7 +148,7 @@ class Router:
             self.quota.release(slot)  # the provider refused it: it did not count
             until = now + (info.wait_s if info.wait_s is not None else DEFAULT_429_COOLDOWN_S)
             if info.per_day:
-                until = max(until, _day_bounds(now, ZoneInfo(self.config.limit_for(name).timezone))[1])
+                until = max(until, day_bounds(now, ZoneInfo(self.config.limit_for(name).timezone))[1])
             self.quota.cool_down(name, until, f"429 from provider: {info.message[:120]}")
         elif info.kind is ErrorKind.AUTH:
             self.quota.release(slot)
@@ -191,7 +191,7 @@ class Router:
             used = self.quota.counts(provider, now)["requests_day"]
             missing = (lim.requests_per_day - used) - int(remaining)
             if missing > 0:
-                start = _day_bounds(now, ZoneInfo(lim.timezone))[0]
+                start = day_bounds(now, ZoneInfo(lim.timezone))[0]
                 with self.db.transaction() as conn:
                     conn.executemany(
                         "INSERT INTO requests(provider, ts, tokens) VALUES (?,?,0)",

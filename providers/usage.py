@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from config import AppConfig
 from providers.db import Database
-from providers.quota import QuotaStore, _day_bounds
+from providers.quota import QuotaStore, day_bounds
 
 Recommendation = Literal["REDUCE_USAGE", "OPTIMAL", "CAN_INCREASE"]
 
@@ -53,7 +53,7 @@ class UsageTracker:
     def get_daily_usage(self, provider: str, now: float | None = None) -> dict[str, int]:
         """Today's (provider's timezone) requests, tokens and cache hits from the log."""
         tz = ZoneInfo(self.config.limit_for(provider).timezone)
-        start, end = _day_bounds(now or time.time(), tz)
+        start, end = day_bounds(now or time.time(), tz)
         row = self.db.query(
             "SELECT COUNT(*) FILTER (WHERE cached=0), COALESCE(SUM(tokens_in+tokens_out),0),"
             " COUNT(*) FILTER (WHERE cached=1), COUNT(*) FILTER (WHERE outcome!='ok')"

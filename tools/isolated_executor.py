@@ -42,8 +42,7 @@ class IsolatedExecutor:
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen[str]:
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-               "INTERPRETER_TERMINAL_INPUT_PATIENCE": "1000000000", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the worker's LocalExecutor sets OI's own env
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         proc = subprocess.Popen(
             [sys.executable, "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)],
