@@ -15,14 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
 from rich.console import Console
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.syntax import Syntax
 from rich.table import Table
 
-from config import ConfigError, load_config, resolve_home
+from config import ConfigError, load_config, load_env_file, resolve_home
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # pipes: no wrap at 80
@@ -41,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="plan + execute + reflect until done")
     run.add_argument("goal")
     run.add_argument("--thread-id")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workdir", metavar="DIR", help="folder the code works in (default: the current one)")
+    where.add_argument("--scratch", action="store_true", help="work in a fresh folder under the home instead")
+    run.add_argument("--no-network", action="store_true", help="generated code gets no network (sandbox)")
     resume = sub.add_parser("resume", parents=[common], help="continue a paused or interrupted thread")
     resume.add_argument("thread_id")
     for sp in (run, resume):
@@ -76,27 +79,63 @@ def _router(args: argparse.Namespace, offline: bool = False) -> Any:
     return router
 
 
+class _Paused(Exception):
+    """Ctrl-D at the approval prompt: run nothing, pause the thread."""
+
+
+def _ask_line(prompt: str) -> str:
+    try:
+        return input(prompt).strip().lower()
+    except EOFError:
+        raise _Paused from None
+
+
+def _show_code(code: str, language: str) -> None:
+    err.print(Syntax(code, "bash" if language == "shell" else "python", line_numbers=True))
+
+
+def _edit(code: str) -> str | None:
+    """The code after $EDITOR, or None when the editor failed or nothing was saved."""
+    import click
+
+    try:
+        edited = click.edit(code, require_save=True)
+    except click.ClickException as exc:
+        err.print(f"the editor failed: {exc.format_message()}", style="red", markup=False)
+        return None
+    return edited
+
+
 def _approver(progress: Any) -> Any:
     def ask(payload: dict[str, Any]) -> dict[str, Any] | None:
-        """y/n/edit in a terminal; None (pause the run) without one."""
+        """y/n/edit in a terminal; None (pause the run) without one or on Ctrl-D."""
         if not sys.stdin.isatty():
             return None
         progress.pause()
         try:
-            err.rule(f"Task {payload['task_id']}: {payload['task']}")
-            err.print(Syntax(payload["code"], "bash" if payload["language"] == "shell" else "python",
-                             line_numbers=True))
+            err.rule(escape(f"Task {payload['task_id']}: {payload['task']}"))
+            if payload.get("interrupted"):
+                err.print("This task was running when the agent stopped (crash or kill); it may have "
+                          "done part of its work. Run it again?", style="yellow", markup=False)
+            code = payload["code"]
+            _show_code(code, payload["language"])
             while True:
-                answer = input("Run this code? [y]es / [n]o / [e]dit: ").strip().lower()
+                answer = _ask_line("Run this code? [y]es / [n]o / [e]dit: ")
                 if answer in ("y", "yes"):
-                    return {"action": "approve"}
+                    return {"action": "approve"} if code == payload["code"] else {"action": "edit", "code": code}
                 if answer in ("n", "no"):
                     return {"action": "reject"}
                 if answer in ("e", "edit"):
-                    import click
-
-                    edited = click.edit(payload["code"])
-                    return {"action": "edit", "code": edited} if edited else {"action": "approve"}
+                    edited = _edit(code)
+                    if edited is None or not edited.strip() or edited == code:
+                        err.print("Nothing changed; nothing runs until you answer y.", markup=False)
+                        continue
+                    code = edited
+                    err.print("Edited code:", markup=False)
+                    _show_code(code, payload["language"])
+        except _Paused:
+            err.print("\nNo answer (end of input): the thread is paused, nothing ran.", markup=False)
+            return None
         finally:
             progress.resume()
 
@@ -116,26 +155,58 @@ def _print_result(result: Any, as_json: bool) -> None:
                   f"uv run run_graph.py resume {result.thread_id}")
     elif result.status == "awaiting_approval":
         err.print(f"Waiting for approval: uv run run_graph.py resume {result.thread_id}  (--yes approves all)")
+    if result.workdir:
+        err.print(f"working directory: {result.workdir}", markup=False)
+
+
+def _sandbox_notice(runner: Any, router: Any, quiet: bool) -> None:
+    """Resolve the sandbox before anything runs: required and missing is exit 2; auto and missing warns."""
+    from tools.sandbox import SandboxUnavailable
+
+    try:
+        sandbox = runner.deps.sandbox()
+    except SandboxUnavailable as exc:
+        raise BadInput(f"{router.config.config_dir / 'limits.yaml'}: {exc}") from None
+    if not sandbox.active and router.config.limits.execution.sandbox == "auto" and not quiet:
+        err.print(f"warning: no sandbox ({sandbox.reason}); generated code runs with your permissions",
+                  style="yellow", markup=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from graph.context import Context
+    from graph.guard import ThreadBusy
     from graph.progress import Progress
     from graph.runner import Runner
     from providers import QuotaAwareChatModel
+    from tools.workspace import WorkdirError, check_thread_id
 
     if args.command == "run" and not args.goal.strip():
         raise BadInput('the goal is empty: give it as text, e.g. run "count the words in README.md"')
+    if args.command == "run" and args.thread_id is not None:
+        try:
+            check_thread_id(args.thread_id)
+        except ValueError as exc:
+            raise BadInput(f"--thread-id: {exc}") from None
     router = _router(args, offline=args.offline)
     opt = router.config.limits.optimization
-    runner = Runner(router.home, llm=QuotaAwareChatModel(router=router),
-                    context=Context(auto_approve=args.yes, max_batch_size=opt.max_batch_size))
-    if args.command == "run":
-        args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
-        if runner.graph.get_state(runner.config_for(args.thread_id)).values:
-            runner.close()
-            raise BadInput(f"thread {args.thread_id!r} already exists: continue it with "
-                           f"'resume {args.thread_id}' or pick another --thread-id")
+    context = Context(auto_approve=args.yes, max_batch_size=opt.max_batch_size,
+                      network=not getattr(args, "no_network", False))
+    runner = Runner(router.home, llm=QuotaAwareChatModel(router=router), context=context)
+    try:
+        if args.command == "run":
+            args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
+            if runner.graph.get_state(runner.config_for(args.thread_id)).values:
+                raise BadInput(f"thread {args.thread_id!r} already exists: continue it with "
+                               f"'resume {args.thread_id}' or pick another --thread-id")
+            if not args.scratch:
+                try:
+                    context.workdir = str(runner.deps.workdir(args.workdir or os.getcwd(), args.thread_id))
+                except WorkdirError as exc:
+                    raise BadInput(str(exc)) from None
+        _sandbox_notice(runner, router, args.json)
+    except BaseException:
+        runner.close()
+        raise
     progress = Progress(err, router, live=False if args.json else None)
     if not args.json:
         err.print(f"thread [bold]{args.thread_id}[/bold]")
@@ -147,6 +218,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 result = runner.run(args.goal, args.thread_id, approver=approver, listener=listener)
             else:
                 result = runner.resume(args.thread_id, approver=approver, listener=listener)
+    except ThreadBusy as exc:
+        raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
         err.print(f"\nStopped. Nothing finished is lost; continue with: uv run run_graph.py resume {args.thread_id}")
         return 130
@@ -187,11 +260,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         runner.close()
     calls = list(values.get("calls", []))
     if args.json:
-        data = {**result.to_json(), "tasks": result.tasks, "steps": steps, "calls": calls,
+        data = {**result.to_json(), "workdir": result.workdir, "tasks": result.tasks, "steps": steps, "calls": calls,
                 "errors": values.get("errors", [])}
         print(json.dumps(data, ensure_ascii=False, default=str))
         return 0
-    out.print(f"[bold]{result.goal}[/bold]  thread {result.thread_id}  status {result.status}")
+    out.print(f"[bold]{escape(result.goal)}[/bold]  thread {result.thread_id}  status {result.status}")
+    if result.workdir:
+        out.print(f"working directory: {result.workdir}", markup=False)
     out.print("[bold]steps:[/bold] " + " → ".join(",".join(s["next"]) for s in steps if s["next"]))
     out.print("[bold]LLM calls:[/bold] " + (", ".join(
         f"{c['purpose']}={'cache' if c['cached'] else c['provider']}" for c in calls) or "none"))
@@ -253,14 +328,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     started = time.time()
     rows = [check_provider(router, name) for name, cfg in router.config.providers.items()
             if cfg.enabled]
+    sandbox = _sandbox_report(router)
     if args.json:
-        print(json.dumps({"providers": rows, "seconds": round(time.time() - started, 2)}))
+        print(json.dumps({"providers": rows, "sandbox": sandbox, "seconds": round(time.time() - started, 2)}))
     else:
         for r in rows:
             mark = "[green]ok[/green]   " if r["ok"] else "[red]error[/red]"
             ms = f"{r['latency_ms']:>6} ms" if r["latency_ms"] is not None else " " * 9
-            out.print(f"{r['provider']:<20} {mark} {ms}  {r['reason']}")
+            out.print(f"{r['provider']:<20} {mark} {ms}  {escape(r['reason'])}")
+        out.print(f"{'sandbox':<20} {'[green]on[/green]   ' if sandbox['active'] else '[yellow]off[/yellow]  '}"
+                  f"{' ' * 10}{escape(sandbox['detail'])}")
     return 0 if any(r["ok"] for r in rows) else 1
+
+
+def _sandbox_report(router: Any) -> dict[str, Any]:
+    """Whether generated code would run sandboxed, and why not."""
+    from graph.deps import Deps
+    from tools.sandbox import SandboxUnavailable
+
+    mode = router.config.limits.execution.sandbox
+    try:
+        sandbox = Deps(home=router.home, execution=router.config.limits.execution).sandbox()
+    except SandboxUnavailable as exc:
+        return {"mode": mode, "active": False, "detail": f"code will not run: {exc}"}
+    return {"mode": mode, "active": sandbox.active, "detail": sandbox.describe()}
 
 
 def _dot(drawable: Any) -> str:
@@ -298,7 +389,7 @@ COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": cmd_threads, "show": c
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_dotenv(override=False)
+    load_env_file()
     args = _parser().parse_args(argv)
     from graph.runner import UnknownThread
     from providers import NoUsableProvider

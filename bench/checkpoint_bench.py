@@ -35,7 +35,7 @@ class Result:
 
 
 class InstantExecutor:
-    def __init__(self, workspace: Path, timeout_s: float) -> None:
+    def __init__(self, workspace: Path, timeout_s: float, network: bool = True) -> None:
         self.workspace = workspace
 
     def run(self, language: str, code: str) -> Result:

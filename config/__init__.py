@@ -1,8 +1,10 @@
 """Configuration: shipped YAML defaults and their typed loader."""
 
 from config.loader import (
+    ENV_FILES_READ,
     AppConfig,
     ConfigError,
+    Execution,
     Fallback,
     LimitsFile,
     Optimization,
@@ -10,13 +12,16 @@ from config.loader import (
     RateLimit,
     RoutingConfig,
     load_config,
+    load_env_file,
     resolve_config_dir,
     resolve_home,
 )
 
 __all__ = [
+    "ENV_FILES_READ",
     "AppConfig",
     "ConfigError",
+    "Execution",
     "Fallback",
     "LimitsFile",
     "Optimization",
@@ -24,6 +29,7 @@ __all__ = [
     "RateLimit",
     "RoutingConfig",
     "load_config",
+    "load_env_file",
     "resolve_config_dir",
     "resolve_home",
 ]

@@ -84,10 +84,20 @@ class Fallback(_Strict):
     failure_cooldown_seconds: float = Field(default=30, ge=0)
 
 
+class Execution(_Strict):
+    sandbox: Literal["auto", "required", "off"] = "auto"
+    """auto: bubblewrap where it works, else run unsandboxed with a warning; required: refuse to run
+    code without it; off: never sandbox."""
+    hidden_paths: list[str] = Field(default_factory=list)
+    """Extra files or folders the sandboxed code must not see (besides the home, .env files and
+    the usual credential folders)."""
+
+
 class LimitsFile(_Strict):
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     optimization: Optimization = Field(default_factory=Optimization)
     fallback: Fallback = Field(default_factory=Fallback)
+    execution: Execution = Field(default_factory=Execution)
 
 
 class AppConfig(BaseModel):
@@ -100,6 +110,26 @@ class AppConfig(BaseModel):
 
     def limit_for(self, name: str) -> RateLimit:
         return self.limits.rate_limits.get(name) or RateLimit()
+
+
+ENV_FILES_READ: list[Path] = []  # every .env this process loaded; the sandbox hides them
+
+
+def load_env_file(path: str | Path | None = None) -> Path | None:
+    """Load ``path`` (default: the nearest ``.env`` in the repo's folder or above it, as
+    python-dotenv finds it) without overriding the environment; remember it so generated code
+    never sees it."""
+    from dotenv import load_dotenv
+
+    repo = REPO_CONFIG_DIR.parent
+    candidates = [Path(path)] if path else [folder / ".env" for folder in (repo, *repo.parents)]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return None
+    load_dotenv(found, override=False)
+    if found.resolve() not in ENV_FILES_READ:
+        ENV_FILES_READ.append(found.resolve())
+    return found
 
 
 def resolve_config_dir(config_dir: str | Path | None = None) -> Path:

@@ -15,6 +15,10 @@ class Context:
     """Tasks whose code is written by one LLM call (and judged by one)."""
     executor_timeout_s: float = 60.0
     """Hard time limit for one task's code."""
+    workdir: str | None = None
+    """Folder the generated code works in (read-write); None: a fresh scratch folder per thread."""
+    network: bool = True
+    """Let generated code reach the network (False: the sandbox cuts it off)."""
     preferred_providers: list[str] = field(default_factory=list)
     """Providers to try first, before routing.task_types and routing.priority."""
     max_attempts: int = 2

@@ -77,6 +77,13 @@ class Progress:
             why = f" ({event['error']})" if event.get("error") else ""
             self._log(f"{_MARKS[event['status']]} task {event['task_id']} {event['status']} "
                       f"in {event['duration_s']:.1f}s{why}")
+        elif kind == "task_interrupted":
+            self._task(event["task_id"], status="pending")
+            self._log(f"[yellow]task {event['task_id']} was interrupted by a crash; it runs again only "
+                      "after approval[/yellow]")
+        elif kind == "task_restarting":
+            self._log(f"[yellow]task {event['task_id']} was interrupted by a crash; running it again (--yes)"
+                      "[/yellow]")
 
     def _update(self, node: str, update: dict[str, Any]) -> None:
         for t in update.get("tasks") or []:

@@ -2,7 +2,9 @@
 
 Checkpoints live in ``checkpoints.db`` in the home directory (SqliteSaver,
 ``durability="sync"``), so a thread stopped by Ctrl-C, kill -9, a crash or an
-empty quota continues with ``resume`` without redoing finished work.
+empty quota continues with ``resume`` without redoing finished work. A run or
+resume holds the thread's lock (:class:`graph.guard.ThreadLock`) throughout, so
+a second process on the same thread gets :class:`graph.guard.ThreadBusy`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from graph.context import Context
-from graph.deps import ExecutorFactory
+from graph.deps import Deps, ExecutorFactory
 from graph.workflow import build_graph
 
 # Called with an approval payload; returns the resume value, or None to pause the run.
@@ -43,10 +45,12 @@ class RunResult:
     cache_hits: int = 0
     resume_after: str | None = None
     interrupt: dict[str, Any] | None = None
+    workdir: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("interrupt")
+        data.pop("workdir")  # the documented shape; ``show --json`` adds it
         data["tasks"] = [
             {k: t.get(k) for k in ("id", "description", "status", "output")} | {"status": t.get("status", "pending")}
             for t in self.tasks
@@ -70,7 +74,8 @@ class Runner:
         self.home = home
         self.conn = sqlite3.connect(home / "checkpoints.db", check_same_thread=False, timeout=60)
         self.saver = SqliteSaver(self.conn)
-        self.graph = build_graph(checkpointer=self.saver, llm=llm, home=home, executor_factory=executor_factory)
+        self.deps = Deps(llm=llm, executor_factory=executor_factory, home=home)
+        self.graph = build_graph(checkpointer=self.saver, deps=self.deps)
         self.context = context or Context()
 
     def close(self) -> None:
@@ -89,11 +94,16 @@ class Runner:
         listener: Listener | None = None,
     ) -> RunResult:
         thread_id = thread_id or uuid.uuid4().hex[:12]
-        return self._drive({"goal": goal}, thread_id, approver, listener)
+        with self.deps.lock(thread_id):
+            return self._drive({"goal": goal}, thread_id, approver, listener)
 
     def resume(
         self, thread_id: str, *, approver: Approver | None = None, listener: Listener | None = None
     ) -> RunResult:
+        with self.deps.lock(thread_id):
+            return self._resume(thread_id, approver, listener)
+
+    def _resume(self, thread_id: str, approver: Approver | None, listener: Listener | None) -> RunResult:
         snap = self.graph.get_state(self.config_for(thread_id))
         if not snap.values:
             raise UnknownThread(thread_id)
@@ -147,6 +157,7 @@ class Runner:
             status=status,
             goal=str(values.get("goal", "")),
             tasks=list(values.get("tasks", [])),
+            workdir=values.get("workdir"),
             summary=str(values.get("summary", "")),
             llm_calls=dict(values.get("llm_calls", {})),
             cache_hits=int(values.get("cache_hits", 0)),

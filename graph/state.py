@@ -33,6 +33,8 @@ class Task(TypedDict, total=False):
     hint: str  # reflect's advice for the next attempt
     error: str  # why it failed (blocked, timeout, exit status ...)
     approved: bool  # its current code may run (approval node or --yes)
+    restarts: int  # how often a run of it was cut short by a crash (it then needs a new approval)
+    interrupted: bool  # its last run was cut short by a crash; cleared when it runs again
 
 
 def merge_tasks(current: list[Task] | None, update: list[Task] | None) -> list[Task]:
@@ -57,6 +59,8 @@ class InputState(TypedDict):
 
 
 class State(InputState, total=False):
+    workdir: str  # the run's working directory (chosen when the run starts; resume and retries keep it)
+    network: bool  # generated code may use the network (chosen with the workdir)
     tasks: Annotated[list[Task], merge_tasks]
     batch: list[int]  # ids of the tasks in the current batch
     plan_start: int  # first task id of the latest plan (earlier tasks belong to replaced plans)
@@ -76,6 +80,7 @@ class State(InputState, total=False):
 
 class OutputState(TypedDict, total=False):
     goal: str
+    workdir: str
     tasks: list[Task]
     summary: str
     status: RunStatus

@@ -36,8 +36,10 @@ def builder(
     llm: BaseChatModel | None = None,
     executor_factory: ExecutorFactory | None = None,
     home: Path | None = None,
+    deps: Deps | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
-    deps = Deps(llm=llm, home=home) if executor_factory is None else Deps(llm, executor_factory, home)
+    """The uncompiled graph; ``deps`` (or ``llm``, ``executor_factory`` and ``home``) say what the nodes use."""
+    deps = deps or Deps(llm=llm, executor_factory=executor_factory, home=home)
     g: StateGraph[Any, Any, Any, Any] = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
@@ -69,9 +71,10 @@ def build_graph(
     llm: BaseChatModel | None = None,
     executor_factory: ExecutorFactory | None = None,
     home: Path | None = None,
+    deps: Deps | None = None,
 ) -> Any:
     """Compile the agent. With no ``llm``, the chat model is built from the environment on first use."""
-    return builder(llm=llm, executor_factory=executor_factory, home=home).compile(
+    return builder(llm=llm, executor_factory=executor_factory, home=home, deps=deps).compile(
         checkpointer=checkpointer, cache=cache, name="agent"
     )
 

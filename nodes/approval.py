@@ -4,7 +4,8 @@ The deny-list (``tools.safety``) blocks dangerous code even with auto-approve;
 blocked code becomes a failed task and never runs. Otherwise, unless the run's
 context says ``auto_approve``, the node ``interrupt()``s with the task, language
 and code; ``Command(resume={"action": "approve"|"reject"|"edit", "code": ...})``
-answers it.
+answers it. A task whose last run a crash cut short (``interrupted``) is asked
+about again, saying so; with auto-approve it runs again with a notice.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from langgraph.types import interrupt
 from graph.context import Context
 from graph.deps import Deps
 from graph.state import State
-from nodes.common import thread_id
+from nodes.common import workdir_of
 from nodes.execute import next_in_batch
+from nodes.llm import _emit
 from tools.safety import check_code
 
 
@@ -28,10 +30,13 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
     if task is None or task.get("approved"):
         return {}
     tid, language, code = task["id"], task.get("language", "python"), task.get("code", "")
-    workspace = deps.workspace(thread_id(config))
+    workspace = workdir_of(state, deps, config)
     if code.strip() and (reason := check_code(language, code, workspace)):
         return {"tasks": [_blocked(tid, reason, task.get("attempts", 0))]}
+    interrupted = bool(task.get("interrupted"))
     if runtime.context.auto_approve or not code.strip():
+        if interrupted and code.strip():
+            _emit({"event": "task_restarting", "task_id": tid, "description": task["description"]})
         return {"tasks": [{"id": tid, "approved": True}]}
     answer = interrupt(
         {
@@ -41,6 +46,7 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
             "language": language,
             "code": code,
             "workspace": str(workspace),
+            "interrupted": interrupted,
             "hint": 'resume with {"action": "approve"} / {"action": "reject"} / {"action": "edit", "code": "..."}',
         }
     )

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from graph.deps import Deps
 from graph.state import State, Task
+from nodes import prompts
 from nodes.parsing import ParseError
 from providers.errors import AllProvidersExhausted
+from tools.workspace import listing
 
 
 def thread_id(config: RunnableConfig) -> str:
     return str((config.get("configurable") or {}).get("thread_id") or "default")
+
+
+def workdir_of(state: State, deps: Deps, config: RunnableConfig) -> Path:
+    """The run's working directory, as chosen when it started (threads from before: their scratch folder)."""
+    chosen = state.get("workdir")
+    return Path(chosen) if chosen else deps.workdir(None, thread_id(config))
+
+
+def describe_workdir(path: Path) -> str:
+    """The working directory and a bounded listing of it, for the plan and code prompts."""
+    return prompts.workdir(str(path), listing(path))
 
 
 def task_by_id(state: State, tid: int) -> Task:

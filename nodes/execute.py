@@ -1,12 +1,16 @@
 """execute: one LLM call writes the code for a batch; then one task runs per step.
 
 ``write_code`` takes up to ``max_batch_size`` pending tasks and asks for all their
-code at once. ``run_task`` runs the next approved task of the batch in the
-thread's workspace, so a crash loses at most the task in flight.
+code at once. ``run_task`` runs the next approved task of the batch in the run's
+working directory, exactly once: it holds the thread's lock while the code runs
+and journals the attempt (see :mod:`graph.guard`). After a crash, an attempt that
+had finished is not run again (its journaled result is used); one that was cut
+short is marked ``interrupted`` and goes back to ``approve``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -14,16 +18,17 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import Deps
+from graph.guard import attempt_key
 from graph.state import State, Task
 from nodes import prompts
-from nodes.common import batch_tasks, failure_update, thread_id
+from nodes.common import batch_tasks, describe_workdir, failure_update, thread_id, workdir_of
 from nodes.llm import Asked, _emit, ask
 from nodes.parsing import ParseError, parse_code_batch
 from nodes.schemas import CodeBatch
 from providers.errors import AllProvidersExhausted
 
 
-def write_code(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:
+def write_code(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
     tasks = state.get("tasks", [])
     pending = [t for t in tasks if t.get("status") == "pending"]
     if not pending:
@@ -36,7 +41,7 @@ def write_code(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[s
         result = ask(
             deps.chat_model(),
             CodeBatch,
-            prompts.code(state["goal"], batch, done),
+            prompts.code(state["goal"], batch, done, describe_workdir(workdir_of(state, deps, config))),
             lambda text: parse_code_batch(text, ids),
             task_type="code_generation",
             purpose="code",
@@ -79,17 +84,33 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                 }
             ]
         }
-    _emit({"event": "task_running", "task_id": tid, "description": task["description"]})
-    executor = deps.executor(thread_id(config), runtime.context.executor_timeout_s)
-    result = executor.run(task.get("language", "python"), task["code"])
-    status = "done" if result.ok else "failed"
+    thread = thread_id(config)
+    key = attempt_key(dict(task))
+    journal = deps.journal()
+    with deps.lock(thread):
+        entry = journal.get(thread, key)
+        if entry is not None and entry.get("state") == "started":  # a crash cut this run short
+            _emit({"event": "task_interrupted", "task_id": tid, "description": task["description"]})
+            return {"tasks": [{"id": tid, "approved": False, "interrupted": True,
+                               "restarts": task.get("restarts", 0) + 1,
+                               "error": "interrupted: the agent stopped while this task was running"}]}
+        if entry is not None and entry.get("state") == "finished":  # ran; only its checkpoint was lost
+            result = dict(entry["result"])
+        else:
+            _emit({"event": "task_running", "task_id": tid, "description": task["description"]})
+            executor = deps.executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
+                                     runtime.context.network and state.get("network", True))
+            journal.started(thread, key, tid)
+            result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
+            journal.finished(thread, key, tid, result)
+    status = "done" if result["ok"] else "failed"
     _emit(
         {
             "event": "task_finished",
             "task_id": tid,
             "status": status,
-            "error": result.error,
-            "duration_s": result.duration_s,
+            "error": result["error"],
+            "duration_s": result["duration_s"],
         }
     )
     return {
@@ -99,8 +120,9 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                 "status": status,
                 "attempts": attempts,
                 "approved": False,
-                "output": result.output,
-                "error": result.error or "",
+                "interrupted": False,
+                "output": result["output"],
+                "error": result["error"] or "",
             }
         ]
     }

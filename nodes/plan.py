@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import Deps
 from graph.state import State, Task
 from nodes import prompts
-from nodes.common import failure_update
+from nodes.common import describe_workdir, failure_update, thread_id
 from nodes.llm import Asked, ask
 from nodes.parsing import ParseError, parse_plan
 from nodes.schemas import Plan
@@ -19,14 +21,17 @@ from providers.errors import AllProvidersExhausted
 MAX_TASKS = 5
 
 
-def plan(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:
+def plan(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
     tasks = state.get("tasks", [])
     replanning = state.get("decision") == "replan" and bool(tasks)
+    # The working directory is chosen once per thread; resume and replans keep it.
+    workdir = state.get("workdir") or str(deps.workdir(runtime.context.workdir, thread_id(config)))
+    chosen = {"workdir": workdir, "network": state.get("network", runtime.context.network)}
     if replanning:
         advice = "; ".join(str(v.get("hint", "")) for v in state.get("verdicts", []) if v.get("hint"))
         messages = prompts.replan(state["goal"], tasks, advice, max_tasks=MAX_TASKS)
     else:
-        messages = prompts.plan(state["goal"], max_tasks=MAX_TASKS)
+        messages = prompts.plan(state["goal"], describe_workdir(Path(workdir)), max_tasks=MAX_TASKS)
     asked = Asked()
     try:
         result = ask(
@@ -40,10 +45,11 @@ def plan(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, An
             asked=asked,
         )
     except (AllProvidersExhausted, ParseError) as exc:
-        return {**asked.update(), **failure_update(state, "plan", exc)}
+        return {**asked.update(), **failure_update(state, "plan", exc), **chosen}
     descriptions = [d.strip() for d in result.tasks if d.strip()][:MAX_TASKS]
     if not descriptions:
-        return {**asked.update(), **failure_update(state, "plan", ParseError("a plan with at least one task", ""))}
+        return {**asked.update(), **failure_update(state, "plan", ParseError("a plan with at least one task", "")),
+                **chosen}
     next_id = max((t["id"] for t in tasks), default=0) + 1
     new: list[Task] = [
         {"id": next_id + i, "description": d, "status": "pending", "attempts": 0} for i, d in enumerate(descriptions)
@@ -51,6 +57,7 @@ def plan(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, An
     dropped: list[Task] = [{"id": t["id"], "status": "skipped"} for t in tasks if t.get("status") == "pending"]
     return {
         **asked.update(),
+        **chosen,
         "tasks": dropped + new,
         "batch": [],
         "plan_start": next_id,

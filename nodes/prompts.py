@@ -11,11 +11,18 @@ from pydantic import BaseModel
 
 SYSTEM = (
     "You are the planning and coding brain of an autonomous agent that runs code on the user's "
-    "machine through Open Interpreter. The code runs in a fresh working directory (the current "
-    "directory); write files there only. Prefer the Python standard library; print results."
+    "machine through Open Interpreter. The code runs in the user's working directory (the current "
+    "directory, shown below with its files); read and write files there only, and change the "
+    "user's files only when the goal asks for it. Prefer the Python standard library; print results."
 )
 
+WORKDIR = """Working directory: {path}
+Its files (names and sizes; hidden files left out):
+{listing}"""
+
 PLAN = """Goal: {goal}
+
+{workdir}
 
 Break this goal into {min_tasks}-{max_tasks} concrete, executable tasks. Each task must be doable by one
 short Python or shell script and its result must be visible in what the script prints.
@@ -32,6 +39,8 @@ Write a new plan of {min_tasks}-{max_tasks} tasks for what is still missing (do 
 Answer with the Plan tool, or as JSON {{"tasks": ["...", "..."]}}."""
 
 CODE = """Goal: {goal}
+
+{workdir}
 
 Results of finished tasks (their files are in the current directory):
 {done}
@@ -65,8 +74,14 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit // 2] + "\n…\n" + text[-limit // 2 :]
 
 
-def plan(goal: str, *, min_tasks: int = 3, max_tasks: int = 5) -> list[BaseMessage]:
-    return [SystemMessage(SYSTEM), HumanMessage(PLAN.format(goal=goal, min_tasks=min_tasks, max_tasks=max_tasks))]
+def workdir(path: str, listing: str) -> str:
+    return WORKDIR.format(path=path, listing=listing)
+
+
+def plan(goal: str, where: str, *, min_tasks: int = 3, max_tasks: int = 5) -> list[BaseMessage]:
+    """``where``: :func:`workdir`'s description of the working directory."""
+    text = PLAN.format(goal=goal, workdir=where, min_tasks=min_tasks, max_tasks=max_tasks)
+    return [SystemMessage(SYSTEM), HumanMessage(text)]
 
 
 def replan(goal: str, tasks: Sequence[Mapping[str, Any]], advice: str, *, max_tasks: int = 5) -> list[BaseMessage]:
@@ -80,7 +95,9 @@ def replan(goal: str, tasks: Sequence[Mapping[str, Any]], advice: str, *, max_ta
     return [SystemMessage(SYSTEM), HumanMessage(text)]
 
 
-def code(goal: str, batch: Sequence[Mapping[str, Any]], done: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
+def code(
+    goal: str, batch: Sequence[Mapping[str, Any]], done: Sequence[Mapping[str, Any]], where: str
+) -> list[BaseMessage]:
     finished = "\n".join(
         f"- Task {t['id']}: {t['description']}\n  output: {_clip(t.get('output', ''), 600)}" for t in done
     )
@@ -90,7 +107,8 @@ def code(goal: str, batch: Sequence[Mapping[str, Any]], done: Sequence[Mapping[s
         + (f"\n  previous output: {_clip(t.get('output', ''), 400)}" if t.get("hint") and t.get("output") else "")
         for t in batch
     )
-    return [SystemMessage(SYSTEM), HumanMessage(CODE.format(goal=goal, done=finished or "(none yet)", tasks=todo))]
+    text = CODE.format(goal=goal, workdir=where, done=finished or "(none yet)", tasks=todo)
+    return [SystemMessage(SYSTEM), HumanMessage(text)]
 
 
 def reflect(goal: str, batch: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:

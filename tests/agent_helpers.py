@@ -61,6 +61,8 @@ class FakeExecutor:
         self.runs: list[tuple[str, str]] = []
         self.closed = 0
         self.timeouts: list[float] = []
+        self.network = True
+        self.network = True
 
     def run(self, language: str, code: str) -> FakeResult:
         self.runs.append((language, code))
@@ -73,9 +75,10 @@ class FakeExecutor:
     def codes(self) -> list[str]:
         return [code for _, code in self.runs]
 
-    def factory(self, workspace: Path, timeout_s: float) -> FakeExecutor:
-        """An ``executor_factory`` that hands out this executor (and records the timeout)."""
+    def factory(self, workspace: Path, timeout_s: float, network: bool = True) -> FakeExecutor:
+        """An ``executor_factory`` that hands out this executor (and records the timeout and network)."""
         self.workspace = workspace
+        self.network = network
         self.timeouts.append(timeout_s)
         return self
 

@@ -181,7 +181,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run", "wait",
-         "--thread-id", "cc1", "--yes"],
+         "--scratch", "--thread-id", "cc1", "--yes"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
     )
     deadline = time.time() + 60

@@ -53,10 +53,12 @@ def agent_setup(
 
 
 def test_goal_runs_to_completed_within_llm_budget_and_rerun_is_cached(
-    agent_setup: Callable[..., tuple[FakeProvider, Path]], home: Path
+    agent_setup: Callable[..., tuple[FakeProvider, Path]], home: Path, tmp_path: Path
 ) -> None:
     server, cfg = agent_setup()
-    proc = cli(["run", "make numbers and sum them", "--yes", "--json"], home, cfg)
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    proc = cli(["run", "make numbers and sum them", "--workdir", str(workdir), "--yes", "--json"], home, cfg)
     assert proc.returncode == 0, proc.stderr
     out = as_json(proc)
     assert out["status"] == "completed"
@@ -65,9 +67,15 @@ def test_goal_runs_to_completed_within_llm_budget_and_rerun_is_cached(
     assert set(out) >= {"thread_id", "goal", "tasks", "summary", "llm_calls", "cache_hits", "resume_after"}
     # 5 tasks, batches of 3: plan + 2 x (code + reflect) = 1 + 2*ceil(5/3)
     assert len(server.requests) == sum(out["llm_calls"].values()) <= 1 + 2 * 2
-    assert (home / "workspaces" / out["thread_id"] / "report.md").read_text() == "sum is 55\n"
+    assert (workdir / "report.md").read_text() == "sum is 55\n"
+    assert not (home / "workspaces" / out["thread_id"]).exists()
 
-    again = as_json(cli(["run", "make numbers and sum them", "--yes", "--json"], home, cfg))
+    # The same goal in the same (restored) folder: every prompt is the same, so all come from the cache.
+    # The folder's listing is part of the prompts: a changed folder is a new question.
+    for made in workdir.iterdir():
+        made.unlink()
+    again = as_json(cli(["run", "make numbers and sum them", "--workdir", str(workdir), "--yes", "--json"],
+                        home, cfg))
     assert again["status"] == "completed"
     assert again["cache_hits"] == 5 and again["llm_calls"] == {}
     assert len(server.requests) == 5  # nothing new reached the provider
@@ -88,8 +96,8 @@ def test_kill_9_during_execution_then_resume_repeats_nothing(
     server, cfg = agent_setup(KILL_PLAN)
     log = home / "workspaces" / "crash1" / "runs.log"
     proc = subprocess.Popen(
-        [*CLI, "--config-dir", str(cfg), "--home", str(home), "run", "crash test", "--thread-id", "crash1",
-         "--yes", "--json"],
+        [*CLI, "--config-dir", str(cfg), "--home", str(home), "run", "crash test", "--scratch", "--thread-id",
+         "crash1", "--yes", "--json"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 120
@@ -124,7 +132,7 @@ def test_all_providers_rate_limited_pauses_then_resume_completes(
     b.script(Reply.rate_limit(retry_after=2))
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": a.base_url},
                        "google_gemini": {"kind": "gemini", "base_url": b.base_url}})
-    proc = cli(["run", "count to five", "--yes", "--json"], home, cfg)
+    proc = cli(["run", "count to five", "--scratch", "--yes", "--json"], home, cfg)
     assert proc.returncode == 0, proc.stderr
     out = as_json(proc)
     assert out["status"] == "waiting_for_quota"
@@ -139,7 +147,7 @@ def test_without_terminal_and_without_yes_the_run_waits_for_approval(
     agent_setup: Callable[..., tuple[FakeProvider, Path]], home: Path
 ) -> None:
     _, cfg = agent_setup()
-    proc = cli(["run", "make numbers", "--json"], home, cfg)
+    proc = cli(["run", "make numbers", "--scratch", "--json"], home, cfg)
     assert proc.returncode == 0, proc.stderr
     out = as_json(proc)
     assert out["status"] == "awaiting_approval"

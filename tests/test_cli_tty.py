@@ -32,11 +32,11 @@ def test_terminal_approval_rejects_edits_and_approves(
     editor.chmod(0o755)
     child = pexpect.spawn(
         sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
-                         "write three files", "--thread-id", "tty"],
+                         "write three files", "--scratch", "--thread-id", "tty"],
         cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
         timeout=120, dimensions=(50, 140),
     )
-    for answer in ("n", "e", "y"):
+    for answer in ("n", "e", "y", "y"):
         child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")
         child.sendline(answer)
     child.expect(pexpect.EOF)

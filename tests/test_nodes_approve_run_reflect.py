@@ -154,7 +154,7 @@ def test_run_task_ok_marks_done_with_output(tmp_path: Path) -> None:
     ex = FakeExecutor(outcome=lambda lang, code: FakeResult(ok=True, output="hello\n"))
     state = make_state([_coded(1, "print('hello')", approved=True)], batch=[1])
     update = run_task(state, rt(executor_timeout_s=7.5), CONFIG, deps=make_deps(tmp_path, executor=ex))
-    assert update["tasks"] == [{"id": 1, "status": "done", "attempts": 1, "approved": False,
+    assert update["tasks"] == [{"id": 1, "status": "done", "attempts": 1, "approved": False, "interrupted": False,
                                 "output": "hello\n", "error": ""}]
     assert ex.runs == [("python", "print('hello')")]
     assert ex.timeouts == [7.5]
@@ -222,7 +222,7 @@ def test_reflect_retry_rewrites_the_code_with_the_hint_in_the_next_batch(tmp_pat
     state = apply(state, reflect(state, rt(), deps=deps))
     assert by_id(state["tasks"])[2]["status"] == "pending"
     assert after_reflect(state, rt()) == "write_code"
-    state = apply(state, write_code(state, rt(), deps=deps))
+    state = apply(state, write_code(state, rt(), CONFIG, deps=deps))
     assert state["batch"] == [2]
     prompt = human_text(llm.calls[-1])
     assert "hint: sum the numbers before printing" in prompt

@@ -141,7 +141,7 @@ def test_persistent_failure_retries_then_fails_keeping_completed_tasks(tmp_path:
 def test_finalize_summarises_every_task_and_skips_leftovers(tmp_path: Path) -> None:
     ex = FakeExecutor()
     deps = make_deps(tmp_path, executor=ex)
-    deps.executor(THREAD, 5.0)
+    deps.executor(THREAD, tmp_path, 5.0)
     state = make_state([
         {"id": 1, "description": "make file", "status": "done", "output": "starting\nwrote out.txt"},
         {"id": 2, "description": "parse file", "status": "failed", "error": "exit status 1"},

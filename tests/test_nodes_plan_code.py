@@ -86,7 +86,7 @@ def test_add_counts_sums_per_provider() -> None:
 
 def test_plan_structured_answer_gives_pending_tasks_numbered_from_one(tmp_path: Path) -> None:
     llm = scripted(tool_answer("Plan", {"tasks": ["write a.txt", "count words", "print it"]}))
-    update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
+    update = plan(make_state(), rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert update["tasks"] == [
         {"id": 1, "description": "write a.txt", "status": "pending", "attempts": 0},
         {"id": 2, "description": "count words", "status": "pending", "attempts": 0},
@@ -103,7 +103,7 @@ def test_plan_structured_answer_gives_pending_tasks_numbered_from_one(tmp_path: 
 
 def test_plan_prose_answer_is_parsed(tmp_path: Path) -> None:
     llm = scripted("Task1: a | Task2: b | Task3: c")
-    update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
+    update = plan(make_state(), rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert [(t["id"], t["description"], t["status"]) for t in update["tasks"]] == [
         (1, "a", "pending"), (2, "b", "pending"), (3, "c", "pending")
     ]
@@ -112,7 +112,7 @@ def test_plan_prose_answer_is_parsed(tmp_path: Path) -> None:
 
 def test_plan_unparsable_answer_is_repaired_with_exactly_two_calls(tmp_path: Path) -> None:
     llm = scripted("I'm not sure what you mean.", '{"tasks": ["a", "b", "c"]}')
-    update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
+    update = plan(make_state(), rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert [t["description"] for t in update["tasks"]] == ["a", "b", "c"]
     assert update["fallback"] is None
     assert len(llm.calls) == 2
@@ -124,7 +124,7 @@ def test_plan_unparsable_answer_is_repaired_with_exactly_two_calls(tmp_path: Pat
 def test_plan_unparsable_twice_sends_the_run_to_fallback(tmp_path: Path) -> None:
     llm = scripted("I'm not sure what you mean.", "Still no idea, sorry.")
     state = make_state()
-    update = plan(state, rt(), deps=make_deps(tmp_path, llm))
+    update = plan(state, rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert "tasks" not in update
     assert update["fallback"]["node"] == "plan"
     assert update["fallback"]["kind"] == "parse"
@@ -138,7 +138,7 @@ def test_plan_unparsable_twice_sends_the_run_to_fallback(tmp_path: Path) -> None
 def test_plan_with_every_provider_exhausted_gives_a_quota_fallback(tmp_path: Path) -> None:
     error = exhausted(3600)
     llm = scripted(error)
-    update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
+    update = plan(make_state(), rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert update["fallback"]["kind"] == "quota"
     assert update["fallback"]["node"] == "plan"
     assert error.retry_at is not None
@@ -149,7 +149,7 @@ def test_plan_with_every_provider_exhausted_gives_a_quota_fallback(tmp_path: Pat
 def test_plan_failure_count_grows_while_the_same_node_keeps_failing(tmp_path: Path) -> None:
     llm = scripted(exhausted(None))
     state = make_state(fallback={"node": "plan", "kind": "error", "failures": 2, "retry_at": None, "error": "x"})
-    update = plan(state, rt(), deps=make_deps(tmp_path, llm))
+    update = plan(state, rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert update["fallback"]["failures"] == 3
     assert update["fallback"]["kind"] == "error"  # no retry_at: not a quota pause
 
@@ -163,7 +163,7 @@ def test_replan_skips_old_pending_tasks_and_continues_ids(tmp_path: Path) -> Non
     state = make_state(tasks, decision="replan", replans=0,
                        verdicts=[{"task_id": 2, "verdict": "failed", "hint": "use csv module instead"}])
     llm = scripted(tool_answer("Plan", {"tasks": ["parse with csv", "report again"]}))
-    update = plan(state, rt(), deps=make_deps(tmp_path, llm))
+    update = plan(state, rt(), CONFIG, deps=make_deps(tmp_path, llm))
     after = by_id(apply(state, update)["tasks"])
     assert after[1]["status"] == "done" and after[1]["output"] == "got it"  # completed work kept
     assert after[2]["status"] == "failed"
@@ -180,12 +180,12 @@ def test_replan_skips_old_pending_tasks_and_continues_ids(tmp_path: Path) -> Non
 def test_plan_counts_llm_calls_per_provider_and_cached_answers_as_cache_hits(tmp_path: Path) -> None:
     llm = scripted(answered_by("groq_llama", "no plan here"),
                                      answered_by("google_gemini", '{"tasks": ["a", "b"]}'))
-    update = plan(make_state(), rt(), deps=make_deps(tmp_path, llm))
+    update = plan(make_state(), rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert update["llm_calls"] == {"groq_llama": 1, "google_gemini": 1}
     assert update["cache_hits"] == 0
 
     cached = scripted(answered_by("groq_llama", "Task1: a | Task2: b | Task3: c", cached=True))
-    update = plan(make_state(), rt(), deps=make_deps(tmp_path, cached))
+    update = plan(make_state(), rt(), CONFIG, deps=make_deps(tmp_path, cached))
     assert update["llm_calls"] == {}
     assert update["cache_hits"] == 1
 
@@ -197,7 +197,7 @@ def test_write_code_asks_once_for_a_batch_of_max_batch_size(tmp_path: Path) -> N
     brain = Brain([[]])
     llm = brain.model()
     state = make_state([pending(i) for i in range(1, 5)])
-    update = write_code(state, rt(max_batch_size=3), deps=make_deps(tmp_path, llm))
+    update = write_code(state, rt(max_batch_size=3), CONFIG, deps=make_deps(tmp_path, llm))
     assert len(llm.calls) == 1
     assert llm.calls[0]["task_type"] == "code_generation"
     assert update["batch"] == [1, 2, 3]
@@ -217,7 +217,7 @@ def test_write_code_prompt_contains_earlier_outputs(tmp_path: Path) -> None:
         {"id": 1, "description": "make data", "status": "done", "output": "wrote data.csv with 42 rows"},
         pending(2, "plot data"),
     ])
-    update = write_code(state, rt(), deps=make_deps(tmp_path, llm))
+    update = write_code(state, rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert update["batch"] == [2]
     prompt = human_text(llm.calls[0])
     assert "wrote data.csv with 42 rows" in prompt
@@ -227,7 +227,7 @@ def test_write_code_prompt_contains_earlier_outputs(tmp_path: Path) -> None:
 def test_write_code_without_pending_tasks_makes_no_call_and_finishes(tmp_path: Path) -> None:
     llm = scripted()
     state = make_state([{"id": 1, "description": "x", "status": "done"}])
-    update = write_code(state, rt(), deps=make_deps(tmp_path, llm))
+    update = write_code(state, rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert update["batch"] == []
     assert llm.calls == []
     assert after_write_code(apply(state, update)) == "finalize"
@@ -238,7 +238,7 @@ def test_missing_code_for_a_task_makes_it_fail_without_running(tmp_path: Path) -
     llm = scripted(tool_answer("CodeBatch", {"items": [{"task_id": 1, "code": "print(1)"}]}))
     deps = make_deps(tmp_path, llm, ex)
     state = make_state([pending(1), pending(2)])
-    state = apply(state, write_code(state, rt(), deps=deps))
+    state = apply(state, write_code(state, rt(), CONFIG, deps=deps))
     assert by_id(state["tasks"])[2]["code"] == ""
     for _ in range(4):  # approve + run both tasks of the batch
         state = apply(state, approve(state, rt(auto_approve=True), CONFIG, deps=deps))
@@ -253,7 +253,7 @@ def test_missing_code_for_a_task_makes_it_fail_without_running(tmp_path: Path) -
 def test_write_code_quota_exhaustion_goes_to_fallback(tmp_path: Path) -> None:
     llm = scripted(exhausted(120))
     state = make_state([pending(1)])
-    update = write_code(state, rt(), deps=make_deps(tmp_path, llm))
+    update = write_code(state, rt(), CONFIG, deps=make_deps(tmp_path, llm))
     assert update["fallback"]["node"] == "write_code"
     assert update["fallback"]["kind"] == "quota"
     assert after_write_code(apply(state, update)) == "fallback"

@@ -15,7 +15,21 @@ import sys
 from pathlib import Path
 
 
+def _die_with_parent() -> None:
+    """Get SIGKILL when the agent dies (Linux, unsandboxed: bubblewrap's --die-with-parent does it there)."""
+    parent = os.environ.pop("FLA_PARENT_PID", "")
+    if not sys.platform.startswith("linux") or not parent:
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):
+        os._exit(0)  # the agent died before the signal was armed
+
+
 def main(workspace: str, max_output_chars: int) -> int:
+    _die_with_parent()
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints -> stderr
     sys.stdout = sys.stderr

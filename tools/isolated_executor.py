@@ -1,10 +1,19 @@
-"""Run the Open Interpreter executor in a child process.
+"""Run the Open Interpreter executor in a child process, inside the OS sandbox.
 
 Why: Open Interpreter's Jupyter machinery runs its own event loop and blocking
 I/O, which an async host (``langgraph dev`` flags blocking calls) must not see,
 and a wedged kernel must never take the agent down. The child keeps its kernel
 warm between runs; if it stops answering (its own hard timeout failed), it is
 killed with its whole process tree and the next run starts a fresh one.
+
+The child is started under the :class:`tools.sandbox.Sandbox` it is given
+(bubblewrap: working directory writable, rest read-only, home and credentials
+hidden, its own PID namespace dying with the agent) with an environment
+without any key; output is redacted of the removed values all the same. On
+Linux without a sandbox the child still sets ``PR_SET_PDEATHSIG`` for itself,
+so it dies with the agent. Children are spawned from one long-lived thread: the parent
+death signal fires when the *thread* that forked exits, and LangGraph runs
+nodes in short-lived pool threads.
 """
 
 from __future__ import annotations
@@ -17,12 +26,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
 from tools.local_executor import ExecutionResult
+from tools.sandbox import Sandbox, redact, scrubbed_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # Beyond the executor's own timeout: a cold start (import ≈ 4 s, kernel ≈ 2 s) and cleanup.
@@ -32,22 +44,45 @@ GRACE_S = 90.0
 class IsolatedExecutor:
     """Same API as LocalExecutor (``run``/``close``), one child process per workspace."""
 
-    def __init__(self, workspace: Path, *, timeout_s: float = 60.0, max_output_chars: int = 20_000) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        *,
+        timeout_s: float = 60.0,
+        max_output_chars: int = 20_000,
+        sandbox: Sandbox | None = None,
+        network: bool = True,
+        key_vars: Iterable[str] = (),
+    ) -> None:
         self.workspace = Path(workspace).expanduser().resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
         self.max_output_chars = max_output_chars
+        self.sandbox = sandbox or Sandbox("none", "no sandbox given")
+        self.network = network
+        self.key_vars = tuple(key_vars)
+        self._secrets: dict[str, str] = {}
         self._proc: subprocess.Popen[str] | None = None
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
 
+    def command(self) -> list[str]:
+        """The child's command line: the worker, under the sandbox if there is one."""
+        worker = [sys.executable, "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)]
+        keep = [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
+        return self.sandbox.wrap(worker, workdir=self.workspace, network=self.network, keep=keep)
+
     def _start(self) -> subprocess.Popen[str]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the worker's LocalExecutor sets OI's own env
+        env, self._secrets = scrubbed_env(os.environ, self.key_vars)
+        env["PYTHONUNBUFFERED"] = "1"  # the worker's LocalExecutor sets OI's own env
+        if not self.sandbox.active:  # bubblewrap's --die-with-parent does it in the sandbox
+            env["FLA_PARENT_PID"] = str(os.getpid())  # the worker dies with this process (PR_SET_PDEATHSIG)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env,
-        )
+        argv = self.command()
+        proc = _spawn(lambda: subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+            env=env, process_group=0,  # a Ctrl-C in the agent's terminal is the agent's to handle
+        ))
         self._answers = queue.Queue()
         threading.Thread(target=_pump, args=(proc.stdout, self._answers), daemon=True).start()
         return proc
@@ -69,7 +104,11 @@ class IsolatedExecutor:
                 self._kill()
                 return ExecutionResult(ok=False, output="", timed_out=True, duration_s=time.monotonic() - start,
                                        error="the executor stopped answering; it was restarted")
-            return ExecutionResult(**json.loads(line))
+            result = ExecutionResult(**json.loads(line))
+            result.output = redact(result.output, self._secrets)
+            if result.error:
+                result.error = redact(result.error, self._secrets)
+            return result
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -103,6 +142,32 @@ class IsolatedExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_spawn_queue: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+_spawner_lock = threading.Lock()
+_spawner: threading.Thread | None = None
+
+
+def _spawn_loop() -> None:
+    while True:
+        make, future = _spawn_queue.get()
+        try:
+            future.set_result(make())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+
+def _spawn(make: Callable[[], subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    """Run ``make`` (a Popen) on the process-wide spawner thread, which lives as long as the process."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():
+            _spawner = threading.Thread(target=_spawn_loop, name="fla-spawner", daemon=True)
+            _spawner.start()
+    future: Future[subprocess.Popen[str]] = Future()
+    _spawn_queue.put((make, future))
+    return future.result()
 
 
 def _pump(stream: IO[str] | None, answers: queue.Queue[str | None]) -> None:

@@ -1,0 +1,141 @@
+"""Exactly once: one run per thread at a time, and a journal of the task in flight.
+
+* :class:`ThreadLock` — an exclusive ``flock`` on ``HOME/locks/THREAD.lock`` holding the owner's pid.
+  A second process gets :class:`ThreadBusy` ("thread X is running (pid N)"); the kernel drops the
+  lock of a process that died, so the next one takes it over. Re-entrant within one process (the
+  CLI's runner and the graph's ``run_task`` node take the same lock).
+* :class:`TaskJournal` — before a task's code starts, ``HOME/journal/THREAD.json`` records
+  ``started`` for that attempt; when it ends, ``finished`` with the result. The checkpoint is
+  written only after the node returns, so after a crash the journal tells a resumed ``run_task``
+  whether the attempt had finished (its result is reused, the code is not run again) or was
+  interrupted (it runs again only after a new approval).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one process per thread is then the user's job
+    fcntl = None  # type: ignore[assignment]
+
+from tools.workspace import check_thread_id
+
+
+class ThreadBusy(RuntimeError):
+    """Another process is running this thread."""
+
+    def __init__(self, thread_id: str, owner: str) -> None:
+        super().__init__(f"thread {thread_id} is running ({owner}); wait for it to finish, or stop it first")
+        self.thread_id = thread_id
+        self.owner = owner
+
+
+def _file_name(thread_id: str) -> str:
+    try:
+        return check_thread_id(thread_id)
+    except ValueError:
+        return "t-" + hashlib.sha256(thread_id.encode()).hexdigest()[:16]
+
+
+_held: dict[str, list[Any]] = {}  # lock path -> [fd, depth]
+_held_lock = threading.Lock()
+
+
+class ThreadLock:
+    """``with ThreadLock(home, thread_id):`` — see module docstring."""
+
+    def __init__(self, home: Path, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.path = home / "locks" / f"{_file_name(thread_id)}.lock"
+
+    def acquire(self) -> None:
+        key = str(self.path)
+        with _held_lock:
+            if key in _held:
+                _held[key][1] += 1
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                    os.close(fd)
+                    raise ThreadBusy(self.thread_id, owner) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+            _held[key] = [fd, 1]
+
+    def release(self) -> None:
+        key = str(self.path)
+        with _held_lock:
+            entry = _held.get(key)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[key]
+                os.ftruncate(entry[0], 0)
+                os.close(entry[0])  # closing drops the flock
+
+    def __enter__(self) -> ThreadLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class TaskJournal:
+    """The attempt in flight of each thread (see module docstring)."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = home / "journal"
+
+    def _path(self, thread_id: str) -> Path:
+        return self.root / f"{_file_name(thread_id)}.json"
+
+    def get(self, thread_id: str, key: str) -> dict[str, Any] | None:
+        """The entry for attempt ``key`` of ``thread_id``, if that attempt was started."""
+        try:
+            entry = json.loads(self._path(thread_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) and entry.get("key") == key else None
+
+    def _write(self, thread_id: str, entry: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self._path(thread_id)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(entry, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def started(self, thread_id: str, key: str, task_id: int) -> None:
+        self._write(thread_id, {"key": key, "task_id": task_id, "state": "started", "pid": os.getpid()})
+
+    def finished(self, thread_id: str, key: str, task_id: int, result: dict[str, Any]) -> None:
+        self._write(thread_id, {"key": key, "task_id": task_id, "state": "finished", "result": result})
+
+    def clear(self, thread_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(thread_id).unlink()
+
+
+def attempt_key(task: dict[str, Any]) -> str:
+    """Identifies one attempt of one task: its id, how often it ran, its code and its restarts."""
+    text = f"{task['id']}|{task.get('attempts', 0)}|{task.get('restarts', 0)}|{task.get('code', '')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+

@@ -1,0 +1,107 @@
+"""The working directory of a run: which folders may be one, scratch folders, and the listing
+that the plan and code prompts show (so plans name real files)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import deque
+from pathlib import Path
+
+THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LISTING_ENTRIES = 60
+LISTING_CHARS = 2500
+_SKIP = {"__pycache__", "node_modules", ".git"}
+
+
+class WorkdirError(ValueError):
+    """A folder that cannot be a working directory; the message says why and what to do."""
+
+
+def check_thread_id(thread_id: str) -> str:
+    """``thread_id`` if it is a safe name (letters, digits, ``_ . -``, ≤ 64 chars), else ValueError."""
+    if not THREAD_ID.match(thread_id) or ".." in thread_id:
+        raise ValueError(f"thread id {thread_id!r}: use 1-64 letters, digits, '_', '.' or '-', "
+                         "starting with a letter or digit (no '..')")
+    return thread_id
+
+
+def scratch_dir(home: Path, thread_id: str) -> Path:
+    """A fresh folder for ``thread_id`` under ``HOME/workspaces``; never the home itself or outside it."""
+    try:
+        name = check_thread_id(thread_id)
+    except ValueError:
+        name = "t-" + hashlib.sha256(thread_id.encode()).hexdigest()[:16]
+    root = (home / "workspaces").resolve()
+    path = root / name
+    if path.resolve().parent != root:  # a symlink planted in workspaces/
+        raise WorkdirError(f"{path} is not a folder under {root}; remove it and try again")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_workdir(path: str | Path, home: Path, forbidden: tuple[str, ...] = ()) -> Path:
+    """The resolved working directory, or WorkdirError: it must exist, be a writable folder, and not
+    be the filesystem root, the agent's home or inside it (its scratch folders excepted), or inside
+    one of the ``forbidden`` paths (credential folders)."""
+    wd = Path(path).expanduser()
+    if not wd.exists():
+        raise WorkdirError(f"working directory {wd} does not exist; create it or pass another --workdir")
+    if not wd.is_dir():
+        raise WorkdirError(f"working directory {wd} is not a folder; pass a folder to --workdir")
+    wd = wd.resolve()
+    real_home = home.expanduser().resolve()
+    scratch = real_home / "workspaces"
+    if wd == real_home or (wd.is_relative_to(real_home) and not (wd.parent == scratch)):
+        raise WorkdirError(f"working directory {wd} is inside the agent's home {real_home}; "
+                           "pick a folder of yours, or --scratch for a fresh one")
+    if wd == Path(wd.anchor):
+        raise WorkdirError(f"working directory {wd} is the filesystem root; pick a project folder")
+    for hidden in forbidden:
+        if wd.is_relative_to(os.path.realpath(hidden)):
+            raise WorkdirError(f"working directory {wd} is inside {hidden}, which generated code must never "
+                               "see; pick another folder")
+    if not os.access(wd, os.W_OK):
+        raise WorkdirError(f"working directory {wd} is not writable; pick a folder you can write to")
+    return wd
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def listing(path: Path, *, max_entries: int = LISTING_ENTRIES, max_chars: int = LISTING_CHARS) -> str:
+    """Names and sizes under ``path``, breadth first, two levels deep, hidden files and .git left out;
+    at most ``max_entries`` lines and ``max_chars`` characters (the rest is counted, not shown)."""
+    lines: list[str] = []
+    left = 0
+    queue: deque[tuple[Path, int]] = deque([(path, 0)])
+    while queue:
+        folder, depth = queue.popleft()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: (not e.is_dir(follow_symlinks=False), e.name))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in _SKIP:
+                continue
+            rel = os.path.relpath(entry.path, path)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                line = f"{rel}/" if is_dir else f"{rel} ({_size(entry.stat(follow_symlinks=False).st_size)})"
+            except OSError:
+                continue
+            if len(lines) >= max_entries or sum(map(len, lines)) + len(line) > max_chars:
+                left += 1
+                continue
+            lines.append(line)
+            if is_dir and depth < 1:
+                queue.append((Path(entry.path), depth + 1))
+    if not lines:
+        return "(empty)"
+    return "\n".join(lines) + (f"\n… and {left} more" if left else "")
