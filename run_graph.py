@@ -159,17 +159,14 @@ def _print_result(result: Any, as_json: bool) -> None:
         err.print(f"working directory: {result.workdir}", markup=False)
 
 
-def _sandbox_notice(runner: Any, router: Any, quiet: bool) -> None:
-    """Resolve the sandbox before anything runs: required and missing is exit 2; auto and missing warns."""
+def _check_sandbox(runner: Any, router: Any) -> None:
+    """Resolve the sandbox before anything runs: required and missing is exit 2 (auto and missing warns)."""
     from tools.sandbox import SandboxUnavailable
 
     try:
-        sandbox = runner.deps.sandbox()
+        runner.deps.sandbox()
     except SandboxUnavailable as exc:
         raise BadInput(f"{router.config.config_dir / 'limits.yaml'}: {exc}") from None
-    if not sandbox.active and router.config.limits.execution.sandbox == "auto" and not quiet:
-        err.print(f"warning: no sandbox ({sandbox.reason}); generated code runs with your permissions",
-                  style="yellow", markup=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -203,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     context.workdir = str(runner.deps.workdir(args.workdir or os.getcwd(), args.thread_id))
                 except WorkdirError as exc:
                     raise BadInput(str(exc)) from None
-        _sandbox_notice(runner, router, args.json)
+        _check_sandbox(runner, router)
     except BaseException:
         runner.close()
         raise

@@ -87,7 +87,8 @@ class Deps:
             self._sandbox = resolve(settings.sandbox, self.home_dir(), env_files=env_files,
                                     extra_hidden=settings.hidden_paths)
             if not self._sandbox.active and settings.sandbox == "auto":
-                _log.warning("no sandbox: %s", self._sandbox.reason)
+                _log.warning("warning: no sandbox (%s); generated code runs with your permissions",
+                             self._sandbox.reason)
         return self._sandbox
 
     def key_vars(self) -> list[str]:

@@ -106,6 +106,7 @@ def write_config(
     routing: Mapping[str, Any] | None = None,
     optimization: Mapping[str, Any] | None = None,
     fallback: Mapping[str, Any] | None = None,
+    execution: Mapping[str, Any] | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """Write providers.yaml + limits.yaml; return the dir and the env vars to set (var -> key)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -133,6 +134,7 @@ def write_config(
         "rate_limits": rate_limits,
         "optimization": {"enable_caching": False, **dict(optimization or {})},
         "fallback": {"max_wait_seconds": 0, "retry_delay_seconds": 1, **dict(fallback or {})},
+        "execution": {"sandbox": "auto", **dict(execution or {})},
     }
     (directory / "providers.yaml").write_text(yaml.safe_dump(providers_doc, sort_keys=False), encoding="utf-8")
     (directory / "limits.yaml").write_text(yaml.safe_dump(limits_doc, sort_keys=False), encoding="utf-8")
@@ -141,7 +143,7 @@ def write_config(
 
 @pytest.fixture
 def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFactory:
-    """``make_config(providers, *, routing=None, optimization=None, fallback=None) -> config dir``.
+    """``make_config(providers, *, routing=None, optimization=None, fallback=None, execution=None) -> config dir``.
 
     Defaults differ from the shipped files so tests are deterministic: caching off and
     ``max_wait_seconds: 0`` (never wait) unless the test asks otherwise. Key env vars are
@@ -155,6 +157,7 @@ def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFactor
         routing: Mapping[str, Any] | None = None,
         optimization: Mapping[str, Any] | None = None,
         fallback: Mapping[str, Any] | None = None,
+        execution: Mapping[str, Any] | None = None,
     ) -> Path:
         directory, env = write_config(
             tmp_path / f"config{next(counter)}",
@@ -162,6 +165,7 @@ def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFactor
             routing=routing,
             optimization=optimization,
             fallback=fallback,
+            execution=execution,
         )
         for var, value in env.items():
             monkeypatch.setenv(var, value)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +49,36 @@ def test_terminal_approval_rejects_edits_and_approves(
     assert (workspace / "c.txt").read_text() == "c"
     assert child.exitstatus == 0, child.before
     assert "Task 1: write a.txt" in (child.before or "")  # summary lists the skipped task
+
+
+@pytest.mark.parametrize("editor_script", ["#!/bin/sh\nexit 0\n", "#!/bin/sh\nexit 3\n", "#!/bin/sh\n: > \"$1\"\n"],
+                         ids=["quit-without-saving", "editor-fails", "emptied"])
+def test_an_edit_that_changes_nothing_is_not_an_approval_and_ctrl_d_pauses(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path,
+    editor_script: str,
+) -> None:
+    server = fake_server("openai", responder=make_responder(PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
+    editor = tmp_path / "editor.sh"
+    editor.write_text(editor_script)
+    editor.chmod(0o755)
+    child = pexpect.spawn(
+        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
+                         "write three files", "--scratch", "--thread-id", "tty2"],
+        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
+        timeout=120, dimensions=(50, 140),
+    )
+    child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")
+    child.sendline("e")
+    child.expect(r"Nothing changed; nothing runs until you answer y\.")
+    child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")  # asked again, nothing ran
+    child.sendeof()  # Ctrl-D
+    child.expect(r"the thread is paused, nothing ran")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert "Traceback" not in (child.before or "")
+    assert not (home / "workspaces" / "tty2" / "a.txt").exists()
+    threads = subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home",
+                              str(home), "threads", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(threads.stdout)["threads"][0]["status"] == "awaiting_approval"

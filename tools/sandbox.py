@@ -33,7 +33,7 @@ CREDENTIAL_PATHS = (
     "~/.ssh", "~/.aws", "~/.azure", "~/.config/gcloud", "~/.kube", "~/.docker", "~/.gnupg", "~/.netrc",
     "~/.git-credentials", "~/.pypirc", "~/.npmrc", "~/.config/gh", "~/.password-store", "~/.local/share/keyrings",
     "~/.cache/huggingface", "~/.huggingface", "~/.config/openai", "~/.config/langgraph", "~/.terraform.d",
-    "~/.vault-token", "~/.pgpass", "~/.my.cnf",
+    "~/.vault-token", "~/.pgpass", "~/.my.cnf", "~/.free-llm-agent",
 )
 SECRET_NAME = re.compile(
     r"(_API_KEY|_APIKEY|_TOKEN|_KEY|_PAT)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|^LANGSMITH_|^LANGCHAIN_|DATABASE_URL$",
