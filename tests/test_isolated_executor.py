@@ -3,6 +3,8 @@ LangGraph server use). Real kernel; one executor for the module to keep it quick
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from tests.test_web_tools import base_url  # noqa: F401  (loopback web server fixture)
 from tools.isolated_executor import IsolatedExecutor
+from tools.sandbox import Sandbox, hidden_paths, probe
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -56,3 +59,24 @@ def test_close_leaves_no_process_behind(tmp_path: Path) -> None:
     tree = [worker, *worker.children(recursive=True)]
     ex.close()
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.skipif(not probe()[0], reason=f"no bubblewrap sandbox here: {probe()[1]}")
+def test_a_hidden_file_replaced_or_created_while_the_sandbox_runs_stays_hidden(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(dir="/var/tmp"))  # outside /tmp, which the sandbox replaces anyway
+    try:
+        env_file, later = base / "repo" / ".env", base / "repo" / ".env.local"
+        env_file.parent.mkdir()
+        env_file.write_text("KEY=first-secret-value\n")
+        sandbox = Sandbox("bwrap", "", shutil.which("bwrap"), "", hidden_paths(base / "home", [env_file, later]))
+        with IsolatedExecutor(tmp_path / "ws", timeout_s=20, sandbox=sandbox) as ex:
+            read = f"cat {env_file} {later} 2>&1; echo end"
+            assert "first-secret" not in ex.run("shell", read).output
+            fresh = base / "new.env"  # an editor saving by rename: a new file over the hidden path
+            fresh.write_text("KEY=second-secret-value\n")
+            fresh.replace(env_file)
+            later.write_text("KEY=third-secret-value\n")  # a hidden path created after the start
+            out = ex.run("shell", read).output
+            assert "end" in out and "second-secret" not in out and "third-secret" not in out
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

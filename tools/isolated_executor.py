@@ -62,6 +62,7 @@ class IsolatedExecutor:
         self.network = network
         self.key_vars = tuple(key_vars)
         self._secrets: dict[str, str] = {}
+        self._hidden_marks: tuple[tuple[int, int] | None, ...] = ()
         self._proc: subprocess.Popen[str] | None = None
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -74,6 +75,7 @@ class IsolatedExecutor:
 
     def _start(self) -> subprocess.Popen[str]:
         env, self._secrets = scrubbed_env(os.environ, self.key_vars)
+        self._hidden_marks = self.sandbox.fingerprint()
         env["PYTHONUNBUFFERED"] = "1"  # the worker's LocalExecutor sets OI's own env
         if not self.sandbox.active:  # bubblewrap's --die-with-parent does it in the sandbox
             env["FLA_PARENT_PID"] = str(os.getpid())  # the worker dies with this process (PR_SET_PDEATHSIG)
@@ -90,6 +92,8 @@ class IsolatedExecutor:
     def run(self, language: str, code: str) -> ExecutionResult:
         start = time.monotonic()
         with self._lock:
+            if self._proc is not None and self.sandbox.active and self.sandbox.fingerprint() != self._hidden_marks:
+                self._kill()  # a hidden path was replaced or created: its hiding mount no longer covers it
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
             proc = self._proc

@@ -90,12 +90,29 @@ class Sandbox:
         args += ["--bind", ws, ws]
         for real in inside:
             args += _hide(real)
-        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session"]
+        # --cap-drop ALL: bwrap started by root would otherwise hand the code every capability, and with
+        # CAP_SYS_ADMIN it could unmount what hides the secrets or remount the filesystem read-write.
+        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
+                 "--cap-drop", "ALL"]
         if not network:
             args.append("--unshare-net")
         for key, value in _SANDBOX_ENV.items():
             args += ["--setenv", key, value]
         return [*args, "--chdir", ws, "--", *argv]
+
+
+    def fingerprint(self) -> tuple[tuple[int, int] | None, ...]:
+        """(device, inode) of every hidden path, None where absent. The hiding mounts are set up when
+        the sandbox starts; a path replaced (an editor saving .env by rename) or created since is not
+        covered, so a changed fingerprint means: start a new sandbox."""
+        marks: list[tuple[int, int] | None] = []
+        for path in self.hidden:
+            try:
+                st = os.lstat(path)
+                marks.append((st.st_dev, st.st_ino))
+            except OSError:
+                marks.append(None)
+        return tuple(marks)
 
 
 def _hide(path: str) -> list[str]:
