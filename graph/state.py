@@ -35,6 +35,7 @@ class Task(TypedDict, total=False):
     approved: bool  # its current code may run (approval node or --yes)
     restarts: int  # how often a run of it was cut short by a crash (it then needs a new approval)
     interrupted: bool  # its last run was cut short by a crash; cleared when it runs again
+    unjudged: bool  # reflect had no readable verdict for it: its exit status decided
 
 
 def merge_tasks(current: list[Task] | None, update: list[Task] | None) -> list[Task]:

@@ -39,6 +39,12 @@ def batch_tasks(state: State) -> list[Task]:
     return [t for t in state.get("tasks", []) if t["id"] in ids]
 
 
+def retry_reason(state: State, node: str) -> str | None:
+    """Why the last try of ``node`` gave nothing usable (its answer was unreadable), if it did."""
+    fb = state.get("fallback") or {}
+    return str(fb.get("error") or "") or None if fb.get("node") == node and fb.get("kind") == "parse" else None
+
+
 def failure_update(state: State, node: str, exc: Exception) -> dict[str, Any]:
     """State update sending the run to the fallback node after ``node`` failed with ``exc``."""
     previous = state.get("fallback") or {}

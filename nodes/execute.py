@@ -21,7 +21,7 @@ from graph.deps import Deps
 from graph.guard import attempt_key
 from graph.state import State, Task
 from nodes import prompts
-from nodes.common import batch_tasks, describe_workdir, failure_update, thread_id, workdir_of
+from nodes.common import batch_tasks, describe_workdir, failure_update, retry_reason, thread_id, workdir_of
 from nodes.llm import Asked, _emit, ask
 from nodes.parsing import ParseError, parse_code_batch
 from nodes.schemas import CodeBatch
@@ -47,6 +47,7 @@ def write_code(state: State, runtime: Runtime[Context], config: RunnableConfig, 
             purpose="code",
             providers=runtime.context.preferred_providers,
             asked=asked,
+            previous_error=retry_reason(state, "write_code"),
         )
     except (AllProvidersExhausted, ParseError) as exc:
         return {**asked.update(), **failure_update(state, "write_code", exc)}

@@ -65,9 +65,20 @@ def ask(
     purpose: str,
     asked: Asked,
     providers: Sequence[str] = (),
+    previous_error: str | None = None,
 ) -> T:
-    """One LLM call for ``schema`` (plus one repair call only if nothing parses)."""
+    """One LLM call for ``schema`` (plus one repair call only if nothing parses).
+
+    An answer that cannot be used is rejected (:meth:`QuotaAwareChatModel.reject` drops it from
+    the response cache), so neither the repair nor a later retry of the node is served it again.
+    ``previous_error`` (why the node's last try failed) is added to the request, so a retry is a
+    different question and the model has a reason to answer differently.
+    """
     routing: dict[str, Any] = {"task_type": task_type, **({"providers": list(providers)} if providers else {})}
+    if previous_error:  # appended to the question itself, which stays the last message
+        last = messages[-1]
+        messages = [*messages[:-1], HumanMessage(content=f"{last.content}\n\n{prompts.retry_note(previous_error)}")]
+    reject = getattr(llm, "reject", None) or (lambda message: None)
     try:
         runnable: Any = llm.bind_tools([schema], tool_choice="any").bind(**routing)
     except NotImplementedError:
@@ -83,6 +94,7 @@ def ask(
     try:
         return parse(text)
     except ParseError as first_error:
+        reject(message)
         repair = [
             *messages,
             message if text else AIMessage(content=str(message.tool_calls)),
@@ -90,4 +102,8 @@ def ask(
         ]
         fixed: AIMessage = llm.bind(**routing).invoke(repair)
         asked.record(fixed, f"{purpose} (repair)")
-        return parse(_text(fixed))
+        try:
+            return parse(_text(fixed))
+        except ParseError:
+            reject(fixed)
+            raise

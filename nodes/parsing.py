@@ -204,11 +204,31 @@ def _markdown_code(text: str, task_ids: Sequence[int]) -> list[Entry]:
     return entries
 
 
+def _by_position(entries: list[Entry], task_ids: Sequence[int]) -> list[Entry]:
+    """Entries whose ids do not name the batch's tasks, mapped by order: all of them when none
+    matches and their count is the batch's (unlabeled fences, ids renumbered from 1 for a later
+    batch); else the unlabeled ones onto the tasks still uncovered, when their counts agree."""
+    ids = list(dict.fromkeys(task_ids))
+    if not entries or not ids:
+        return entries
+    if not any(tid in ids for tid, _, _ in entries) and len(entries) == len(ids):
+        return [(tid, label, body) for tid, (_, label, body) in zip(ids, entries, strict=True)]
+    loose = [i for i, (tid, _, _) in enumerate(entries) if tid is None]
+    uncovered = [tid for tid in ids if tid not in {e[0] for e in entries}]
+    if loose and len(loose) == len(uncovered):
+        out = list(entries)
+        for i, tid in zip(loose, uncovered, strict=True):
+            out[i] = (tid, *entries[i][1:])
+        return out
+    return entries
+
+
 def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
     """Read code from JSON items, ``### Task N`` + fence sections, or a lone fence.
 
     Items for ids not in ``task_ids`` are dropped, missing tasks are simply absent, the
-    first code for a task wins; items follow ``task_ids`` order. With a single task id,
+    first code for a task wins; items follow ``task_ids`` order. Code without ids, or with
+    ids that name none of the batch's tasks, maps by order when the counts match. With a single task id,
     JSON without ids counts when it is fenced or the whole answer. Raises
     :class:`ParseError` only when the text holds no code at all.
     """
@@ -224,6 +244,7 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
         entries = _markdown_code(text, task_ids)
     if not entries:
         raise ParseError("code as JSON items or ```python / ```bash fenced blocks", text)
+    entries = _by_position(entries, task_ids)
     items: dict[int, CodeItem] = {}
     for tid, label, raw in entries:
         inner = FENCE.match(raw.strip())
@@ -241,8 +262,20 @@ _VERDICTS: dict[str, VerdictName] = {
     "done": "done", "success": "done", "successful": "done", "succeeded": "done", "ok": "done",
     "okay": "done", "pass": "done", "passed": "done", "complete": "done", "completed": "done",
     "retry": "retry", "redo": "retry", "rerun": "retry", "fail": "failed", "failed": "failed",
-    "failure": "failed", "error": "failed", "errored": "failed",
+    "failure": "failed", "error": "failed", "errored": "failed", "yes": "done", "achieved": "done",
+    "no": "retry", "incomplete": "retry", "partial": "retry", "partially": "retry", "unsuccessful": "failed",
 }  # fmt: skip
+_MARKS = {"✅": " done ", "✔️": " done ", "✔": " done ", "✓": " done ", "☑️": " done ", "❌": " failed ",
+          "✖️": " failed ", "✗": " failed ", "✘": " failed ", "⚠️": " retry ", "⚠": " retry ", "🔁": " retry "}
+_MARK_RE = re.compile("|".join(map(re.escape, sorted(_MARKS, key=len, reverse=True))))
+_LIST_LINE = re.compile(rf"{_PREFIX}(?P<rest>.*)$")
+_BLANKET = re.compile(
+    r"\b(?:all|every|each|both)\b(?:\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+)?)?(?:tasks?|steps?)\b"
+    r"(?:\s+\w+){0,3}?\s+(?:(?:were|was|have\s+been|has\s+been|are|is)\s+)?"
+    r"(?:(?P<done>completed?|done|succeeded|successful(?:ly)?|passed|achieved|finished|ran\s+successfully)"
+    r"|(?P<failed>failed))\b",
+    re.I,
+)
 _DECISIONS: dict[str, Decision] = {
     "continue": "continue", "proceed": "continue", "replan": "replan", "re-plan": "replan",
     "finish": "finish", "finished": "finish", "complete": "finish", "stop": "finish",
@@ -267,6 +300,9 @@ def _split_word(text: str) -> tuple[str, str]:
         return "", ""
     hint = _BOLD.sub(r"\1", m["hint"]).strip().lstrip("-–—:;,.)!*_| \t")
     hint = re.sub(r"^(?:because|since|reason:?)\s+", "", hint, flags=re.I).rstrip(" \t|;*")
+    first, _, rest = hint.partition(" ")
+    if m["word"].lower() in _VERDICTS and first.strip("*_:.,!").lower() in _VERDICTS:  # "✅ done": one verdict
+        hint = rest.strip().lstrip("-–—:;,.)!*_| \t")
     return m["word"], hint if any(c.isalnum() for c in hint) else ""
 
 
@@ -300,16 +336,25 @@ def _json_review(value: Any) -> tuple[list[Entry], Decision | None] | None:
 
 
 def _prose_review(text: str) -> tuple[list[Entry], Decision | None]:
-    """Verdicts from ``Task N: <verdict> [- hint]`` lines, the decision from the others."""
+    """Verdicts from ``Task N: <verdict> [- hint]`` lines (else from list items in order, ``1. ✅``,
+    ``- yes``), the decision from the other lines."""
     entries: list[Entry] = []
+    listed: list[Entry] = []
     others: list[str] = []
-    for line in _lines(text):
+    for line in _lines(_MARK_RE.sub(lambda m: _MARKS[m[0]], text)):
         m = _VERDICT_LINE.match(line)
         word, hint = _split_word(m["rest"]) if m else ("", "")
         if m and word.lower() in _VERDICTS:
             entries.append((int(m["n"]), word, hint))
-        else:
-            others.append(line)
+            continue
+        item = _LIST_LINE.match(line)
+        if item and (item["num"] or item["bullet"]):
+            word, hint = _split_word(item["rest"])
+            if word.lower() in _VERDICTS:
+                listed.append((None, word, hint))
+                continue
+        others.append(line)
+    entries = entries or listed
     text = "\n".join(others)
     if m := _DECISION_RE.search(text):
         return entries, _DECISIONS.get(m["word"].lower(), "continue")
@@ -323,8 +368,10 @@ def _prose_review(text: str) -> tuple[list[Entry], Decision | None]:
 def parse_review(text: str, task_ids: Sequence[int]) -> Review:
     """Read verdicts and the decision from JSON or ``Task N: done|retry - hint`` lines.
 
-    Verdict synonyms are normalised, ids not in ``task_ids`` are ignored, the first
-    verdict per task wins and none is invented. The decision comes from JSON, else
+    Verdict synonyms (and ✅/❌, yes/no) are normalised; a blanket statement ("All tasks
+    completed successfully.") applies to every task; verdicts without ids, or with ids that
+    name none of the batch's tasks, map by order when the counts match; other unknown ids are
+    ignored, the first verdict per task wins. The decision comes from JSON, else
     from a "Decision: ..." line or "replan"/"finish"/"complete" outside verdict lines,
     else "continue". Raises :class:`ParseError` when neither verdicts nor a decision
     appear.
@@ -332,11 +379,15 @@ def parse_review(text: str, task_ids: Sequence[int]) -> Review:
     parsed = next((r for v, _ in iter_json(text) if (r := _json_review(v)) is not None), None)
     if parsed is None:
         entries, decision = _prose_review(text)
+        if not entries and (blanket := _BLANKET.search(_BOLD.sub(r"\1", text))):
+            word = "done" if blanket["done"] else "failed"
+            entries = [(tid, word, "") for tid in dict.fromkeys(task_ids)]
         if not entries and decision is None:
             raise ParseError("task verdicts like 'Task 1: done' or a review JSON", text)
     else:
         entries, decision = parsed
     lone = task_ids[0] if len(set(task_ids)) == 1 else None
+    entries = _by_position(entries, task_ids) if lone is None else entries
     verdicts: dict[int, Verdict] = {}
     for tid, word, hint in entries:
         tid = lone if tid is None else tid

@@ -12,7 +12,7 @@ from graph.context import Context
 from graph.deps import Deps
 from graph.state import State, Task
 from nodes import prompts
-from nodes.common import describe_workdir, failure_update, thread_id
+from nodes.common import describe_workdir, failure_update, retry_reason, thread_id
 from nodes.llm import Asked, ask
 from nodes.parsing import ParseError, parse_plan
 from nodes.schemas import Plan
@@ -43,6 +43,7 @@ def plan(state: State, runtime: Runtime[Context], config: RunnableConfig, *, dep
             purpose="plan",
             providers=runtime.context.preferred_providers,
             asked=asked,
+            previous_error=retry_reason(state, "plan"),
         )
     except (AllProvidersExhausted, ParseError) as exc:
         return {**asked.update(), **failure_update(state, "plan", exc), **chosen}

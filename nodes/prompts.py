@@ -64,6 +64,9 @@ or "failed" (cannot be achieved). Then decide for the whole run: "continue" (go 
 Answer with the Review tool, or as JSON
 {{"verdicts": [{{"task_id": 1, "verdict": "done", "hint": ""}}], "decision": "continue"}}."""
 
+RETRY_NOTE = """Your previous answer to this could not be used ({error}).
+Answer again, exactly in the format asked above."""
+
 REPAIR = """Your last answer could not be read ({error}).
 Answer again with ONLY a JSON object matching this schema, no prose, no code fences:
 {schema}"""
@@ -101,14 +104,27 @@ def code(
     finished = "\n".join(
         f"- Task {t['id']}: {t['description']}\n  output: {_clip(t.get('output', ''), 600)}" for t in done
     )
-    todo = "\n".join(
-        f"- Task {t['id']}: {t['description']}"
-        + (f"\n  previous attempt failed; hint: {t['hint']}" if t.get("hint") else "")
-        + (f"\n  previous output: {_clip(t.get('output', ''), 400)}" if t.get("hint") and t.get("output") else "")
-        for t in batch
-    )
+    todo = "\n".join(f"- Task {t['id']}: {t['description']}" + _previous_attempt(t) for t in batch)
     text = CODE.format(goal=goal, workdir=where, done=finished or "(none yet)", tasks=todo)
     return [SystemMessage(SYSTEM), HumanMessage(text)]
+
+
+def _previous_attempt(task: Mapping[str, Any]) -> str:
+    """What went wrong last time (code, exit status, output tail, hint), so a retry is a new question."""
+    if not task.get("attempts") and not task.get("hint"):
+        return ""
+    parts = [f"\n  previous attempt failed ({task.get('error') or 'judged not done'})"]
+    if task.get("hint"):
+        parts.append(f"\n  hint: {task['hint']}")
+    if task.get("code"):
+        parts.append(f"\n  previous code:\n{_indent(_clip(task['code'], 800))}")
+    if task.get("output"):
+        parts.append(f"\n  end of its output:\n{_indent(task['output'].strip()[-400:])}")
+    return "".join(parts)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 def reflect(goal: str, batch: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
@@ -119,6 +135,10 @@ def reflect(goal: str, batch: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
         for t in batch
     )
     return [SystemMessage(SYSTEM), HumanMessage(REFLECT.format(goal=goal, results=results))]
+
+
+def retry_note(error: str) -> str:
+    return RETRY_NOTE.format(error=_clip(error, 300))
 
 
 def repair(schema: type[BaseModel], error: str) -> str:

@@ -1,4 +1,10 @@
-"""reflect: one LLM call per batch judges every result and decides what comes next."""
+"""reflect: one LLM call per batch judges every result and decides what comes next.
+
+The exit status is the floor: when the judge's answer cannot be read even after the repair
+prompt, each task is judged by its own result (exit 0 and no error: done; otherwise retry while
+attempts remain), marked ``unjudged``, and the run goes on. A run never fails only because a
+judge was unreadable.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from graph.context import Context
 from graph.deps import Deps
 from graph.state import State, Task
 from nodes import prompts
-from nodes.common import batch_tasks, failure_update
+from nodes.common import batch_tasks, failure_update, retry_reason
 from nodes.llm import Asked, ask
 from nodes.parsing import ParseError, parse_review
 from nodes.schemas import Review
@@ -34,11 +40,20 @@ def reflect(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str,
             purpose="reflect",
             providers=runtime.context.preferred_providers,
             asked=asked,
+            previous_error=retry_reason(state, "reflect"),
         )
-    except (AllProvidersExhausted, ParseError) as exc:
+    except AllProvidersExhausted as exc:
         return {**asked.update(), **failure_update(state, "reflect", exc)}
+    except ParseError as exc:  # unreadable even after the repair: each task's own result decides
+        review = Review(verdicts=[], decision="continue")
+        errors = [f"reflect: the judge's answer could not be read ({str(exc)[:200]}); judged by exit status"]
+    else:
+        errors = []
     verdicts = {v.task_id: v for v in review.verdicts if v.task_id in ids}
     updates = [_judge(t, verdicts.get(t["id"]), runtime.context.max_attempts) for t in ran]
+    for task, update in zip(ran, updates, strict=True):
+        if update["id"] not in verdicts or task.get("unjudged"):  # mark it, or clear an earlier mark
+            update["unjudged"] = update["id"] not in verdicts
     return {
         **asked.update(),
         "tasks": updates,
@@ -47,6 +62,7 @@ def reflect(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str,
         "iteration": iteration,
         "batch": [],
         "fallback": None,
+        "errors": errors,
     }
 
 

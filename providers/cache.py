@@ -46,9 +46,17 @@ class ResponseCache:
         (message,) = messages_from_dict([json.loads(str(rows[0][0]))])
         return message if isinstance(message, AIMessage) else AIMessage(**message.model_dump())
 
+    def evict(self, key: str) -> None:
+        """Forget the answer for ``key`` (its caller rejected it)."""
+        if self.enabled:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM response_cache WHERE key=?", (key,))
+
     def put(self, key: str, message: AIMessage, now: float) -> None:
         if not self.enabled:
             return
+        message = message.model_copy(update={"response_metadata": {
+            k: v for k, v in message.response_metadata.items() if k != "cache_key"}})
         blob = json.dumps(message_to_dict(message), default=str)
         with self.db.transaction() as conn:
             conn.execute(

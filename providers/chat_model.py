@@ -27,6 +27,7 @@ from pydantic import ConfigDict, Field
 
 from config import load_config, resolve_home
 from providers.cache import cache_key
+from providers.errors import EmptyAnswer
 from providers.quota import Slot
 from providers.registry import last_response_headers
 from providers.router import Call, Router
@@ -78,7 +79,7 @@ class QuotaAwareChatModel(BaseChatModel):
         key = cache_key(messages, params) if self.router.cache.enabled else None
         cached = self.router.cache.get(key, time.time()) if key else None
         if cached is not None:
-            cached.response_metadata["cached"] = True
+            cached.response_metadata.update(cached=True, cache_key=key)
             self.router.served_from_cache(call, cached)
         bind = {"tools": tools, "tool_choice": control.get("tool_choice")}
         return call, key, bind, cached
@@ -92,13 +93,15 @@ class QuotaAwareChatModel(BaseChatModel):
             choice = convert_to_openai_tool(bind["tools"][0])["function"]["name"]
         return client.bind_tools(bind["tools"], tool_choice=choice)
 
-    def _finish(self, slot: Slot, message: AIMessage) -> AIMessage:
+    def _finish(self, slot: Slot, message: AIMessage, key: str | None) -> AIMessage:
         meta = message.response_metadata
         if "headers" not in meta:
             headers = last_response_headers.get()
             if headers:
                 meta["headers"] = headers
         meta.update(provider=slot.provider, model=self.router.config.providers[slot.provider].model, cached=False)
+        if key is not None:
+            meta["cache_key"] = key
         if message.usage_metadata:
             meta["token_usage"] = dict(message.usage_metadata)
         return message
@@ -124,11 +127,11 @@ class QuotaAwareChatModel(BaseChatModel):
             started = time.time()
             last_response_headers.set(None)
             try:
-                message = self._client(slot.provider, bind).invoke(messages, stop=stop, **kwargs)
+                message = _not_empty(self._client(slot.provider, bind).invoke(messages, stop=stop, **kwargs))
             except Exception as exc:
                 self._failed(call, slot, exc, started)
                 continue
-            message = self._finish(slot, message)
+            message = self._finish(slot, message, key)
             self.router.succeeded(call, slot, message, started, key)
             return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -148,16 +151,23 @@ class QuotaAwareChatModel(BaseChatModel):
             started = time.time()
             last_response_headers.set(None)
             try:
-                message = await self._client(slot.provider, bind).ainvoke(messages, stop=stop, **kwargs)
+                message = _not_empty(await self._client(slot.provider, bind).ainvoke(messages, stop=stop, **kwargs))
             except Exception as exc:
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
-            message = self._finish(slot, message)
+            message = self._finish(slot, message, key)
             await asyncio.to_thread(self.router.succeeded, call, slot, message, started, key)
             return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _failed(self, call: Call, slot: Slot, exc: BaseException, started: float) -> None:
         self.router.failed(call, slot, exc, started)
+
+    def reject(self, message: AIMessage) -> None:
+        """The caller could not use ``message``: drop it from the response cache, so no retry (of
+        this or any process) is served it again. Nodes call this when an answer fails to parse."""
+        key = (message.response_metadata or {}).get("cache_key")
+        if key:
+            self.router.cache.evict(str(key))
 
     # -- stream -----------------------------------------------------------------------
     def _stream(
@@ -189,7 +199,8 @@ class QuotaAwareChatModel(BaseChatModel):
             for chunk in stream:
                 total = total + chunk
                 yield _as_chunk(chunk)
-            self.router.succeeded(call, slot, self._finish(slot, _to_message(total)), started, key)
+            message = self._finish(slot, _to_message(total), key)
+            self.router.succeeded(call, slot, message, started, key if _has_answer(message) else None)
             return
 
     async def _astream(
@@ -221,8 +232,9 @@ class QuotaAwareChatModel(BaseChatModel):
             async for chunk in stream:
                 total = total + chunk
                 yield _as_chunk(chunk)
-            message = self._finish(slot, _to_message(total))
-            await asyncio.to_thread(self.router.succeeded, call, slot, message, started, key)
+            message = self._finish(slot, _to_message(total), key)
+            await asyncio.to_thread(self.router.succeeded, call, slot, message, started,
+                                    key if _has_answer(message) else None)
             return
 
     def _meta(self, slot: Slot) -> dict[str, Any]:
@@ -246,6 +258,20 @@ def _as_chunk(message: BaseMessage, meta: dict[str, Any] | None = None) -> ChatG
             for i, tc in enumerate(getattr(message, "tool_calls", []) or [])
         ]
     return ChatGenerationChunk(message=AIMessageChunk(**data))
+
+
+def _has_answer(message: AIMessage) -> bool:
+    """Some text or a tool call: what a caller can use at all."""
+    content = message.content
+    text = content if isinstance(content, str) else "".join(
+        str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return bool(text.strip() or message.tool_calls or message.invalid_tool_calls)
+
+
+def _not_empty(message: AIMessage) -> AIMessage:
+    if not _has_answer(message):
+        raise EmptyAnswer("the provider answered with no text and no tool call (blocked or out of output budget)")
+    return message
 
 
 def _to_message(chunk: BaseMessage) -> AIMessage:

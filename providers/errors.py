@@ -42,6 +42,11 @@ class AllProvidersExhausted(RuntimeError):
         super().__init__(f"all providers exhausted ({when}): {detail}")
 
 
+class EmptyAnswer(RuntimeError):
+    """The provider answered 200 with nothing in it (no text, no tool call): safety blocks, an output
+    budget spent on thinking. A failure of that provider: next provider, failure streak, never cached."""
+
+
 class NoUsableProvider(RuntimeError):
     """No provider has a key (or is enabled); the message lists what would fix it."""
 
