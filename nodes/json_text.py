@@ -1,5 +1,6 @@
 """Finding JSON in raw LLM text: fenced or bare objects/arrays, tolerating prose around
-them, trailing commas, comments, smart quotes and python-literal style. Pure functions."""
+them, trailing commas, comments, smart quotes, python-literal style and JSON cut off by
+``max_tokens`` (closed after its last complete value). Pure functions."""
 
 from __future__ import annotations
 
@@ -79,17 +80,44 @@ def _load(span: str) -> Any | None:
     return None
 
 
+def _close_truncated(span: str, tries: int = 40) -> Any | None:
+    """A JSON value cut off mid-way (``max_tokens``), closed after its last complete string or
+    bracket: ``{"tasks": ["a", "b", "c`` -> ``{"tasks": ["a", "b"]}``."""
+    stack: list[str] = []
+    cuts: list[tuple[int, tuple[str, ...]]] = []
+    for m in _SCAN.finditer(span):
+        if m.lastgroup == "open":
+            stack.append(_CLOSERS[m.group()])
+        elif m.lastgroup == "close":
+            if not stack or stack[-1] != m.group():
+                return None
+            stack.pop()
+            cuts.append((m.end(), tuple(stack)))
+        elif m.lastgroup == "str":
+            cuts.append((m.end(), tuple(stack)))
+    for pos, still_open in reversed(cuts[-tries:]):
+        if still_open and (value := _load(span[:pos] + "".join(reversed(still_open)))) is not None:
+            return value
+    return None
+
+
 def iter_json(text: str) -> Iterator[tuple[Any, bool]]:
-    """Every JSON object/array in ``text`` as ``(value, from_fence)``, fenced ones first."""
+    """Every JSON object/array in ``text`` as ``(value, from_fence)``, fenced ones first; an
+    unbalanced (cut off) one is closed after its last complete value."""
     fenced = [(m["body"], True) for m in FENCE.finditer(text) if m["lang"].lower() in _JSON_LANGS]
     for chunk, in_fence in [*fenced, (text, False)]:
         for variant in dict.fromkeys((chunk, chunk.translate(_SMART))):
             pos, ends = 0, dict[int, int | None]()
+            closed_one = False
             while (m := _OPEN.search(variant, pos)) is not None:
                 if m.start() not in ends:
                     ends.update(_span_ends(variant, m.start()))
                 end = ends[m.start()]
-                value = None if end is None else _load(variant[m.start() : end])
+                if end is None and not closed_one:  # the outermost unbalanced span: cut off?
+                    closed_one = True
+                    value = _close_truncated(variant[m.start() :])
+                else:
+                    value = None if end is None else _load(variant[m.start() : end])
                 if value is not None:
                     yield value, in_fence
                 pos = end or m.start() + 1

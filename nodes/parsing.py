@@ -31,6 +31,14 @@ class ParseError(ValueError):
 
 
 # --------------------------------------------------------------------------------- helpers
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.S | re.I)
+
+
+def strip_reasoning(text: str) -> str:
+    """The answer without ``<think>…</think>`` blocks (Qwen, DeepSeek R1 and other thinking models)."""
+    return _THINK.sub("", text).strip()
+
+
 _PREFIX = (  # indent, "| " (table), "### ", "**", then a bullet or "1." / "1)" / "(1)"
     r"^(?P<indent>[ \t]*)(?:\|[ \t]*)?(?:#{1,6}[ \t]*)?(?:\*\*|__)?"
     r"(?:(?P<bullet>[-*•+])[ \t]+|(?P<num>\(?\d+[.)])[ \t]+)?"
@@ -134,6 +142,7 @@ def parse_plan(text: str, *, min_tasks: int = 1, max_tasks: int = 5) -> Plan:
     arrays met in prose. Items are cleaned and de-duplicated, the first ``max_tasks``
     kept; fewer than ``min_tasks`` raises :class:`ParseError`.
     """
+    text = strip_reasoning(text)
     values = list(iter_json(text))
     strong = [_json_plan(v) for v, fenced in values if fenced or isinstance(v, dict)]
     weak = [_json_plan(v) for v, fenced in values if not (fenced or isinstance(v, dict))]
@@ -232,6 +241,7 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
     JSON without ids counts when it is fenced or the whole answer. Raises
     :class:`ParseError` only when the text holds no code at all.
     """
+    text = strip_reasoning(text)
     lone = task_ids[0] if len(set(task_ids)) == 1 else None
     bare = text.lstrip()[:1] in ("{", "[")
     no_code = FENCE.sub(lambda f: "" if f["lang"].lower() in _LANGS else f[0], text)
@@ -376,6 +386,7 @@ def parse_review(text: str, task_ids: Sequence[int]) -> Review:
     else "continue". Raises :class:`ParseError` when neither verdicts nor a decision
     appear.
     """
+    text = strip_reasoning(text)
     parsed = next((r for v, _ in iter_json(text) if (r := _json_review(v)) is not None), None)
     if parsed is None:
         entries, decision = _prose_review(text)
