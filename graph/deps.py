@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,8 +85,10 @@ class Deps:
         if self._sandbox is None:
             settings = self.execution_settings()
             env_files = [*ENV_FILES_READ, REPO_CONFIG_DIR.parent / ".env"]
+            config = self._config()
+            own = [REPO_CONFIG_DIR.parent, Path(sys.prefix), *([config.config_dir] if config is not None else [])]
             self._sandbox = resolve(settings.sandbox, self.home_dir(), env_files=env_files,
-                                    extra_hidden=settings.hidden_paths)
+                                    extra_hidden=settings.hidden_paths, protected=own)
             if not self._sandbox.active and settings.sandbox == "auto":
                 _log.warning("warning: no sandbox (%s); generated code runs with your permissions",
                              self._sandbox.reason)
@@ -103,8 +106,8 @@ class Deps:
         forbidden = hidden_paths(home, extra=self.execution_settings().hidden_paths)[1:]  # all but the home
         return check_workdir(requested, home, forbidden)
 
-    def lock(self, thread_id: str) -> ThreadLock:
-        return ThreadLock(self.home_dir(), thread_id)
+    def lock(self, thread_id: str, owner: str | None = None) -> ThreadLock:
+        return ThreadLock(self.home_dir(), thread_id, owner)
 
     def journal(self) -> TaskJournal:
         return TaskJournal(self.home_dir())

@@ -2,8 +2,9 @@
 
 * :class:`ThreadLock` — an exclusive ``flock`` on ``HOME/locks/THREAD.lock`` holding the owner's pid.
   A second process gets :class:`ThreadBusy` ("thread X is running (pid N)"); the kernel drops the
-  lock of a process that died, so the next one takes it over. Re-entrant within one process (the
-  CLI's runner and the graph's ``run_task`` node take the same lock).
+  lock of a process that died, so the next one takes it over. Within one process it is re-entrant
+  for the same *owner* (a run: the CLI's runner and that run's ``run_task`` node, in another
+  thread) and refused to any other owner (a second run of the thread in the same server).
 * :class:`TaskJournal` — before a task's code starts, ``HOME/journal/THREAD.json`` records
   ``started`` for that attempt; when it ends, ``finished`` with the result. The checkpoint is
   written only after the node returns, so after a crash the journal tells a resumed ``run_task``
@@ -46,21 +47,24 @@ def _file_name(thread_id: str) -> str:
         return "t-" + hashlib.sha256(thread_id.encode()).hexdigest()[:16]
 
 
-_held: dict[str, list[Any]] = {}  # lock path -> [fd, depth]
+_held: dict[str, list[Any]] = {}  # lock path -> [fd, depth, owner]
 _held_lock = threading.Lock()
 
 
 class ThreadLock:
     """``with ThreadLock(home, thread_id):`` — see module docstring."""
 
-    def __init__(self, home: Path, thread_id: str) -> None:
+    def __init__(self, home: Path, thread_id: str, owner: str | None = None) -> None:
         self.thread_id = thread_id
+        self.owner = owner or f"{os.getpid()}-{threading.get_ident()}-{id(self)}"
         self.path = home / "locks" / f"{_file_name(thread_id)}.lock"
 
     def acquire(self) -> None:
         key = str(self.path)
         with _held_lock:
             if key in _held:
+                if _held[key][2] != self.owner:
+                    raise ThreadBusy(self.thread_id, f"another run in this process, pid {os.getpid()}")
                 _held[key][1] += 1
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,7 @@ class ThreadLock:
                     raise ThreadBusy(self.thread_id, owner) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-            _held[key] = [fd, 1]
+            _held[key] = [fd, 1, self.owner]
 
     def release(self) -> None:
         key = str(self.path)

@@ -79,10 +79,10 @@ class Progress:
                       f"in {event['duration_s']:.1f}s{why}")
         elif kind == "task_interrupted":
             self._task(event["task_id"], status="pending")
-            self._log(f"[yellow]task {event['task_id']} was interrupted by a crash; it runs again only "
+            self._log(f"[yellow]task {event['task_id']} was cut short (crash, kill or Ctrl-C); it runs again only "
                       "after approval[/yellow]")
         elif kind == "task_restarting":
-            self._log(f"[yellow]task {event['task_id']} was interrupted by a crash; running it again (--yes)"
+            self._log(f"[yellow]task {event['task_id']} was cut short (crash, kill or Ctrl-C); running it again (--yes)"
                       "[/yellow]")
 
     def _update(self, node: str, update: dict[str, Any]) -> None:

@@ -77,6 +77,7 @@ class Runner:
         self.deps = Deps(llm=llm, executor_factory=executor_factory, home=home)
         self.graph = build_graph(checkpointer=self.saver, deps=self.deps)
         self.context = context or Context()
+        self._owner = f"runner-{uuid.uuid4().hex}"  # this runner's runs hold the thread lock as this owner
 
     def close(self) -> None:
         self.conn.close()
@@ -94,13 +95,13 @@ class Runner:
         listener: Listener | None = None,
     ) -> RunResult:
         thread_id = thread_id or uuid.uuid4().hex[:12]
-        with self.deps.lock(thread_id):
+        with self.deps.lock(thread_id, self._owner):
             return self._drive({"goal": goal}, thread_id, approver, listener)
 
     def resume(
         self, thread_id: str, *, approver: Approver | None = None, listener: Listener | None = None
     ) -> RunResult:
-        with self.deps.lock(thread_id):
+        with self.deps.lock(thread_id, self._owner):
             return self._resume(thread_id, approver, listener)
 
     def _resume(self, thread_id: str, approver: Approver | None, listener: Listener | None) -> RunResult:
@@ -126,6 +127,7 @@ class Runner:
 
     def _drive(self, value: Any, thread_id: str, approver: Approver | None, listener: Listener | None) -> RunResult:
         config = self.config_for(thread_id)
+        config["configurable"]["run_owner"] = self._owner
         while True:
             for mode, chunk in self.graph.stream(
                 value, config, context=self.context, stream_mode=["updates", "custom"], durability="sync"

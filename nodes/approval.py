@@ -51,6 +51,8 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
         }
     )
     action, new_code = _parse_answer(answer, code)
+    if action == "edit" and (not new_code.strip() or new_code == code):
+        return {}  # an empty or unchanged edit is not an approval: ask again
     if action == "reject":
         return {"tasks": [{"id": tid, "status": "skipped", "error": "rejected by the user", "approved": False}]}
     if action == "edit":
@@ -72,10 +74,11 @@ def _blocked(tid: int, reason: str, attempts: int) -> dict[str, Any]:
 
 
 def _parse_answer(answer: Any, code: str) -> tuple[str, str]:
-    """Accept {"action": ..., "code": ...}, or a bare "approve"/"reject"/"y"/"n"."""
+    """Accept {"action": ..., "code": ...}, or a bare "approve"/"reject"/"y"/"n". Anything else is a
+    reject; an edit without (new) code is asked again by the caller."""
     if isinstance(answer, dict):
-        action = str(answer.get("action", "approve")).lower()
-        new_code = str(answer.get("code") or code)
+        action = str(answer.get("action", "")).lower()  # no action: unclear, so no
+        new_code = str(answer.get("code") or "")
     else:
         action, new_code = str(answer).strip().lower(), code
     action = {"y": "approve", "yes": "approve", "n": "reject", "no": "reject", "e": "edit"}.get(action, action)

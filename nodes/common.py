@@ -19,6 +19,13 @@ def thread_id(config: RunnableConfig) -> str:
     return str((config.get("configurable") or {}).get("thread_id") or "default")
 
 
+def run_owner(config: RunnableConfig) -> str | None:
+    """Who holds the thread lock for this run: the CLI runner's token, else the server's run id."""
+    conf = config.get("configurable") or {}
+    owner = conf.get("run_owner") or conf.get("run_id") or config.get("run_id")
+    return str(owner) if owner else None
+
+
 def workdir_of(state: State, deps: Deps, config: RunnableConfig) -> Path:
     """The run's working directory, as chosen when it started (threads from before: their scratch folder)."""
     chosen = state.get("workdir")

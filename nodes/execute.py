@@ -21,7 +21,7 @@ from graph.deps import Deps
 from graph.guard import attempt_key
 from graph.state import State, Task
 from nodes import prompts
-from nodes.common import batch_tasks, describe_workdir, failure_update, retry_reason, thread_id, workdir_of
+from nodes.common import batch_tasks, describe_workdir, failure_update, retry_reason, run_owner, thread_id, workdir_of
 from nodes.llm import Asked, _emit, ask
 from nodes.parsing import ParseError, parse_code_batch
 from nodes.schemas import CodeBatch
@@ -88,7 +88,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
     thread = thread_id(config)
     key = attempt_key(dict(task))
     journal = deps.journal()
-    with deps.lock(thread):
+    with deps.lock(thread, run_owner(config)):
         entry = journal.get(thread, key)
         if entry is not None and entry.get("state") == "started":  # a crash cut this run short
             _emit({"event": "task_interrupted", "task_id": tid, "description": task["description"]})

@@ -29,7 +29,7 @@ def plan(state: State, runtime: Runtime[Context], config: RunnableConfig, *, dep
     chosen = {"workdir": workdir, "network": state.get("network", runtime.context.network)}
     if replanning:
         advice = "; ".join(str(v.get("hint", "")) for v in state.get("verdicts", []) if v.get("hint"))
-        messages = prompts.replan(state["goal"], tasks, advice, max_tasks=MAX_TASKS)
+        messages = prompts.replan(state["goal"], tasks, advice, describe_workdir(Path(workdir)), max_tasks=MAX_TASKS)
     else:
         messages = prompts.plan(state["goal"], describe_workdir(Path(workdir)), max_tasks=MAX_TASKS)
     asked = Asked()

@@ -31,6 +31,8 @@ Task1: description | Task2: description | Task3: description"""
 
 REPLAN = """Goal: {goal}
 
+{workdir}
+
 A previous plan did not reach the goal. What happened so far:
 {history}
 
@@ -87,14 +89,15 @@ def plan(goal: str, where: str, *, min_tasks: int = 3, max_tasks: int = 5) -> li
     return [SystemMessage(SYSTEM), HumanMessage(text)]
 
 
-def replan(goal: str, tasks: Sequence[Mapping[str, Any]], advice: str, *, max_tasks: int = 5) -> list[BaseMessage]:
+def replan(
+    goal: str, tasks: Sequence[Mapping[str, Any]], advice: str, where: str, *, max_tasks: int = 5
+) -> list[BaseMessage]:
     history = "\n".join(
         f"- Task {t['id']} [{t.get('status')}]: {t['description']}\n  output: {_clip(t.get('output', ''), 300)}"
         for t in tasks
     )
-    text = REPLAN.format(
-        goal=goal, history=history or "(nothing)", advice=advice or "(none)", min_tasks=1, max_tasks=max_tasks
-    )
+    text = REPLAN.format(goal=goal, workdir=where, history=history or "(nothing)", advice=advice or "(none)",
+                         min_tasks=1, max_tasks=max_tasks)
     return [SystemMessage(SYSTEM), HumanMessage(text)]
 
 

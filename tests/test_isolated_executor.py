@@ -13,7 +13,7 @@ import pytest
 
 from tests.test_web_tools import base_url  # noqa: F401  (loopback web server fixture)
 from tools.isolated_executor import IsolatedExecutor
-from tools.sandbox import Sandbox, hidden_paths, probe
+from tools.sandbox import Sandbox, hidden_paths, probe, resolve
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -78,5 +78,35 @@ def test_a_hidden_file_replaced_or_created_while_the_sandbox_runs_stays_hidden(t
             later.write_text("KEY=third-secret-value\n")  # a hidden path created after the start
             out = ex.run("shell", read).output
             assert "end" in out and "second-secret" not in out and "third-secret" not in out
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.skipif(not probe()[0], reason=f"no bubblewrap sandbox here: {probe()[1]}")
+def test_in_a_folder_holding_the_agent_its_files_git_and_env_stay_out_of_reach(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    try:
+        ws = base / "agent-repo"  # the user ran the agent from its own repo: the workdir *is* the agent
+        (ws / "config").mkdir(parents=True)
+        (ws / "config" / "limits.yaml").write_text("execution: {sandbox: auto}\n")
+        (ws / ".git" / "hooks").mkdir(parents=True)
+        (ws / ".env").write_text("GROQ_API_KEY=workdir-env-secret\n")
+        sandbox = resolve("required", base / "home", protected=[ws])
+        code = ("import os\n"
+                "for path in ('config/limits.yaml', '.git/hooks/post-checkout', '.git/config'):\n"
+                "    try:\n        open(path, 'a').write('x')\n        print('CHANGED', path)\n"
+                "    except OSError as e:\n        print('refused', path, type(e).__name__)\n"
+                "open('plot.png', 'w').write('new files are fine')\n"
+                "try:\n    print('env:', repr(open('.env').read()))\n"
+                "except OSError as e:\n    print('env: unreadable', type(e).__name__)\n"
+                "print('run:', os.listdir('/run'))")
+        with IsolatedExecutor(ws, timeout_s=20, sandbox=sandbox) as ex:
+            out = ex.run("python", code).output
+        assert "CHANGED" not in out and out.count("refused") == 3, out
+        assert (ws / "config" / "limits.yaml").read_text() == "execution: {sandbox: auto}\n"
+        assert not (ws / ".git" / "hooks" / "post-checkout").exists()
+        assert (ws / "plot.png").read_text() == "new files are fine"
+        assert ("env: ''" in out or "env: unreadable" in out) and "workdir-env-secret" not in out
+        assert "run: []" in out or "run: ['systemd']" in out  # no sockets (docker, agents, D-Bus) under /run
     finally:
         shutil.rmtree(base, ignore_errors=True)

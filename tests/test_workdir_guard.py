@@ -39,7 +39,12 @@ def test_thread_ids_never_map_a_workspace_onto_the_home_or_outside_it(tmp_path: 
     assert scratch_dir(home, "abc-1.2_x") == (home / "workspaces" / "abc-1.2_x").resolve()
 
 
-def test_workdir_must_be_an_existing_writable_folder_outside_the_home(tmp_path: Path) -> None:
+def test_workdir_must_be_an_existing_writable_folder_outside_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = tmp_path / "users" / "me"
+    user.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(user))
     home = tmp_path / "home"
     home.mkdir()
     mine = tmp_path / "project"
@@ -56,6 +61,8 @@ def test_workdir_must_be_an_existing_writable_folder_outside_the_home(tmp_path: 
         (home / "workspaces", "agent's home"),
         (Path("/"), "filesystem root"),
         (secrets / "inner", "must never see"),
+        (user, "your home folder"),
+        (user.parent, "your home folder or above it"),
     ]
     (home / "workspaces").mkdir(exist_ok=True)
     for path, why in cases:
@@ -130,11 +137,13 @@ def test_a_second_process_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_p
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    lock = ThreadLock(tmp_path, "t1")
+    lock = ThreadLock(tmp_path, "t1", owner="run-a")
     lock.acquire()  # the kernel dropped the dead holder's lock
-    inner = ThreadLock(tmp_path, "t1")
-    inner.acquire()  # re-entrant in one process (runner + run_task node)
-    inner.release()
+    same_run = ThreadLock(tmp_path, "t1", owner="run-a")
+    same_run.acquire()  # re-entrant for the same run (runner + its run_task node, another thread)
+    same_run.release()
+    with pytest.raises(ThreadBusy, match="another run in this process"):
+        ThreadLock(tmp_path, "t1", owner="run-b").acquire()  # a second run in the same server
     assert f"pid {os.getpid()}" in (tmp_path / "locks" / "t1.lock").read_text()
     lock.release()
 
@@ -246,3 +255,17 @@ def test_bwrap_command_hides_home_credentials_and_env_files(monkeypatch: pytest.
         assert Sandbox("none", "off").wrap(["x"], workdir=ws, network=False) == ["x"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("answer", [{"action": "edit", "code": ""}, {"action": "edit"},
+                                    {"action": "edit", "code": "print(1)"}, {}, {"code": "print(2)"}, "maybe"])
+def test_an_empty_or_unchanged_edit_or_an_unclear_answer_is_not_an_approval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: Any
+) -> None:
+    monkeypatch.setattr("nodes.approval.interrupt", lambda payload: answer)
+    state = make_state([_approved(approved=False)], batch=[1])  # type: ignore[list-item]
+    update = approve(state, rt(), CONFIG, deps=make_deps(tmp_path))
+    task = (update.get("tasks") or [{}])[0]
+    assert not task.get("approved")  # asked again (no update) or rejected, never run
+    if update:
+        assert task["status"] == "skipped"

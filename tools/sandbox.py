@@ -33,10 +33,14 @@ CREDENTIAL_PATHS = (
     "~/.ssh", "~/.aws", "~/.azure", "~/.config/gcloud", "~/.kube", "~/.docker", "~/.gnupg", "~/.netrc",
     "~/.git-credentials", "~/.pypirc", "~/.npmrc", "~/.config/gh", "~/.password-store", "~/.local/share/keyrings",
     "~/.cache/huggingface", "~/.huggingface", "~/.config/openai", "~/.config/langgraph", "~/.terraform.d",
-    "~/.vault-token", "~/.pgpass", "~/.my.cnf", "~/.free-llm-agent",
+    "~/.vault-token", "~/.pgpass", "~/.my.cnf", "~/.free-llm-agent", "~/.cargo/credentials.toml",
+    "~/.cargo/credentials", "~/.m2/settings.xml", "~/.config/hub", "~/.bash_history", "~/.zsh_history",
+    "~/.python_history", "~/.psql_history", "~/.mysql_history", "~/.sqlite_history", "~/.node_repl_history",
+    "~/.local/share/fish/fish_history", "~/.mozilla", "~/.config/google-chrome", "~/.config/chromium",
 )
 SECRET_NAME = re.compile(
-    r"(_API_KEY|_APIKEY|_TOKEN|_KEY|_PAT)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|^LANGSMITH_|^LANGCHAIN_|DATABASE_URL$",
+    r"(_API_KEY|_APIKEY|_TOKEN|_KEY|_PAT)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|^LANGSMITH_|^LANGCHAIN_|DATABASE_URL$"
+    r"|^(SSH_AUTH_SOCK|SSH_AGENT_PID|GPG_AGENT_INFO|DBUS_SESSION_BUS_ADDRESS|KRB5CCNAME)$",  # doors to agents
     re.IGNORECASE,
 )
 # Where tools inside the sandbox write their caches and runtime files (the home is read-only there).
@@ -59,6 +63,7 @@ class Sandbox:
     binary: str | None = None
     version: str = ""
     hidden: tuple[str, ...] = field(default_factory=tuple)  # absolute paths to hide
+    protected: tuple[str, ...] = field(default_factory=tuple)  # read-only even inside the workdir
 
     @property
     def active(self) -> bool:
@@ -74,11 +79,18 @@ class Sandbox:
         assert self.binary is not None
         ws = os.path.realpath(workdir)
         args = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        # /run holds sockets that open doors out of any sandbox (docker.sock, ssh/gpg agents, D-Bus, a
+        # PostgreSQL with peer auth): gone, but for the resolver config DNS may need.
+        args += ["--tmpfs", "/run"]
+        resolv = os.path.realpath("/etc/resolv.conf")
+        if _under(resolv, "/run") and os.path.exists(resolv):
+            args += ["--ro-bind", resolv, resolv]
         rebound = [p for p in sorted({os.path.realpath(p) for p in keep}) if _under(p, "/tmp") and os.path.exists(p)]
         for path in rebound:
             args += ["--ro-bind", path, path]  # e.g. the agent's code or venv in a temp folder
         inside: list[str] = []
-        for path in self.hidden:  # first what holds or lies beside the workdir, then what lies in it
+        dotenvs = [os.path.join(ws, n) for n in _names(ws) if n == ".env" or n.startswith(".env.")]
+        for path in [*self.hidden, *dotenvs]:  # first what holds or lies beside the workdir, then in it
             real = os.path.realpath(path)
             shown = any(_under(real, root) for root in [ws, *rebound])
             if not os.path.lexists(real) or real == ws or (_under(real, "/tmp") and not shown):
@@ -88,6 +100,8 @@ class Sandbox:
             else:
                 args += _hide(real)
         args += ["--bind", ws, ws]
+        for real in _read_only_inside(ws, self.protected):
+            args += ["--ro-bind", real, real]
         for real in inside:
             args += _hide(real)
         # --cap-drop ALL: bwrap started by root would otherwise hand the code every capability, and with
@@ -113,6 +127,30 @@ class Sandbox:
             except OSError:
                 marks.append(None)
         return tuple(marks)
+
+
+def _names(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _read_only_inside(ws: str, protected: Iterable[str]) -> list[str]:
+    """What stays read-only although it lies in the workdir: the agent's own code, virtualenv and
+    config (each existing entry of it, when the workdir *is* one of them, so new files can still be
+    made there), and ``.git`` (its hooks and config run outside the sandbox on the next git command)."""
+    out: list[str] = []
+    for path in protected:
+        real = os.path.realpath(path)
+        if real == ws:
+            out += [os.path.join(ws, n) for n in sorted(_names(ws))]
+        elif _under(real, ws) and os.path.exists(real):
+            out.append(real)
+    git = os.path.join(ws, ".git")
+    if os.path.lexists(git):
+        out.append(git)
+    return list(dict.fromkeys(out))
 
 
 def _hide(path: str) -> list[str]:
@@ -150,13 +188,16 @@ def hidden_paths(home: Path, env_files: Iterable[Path] = (), extra: Iterable[str
     return tuple(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in paths))
 
 
-def resolve(mode: Mode, home: Path, *, env_files: Iterable[Path] = (), extra_hidden: Iterable[str] = ()) -> Sandbox:
-    """The sandbox for ``execution.sandbox: mode``; raise SandboxUnavailable when required and missing."""
+def resolve(mode: Mode, home: Path, *, env_files: Iterable[Path] = (), extra_hidden: Iterable[str] = (),
+            protected: Iterable[Path] = ()) -> Sandbox:
+    """The sandbox for ``execution.sandbox: mode``; raise SandboxUnavailable when required and missing.
+    ``protected``: folders that stay read-only even inside a working directory (the agent's own)."""
     if mode == "off":
         return Sandbox("none", "execution.sandbox is off")
     works, reason, version = probe()
     if works:
-        return Sandbox("bwrap", "", shutil.which("bwrap"), version, hidden_paths(home, env_files, extra_hidden))
+        return Sandbox("bwrap", "", shutil.which("bwrap"), version, hidden_paths(home, env_files, extra_hidden),
+                       tuple(os.path.abspath(p) for p in protected))
     if mode == "required":
         raise SandboxUnavailable(
             f"execution.sandbox is 'required' but {reason}. Install it, or set execution.sandbox: auto "

@@ -43,8 +43,8 @@ def scratch_dir(home: Path, thread_id: str) -> Path:
 
 def check_workdir(path: str | Path, home: Path, forbidden: tuple[str, ...] = ()) -> Path:
     """The resolved working directory, or WorkdirError: it must exist, be a writable folder, and not
-    be the filesystem root, the agent's home or inside it (its scratch folders excepted), or inside
-    one of the ``forbidden`` paths (credential folders)."""
+    be the filesystem root, the user's home folder or above it, the agent's home or inside it (its
+    scratch folders excepted), or inside one of the ``forbidden`` paths (credential folders)."""
     wd = Path(path).expanduser()
     if not wd.exists():
         raise WorkdirError(f"working directory {wd} does not exist; create it or pass another --workdir")
@@ -58,6 +58,11 @@ def check_workdir(path: str | Path, home: Path, forbidden: tuple[str, ...] = ())
                            "pick a folder of yours, or --scratch for a fresh one")
     if wd == Path(wd.anchor):
         raise WorkdirError(f"working directory {wd} is the filesystem root; pick a project folder")
+    user_home = Path.home().resolve()
+    if user_home.is_relative_to(wd):
+        raise WorkdirError(f"working directory {wd} is your home folder{'' if wd == user_home else ' or above it'}; "
+                           "code could change every file of yours there: pick a project folder (--workdir DIR) "
+                           "or --scratch")
     for hidden in forbidden:
         if wd.is_relative_to(os.path.realpath(hidden)):
             raise WorkdirError(f"working directory {wd} is inside {hidden}, which generated code must never "
