@@ -341,11 +341,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _sandbox_report(router: Any) -> dict[str, Any]:
     """Whether generated code would run sandboxed, and why not."""
     from graph.deps import Deps
+    from providers import QuotaAwareChatModel
     from tools.sandbox import SandboxUnavailable
 
     mode = router.config.limits.execution.sandbox
     try:
-        sandbox = Deps(home=router.home, execution=router.config.limits.execution).sandbox()
+        sandbox = Deps(llm=QuotaAwareChatModel(router=router), home=router.home).sandbox()
     except SandboxUnavailable as exc:
         return {"mode": mode, "active": False, "detail": f"code will not run: {exc}"}
     return {"mode": mode, "active": sandbox.active, "detail": sandbox.describe()}

@@ -85,7 +85,7 @@ class Deps:
         if self._sandbox is None:
             settings = self.execution_settings()
             env_files = [*ENV_FILES_READ, REPO_CONFIG_DIR.parent / ".env"]
-            config = self._config()
+            config = getattr(getattr(self.llm, "router", None), "config", None)  # only if built already
             own = [REPO_CONFIG_DIR.parent, Path(sys.prefix), *([config.config_dir] if config is not None else [])]
             self._sandbox = resolve(settings.sandbox, self.home_dir(), env_files=env_files,
                                     extra_hidden=settings.hidden_paths, protected=own)

@@ -1,6 +1,7 @@
-"""Tolerant parsers turning raw LLM text (prose, markdown lists, fenced almost-JSON,
-python literals) into the schemas of ``nodes/schemas.py``, for models that ignore the
-structured-output tool. Pure functions: no I/O, no state, no prompts."""
+"""Tolerant parsers turning raw LLM text (prose, markdown lists and tables, fenced almost-JSON,
+python literals, thinking blocks) into the schemas of ``nodes/schemas.py``, for models that
+ignore the structured-output tool. Pure functions: no I/O, no state, no prompts. Plans and code
+here, verdicts in :mod:`nodes.parsing_review`, the helpers shared by both here."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from nodes.json_text import FENCE, extract_json, iter_json
-from nodes.schemas import CodeBatch, CodeItem, Plan, Review, Verdict
+from nodes.schemas import CodeBatch, CodeItem, Plan
 
-__all__ = ["ParseError", "extract_json", "parse_code_batch", "parse_plan", "parse_review"]
+__all__ = ["ParseError", "extract_json", "parse_code_batch", "parse_plan", "strip_reasoning"]
 
 Language = Literal["python", "shell"]
-VerdictName = Literal["done", "retry", "failed"]
-Decision = Literal["continue", "replan", "finish"]
 Entry = tuple[int | None, str, str]  # (task id, verdict word | language label, hint | code)
 
 
@@ -85,6 +84,30 @@ def _lines(text: str) -> list[str]:
     return out
 
 
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+def _table(text: str) -> tuple[list[str], list[list[str]]]:
+    """(header cells lower-cased, data rows) of the first markdown table in ``text``."""
+    header: list[str] = []
+    rows: list[list[str]] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip().startswith("|"):
+            if rows:
+                break
+            continue
+        if _TABLE_SEP.match(line):
+            continue
+        cells = [_BOLD.sub(r"\1", c).strip() for c in line.strip().strip("|").split("|")]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if not header and not rows and _TABLE_SEP.match(nxt):
+            header = [c.lower() for c in cells]
+        else:
+            rows.append(cells)
+    return header, rows
+
+
 # ------------------------------------------------------------------------------------ plan
 _PLAN_KEYS = ("tasks", "plan", "steps", "subtasks", "todo", "items")
 _TEXT_KEYS = ("description", "task", "text", "title", "name", "step", "content", "summary")
@@ -135,6 +158,23 @@ def _text_plan(text: str) -> list[str]:
     return []
 
 
+def _table_plan(text: str) -> list[str]:
+    """The task column of a markdown table: "Description"/"Task"/"Step"-like, not an id column."""
+    header, rows = _table(text)
+    if not rows:
+        return []
+    width = max(map(len, rows))
+    def textual(col: int) -> bool:
+        return any(_as_id(r[col]) is None and r[col] for r in rows if col < len(r))
+    named = [i for i, h in enumerate(header) if h in ("description", "task description", "what", "action")]
+    named += [i for i, h in enumerate(header) if h in ("task", "tasks", "step", "steps", "title") and textual(i)]
+    cols = named or [i for i in range(width) if textual(i)]
+    if not cols:
+        return []
+    col = cols[0]
+    return [r[col] for r in rows if col < len(r) and r[col]]
+
+
 def parse_plan(text: str, *, min_tasks: int = 1, max_tasks: int = 5) -> Plan:
     """Read a plan from JSON, ``Task1: a | Task2: b``, numbered or bulleted lists.
 
@@ -146,7 +186,7 @@ def parse_plan(text: str, *, min_tasks: int = 1, max_tasks: int = 5) -> Plan:
     values = list(iter_json(text))
     strong = [_json_plan(v) for v, fenced in values if fenced or isinstance(v, dict)]
     weak = [_json_plan(v) for v, fenced in values if not (fenced or isinstance(v, dict))]
-    for raw in [*strong, _text_plan(text), *weak]:
+    for raw in [*strong, _table_plan(text), _text_plan(text), *weak]:
         firsts: dict[str, str] = {}  # de-duplicated, case-insensitively, first one kept
         for task in filter(None, map(_clean_item, raw)):
             firsts.setdefault(task.casefold(), task)
@@ -265,145 +305,3 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
             language = _LANGS.get(label.strip().lower()) or _guess_language(code)
             items[tid] = CodeItem(task_id=tid, language=language, code=code)
     return CodeBatch(items=[items[tid] for tid in dict.fromkeys(task_ids) if tid in items])
-
-
-# ---------------------------------------------------------------------------------- review
-_VERDICTS: dict[str, VerdictName] = {
-    "done": "done", "success": "done", "successful": "done", "succeeded": "done", "ok": "done",
-    "okay": "done", "pass": "done", "passed": "done", "complete": "done", "completed": "done",
-    "retry": "retry", "redo": "retry", "rerun": "retry", "fail": "failed", "failed": "failed",
-    "failure": "failed", "error": "failed", "errored": "failed", "yes": "done", "achieved": "done",
-    "no": "retry", "incomplete": "retry", "partial": "retry", "partially": "retry", "unsuccessful": "failed",
-}  # fmt: skip
-_MARKS = {"✅": " done ", "✔️": " done ", "✔": " done ", "✓": " done ", "☑️": " done ", "❌": " failed ",
-          "✖️": " failed ", "✗": " failed ", "✘": " failed ", "⚠️": " retry ", "⚠": " retry ", "🔁": " retry "}
-_MARK_RE = re.compile("|".join(map(re.escape, sorted(_MARKS, key=len, reverse=True))))
-_LIST_LINE = re.compile(rf"{_PREFIX}(?P<rest>.*)$")
-_BLANKET = re.compile(
-    r"\b(?:all|every|each|both)\b(?:\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+)?)?(?:tasks?|steps?)\b"
-    r"(?:\s+\w+){0,3}?\s+(?:(?:were|was|have\s+been|has\s+been|are|is)\s+)?"
-    r"(?:(?P<done>completed?|done|succeeded|successful(?:ly)?|passed|achieved|finished|ran\s+successfully)"
-    r"|(?P<failed>failed))\b",
-    re.I,
-)
-_DECISIONS: dict[str, Decision] = {
-    "continue": "continue", "proceed": "continue", "replan": "replan", "re-plan": "replan",
-    "finish": "finish", "finished": "finish", "complete": "finish", "stop": "finish",
-}  # fmt: skip
-_VERDICT_LINE = re.compile(rf"{_PREFIX}{_TASK_N}(?:[ \t]*\([^)\n]*\))?(?P<rest>.*)$", re.I)
-_REST_RE = re.compile(
-    r"^\W*(?:(?:is|was|has|been|status|verdict|result|needs|a|should)\b\W*)*"
-    r"(?P<word>[A-Za-z]+)(?P<hint>.*)$",
-    re.S,
-)
-_DECISION_RE = re.compile(
-    r"\b(?:decision|next(?:[ _]step|[ _]action)?)\b\W*"
-    r"(?P<word>re-?plan|continue|proceed|finish(?:ed)?|complete|stop)\b",
-    re.I,
-)
-
-
-def _split_word(text: str) -> tuple[str, str]:
-    """``"retry - use pandas"`` -> ``("retry", "use pandas")``."""
-    m = _REST_RE.match(text)
-    if m is None:
-        return "", ""
-    hint = _BOLD.sub(r"\1", m["hint"]).strip().lstrip("-–—:;,.)!*_| \t")
-    hint = re.sub(r"^(?:because|since|reason:?)\s+", "", hint, flags=re.I).rstrip(" \t|;*")
-    first, _, rest = hint.partition(" ")
-    if m["word"].lower() in _VERDICTS and first.strip("*_:.,!").lower() in _VERDICTS:  # "✅ done": one verdict
-        hint = rest.strip().lstrip("-–—:;,.)!*_| \t")
-    return m["word"], hint if any(c.isalnum() for c in hint) else ""
-
-
-def _verdict_entries(value: Any) -> list[Entry]:
-    if isinstance(value, list):
-        return [entry for item in value for entry in _verdict_entries(item)]
-    low = _lower_keys(value) if isinstance(value, dict) else {}
-    if (raw := _first(low, ("verdict", "status", "result", "outcome"))) is not None:
-        word, extra = _split_word(str(raw))
-        hint = _first(low, ("hint", "reason", "feedback", "comment", "fix", "note"))
-        return [(_as_id(_first(low, _ID_KEYS)), word, extra if hint is None else str(hint))]
-    entries: list[Entry] = []  # mapping form: {"1": "done", "task 2": {"verdict": "retry"}}
-    for key, item in low.items():
-        if _TASK_KEY_RE.match(key) and isinstance(item, dict | str):
-            sub = _verdict_entries(item) if isinstance(item, dict) else [(None, *_split_word(item))]
-            entries += [(_as_id(key), word, hint) for _, word, hint in sub]
-    return entries
-
-
-def _json_review(value: Any) -> tuple[list[Entry], Decision | None] | None:
-    decision: Decision | None = None
-    entries = value
-    if isinstance(value, dict):
-        low = _lower_keys(value)
-        raw = _first(low, ("decision", "next", "next_action", "action"))
-        decision = _DECISIONS.get(str(raw).strip().lower()) if raw is not None else None
-        inner = _first(low, ("verdicts", "results", "reviews", "tasks", "items"))
-        entries = value if inner is None else inner
-    found = [e for e in _verdict_entries(entries) if e[1].lower() in _VERDICTS]
-    return (found, decision) if found or decision else None
-
-
-def _prose_review(text: str) -> tuple[list[Entry], Decision | None]:
-    """Verdicts from ``Task N: <verdict> [- hint]`` lines (else from list items in order, ``1. ✅``,
-    ``- yes``), the decision from the other lines."""
-    entries: list[Entry] = []
-    listed: list[Entry] = []
-    others: list[str] = []
-    for line in _lines(_MARK_RE.sub(lambda m: _MARKS[m[0]], text)):
-        m = _VERDICT_LINE.match(line)
-        word, hint = _split_word(m["rest"]) if m else ("", "")
-        if m and word.lower() in _VERDICTS:
-            entries.append((int(m["n"]), word, hint))
-            continue
-        item = _LIST_LINE.match(line)
-        if item and (item["num"] or item["bullet"]):
-            word, hint = _split_word(item["rest"])
-            if word.lower() in _VERDICTS:
-                listed.append((None, word, hint))
-                continue
-        others.append(line)
-    entries = entries or listed
-    text = "\n".join(others)
-    if m := _DECISION_RE.search(text):
-        return entries, _DECISIONS.get(m["word"].lower(), "continue")
-    if re.search(r"\bre-?plan", text, re.I):
-        return entries, "replan"
-    if re.search(r"\b(?:finish(?:ed)?|complete)\b", text, re.I):
-        return entries, "finish"
-    return entries, "continue" if re.search(r"\bcontinue\b", text, re.I) else None
-
-
-def parse_review(text: str, task_ids: Sequence[int]) -> Review:
-    """Read verdicts and the decision from JSON or ``Task N: done|retry - hint`` lines.
-
-    Verdict synonyms (and ✅/❌, yes/no) are normalised; a blanket statement ("All tasks
-    completed successfully.") applies to every task; verdicts without ids, or with ids that
-    name none of the batch's tasks, map by order when the counts match; other unknown ids are
-    ignored, the first verdict per task wins. The decision comes from JSON, else
-    from a "Decision: ..." line or "replan"/"finish"/"complete" outside verdict lines,
-    else "continue". Raises :class:`ParseError` when neither verdicts nor a decision
-    appear.
-    """
-    text = strip_reasoning(text)
-    parsed = next((r for v, _ in iter_json(text) if (r := _json_review(v)) is not None), None)
-    if parsed is None:
-        entries, decision = _prose_review(text)
-        if not entries and (blanket := _BLANKET.search(_BOLD.sub(r"\1", text))):
-            word = "done" if blanket["done"] else "failed"
-            entries = [(tid, word, "") for tid in dict.fromkeys(task_ids)]
-        if not entries and decision is None:
-            raise ParseError("task verdicts like 'Task 1: done' or a review JSON", text)
-    else:
-        entries, decision = parsed
-    lone = task_ids[0] if len(set(task_ids)) == 1 else None
-    entries = _by_position(entries, task_ids) if lone is None else entries
-    verdicts: dict[int, Verdict] = {}
-    for tid, word, hint in entries:
-        tid = lone if tid is None else tid
-        verdict = _VERDICTS.get(word.strip().lower())
-        if verdict and tid is not None and tid in task_ids and tid not in verdicts:
-            verdicts[tid] = Verdict(task_id=tid, verdict=verdict, hint=hint)
-    ordered = [verdicts[tid] for tid in dict.fromkeys(task_ids) if tid in verdicts]
-    return Review(verdicts=ordered, decision=decision or "continue")

@@ -18,7 +18,8 @@ from graph.state import State, Task
 from nodes import prompts
 from nodes.common import batch_tasks, failure_update, retry_reason
 from nodes.llm import Asked, ask
-from nodes.parsing import ParseError, parse_review
+from nodes.parsing import ParseError
+from nodes.parsing_review import parse_review
 from nodes.schemas import Review
 from providers.errors import AllProvidersExhausted
 

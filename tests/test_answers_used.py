@@ -9,7 +9,8 @@ import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from nodes.llm import Asked, ask
-from nodes.parsing import ParseError, parse_code_batch, parse_plan, parse_review
+from nodes.parsing import ParseError, parse_code_batch, parse_plan
+from nodes.parsing_review import parse_review
 from nodes.reflect import reflect
 from nodes.schemas import Plan
 from providers import build_chat_model

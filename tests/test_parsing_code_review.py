@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.parsing import ParseError, parse_code_batch, parse_review
+from nodes.parsing import ParseError, parse_code_batch
+from nodes.parsing_review import parse_review
 from nodes.schemas import CodeItem, Verdict
 
 # ----------------------------------------------------------------------------- code batch
