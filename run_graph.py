@@ -79,69 +79,6 @@ def _router(args: argparse.Namespace, offline: bool = False) -> Any:
     return router
 
 
-class _Paused(Exception):
-    """Ctrl-D at the approval prompt: run nothing, pause the thread."""
-
-
-def _ask_line(prompt: str) -> str:
-    try:
-        return input(prompt).strip().lower()
-    except EOFError:
-        raise _Paused from None
-
-
-def _show_code(code: str, language: str) -> None:
-    err.print(Syntax(code, "bash" if language == "shell" else "python", line_numbers=True))
-
-
-def _edit(code: str) -> str | None:
-    """The code after $EDITOR, or None when the editor failed or nothing was saved."""
-    import click
-
-    try:
-        edited = click.edit(code, require_save=True)
-    except click.ClickException as exc:
-        err.print(f"the editor failed: {exc.format_message()}", style="red", markup=False)
-        return None
-    return edited
-
-
-def _approver(progress: Any) -> Any:
-    def ask(payload: dict[str, Any]) -> dict[str, Any] | None:
-        """y/n/edit in a terminal; None (pause the run) without one or on Ctrl-D."""
-        if not sys.stdin.isatty():
-            return None
-        progress.pause()
-        try:
-            err.rule(escape(f"Task {payload['task_id']}: {payload['task']}"))
-            if payload.get("interrupted"):
-                err.print("This task was running when the agent stopped (crash or kill); it may have "
-                          "done part of its work. Run it again?", style="yellow", markup=False)
-            code = payload["code"]
-            _show_code(code, payload["language"])
-            while True:
-                answer = _ask_line("Run this code? [y]es / [n]o / [e]dit: ")
-                if answer in ("y", "yes"):
-                    return {"action": "approve"} if code == payload["code"] else {"action": "edit", "code": code}
-                if answer in ("n", "no"):
-                    return {"action": "reject"}
-                if answer in ("e", "edit"):
-                    edited = _edit(code)
-                    if edited is None or not edited.strip() or edited == code:
-                        err.print("Nothing changed; nothing runs until you answer y.", markup=False)
-                        continue
-                    code = edited
-                    err.print("Edited code:", markup=False)
-                    _show_code(code, payload["language"])
-        except _Paused:
-            err.print("\nNo answer (end of input): the thread is paused, nothing ran.", markup=False)
-            return None
-        finally:
-            progress.resume()
-
-    return ask
-
-
 def _print_result(result: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
@@ -170,6 +107,7 @@ def _check_sandbox(runner: Any, router: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from graph.approval_prompt import terminal_approver
     from graph.context import Context
     from graph.guard import ThreadBusy
     from graph.progress import Progress
@@ -210,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with progress:
             listener = None if args.json else progress
-            approver = None if args.json else _approver(progress)
+            approver = None if args.json else terminal_approver(progress, err)
             if args.command == "run":
                 result = runner.run(args.goal, args.thread_id, approver=approver, listener=listener)
             else:

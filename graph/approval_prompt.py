@@ -1,0 +1,79 @@
+"""The y / n / edit approval prompt of the CLI (a terminal); see README "Approval".
+
+An unchanged or empty edit, or an editor that fails, is not an approval: the prompt asks again.
+Ctrl-D (end of input) runs nothing and rejects nothing: the run pauses as ``awaiting_approval``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.syntax import Syntax
+
+from graph.runner import Approver
+
+
+class _Paused(Exception):
+    """Ctrl-D at the approval prompt: run nothing, pause the thread."""
+
+
+def _ask_line(prompt: str) -> str:
+    try:
+        return input(prompt).strip().lower()
+    except EOFError:
+        raise _Paused from None
+
+
+def _show_code(err: Console, code: str, language: str) -> None:
+    err.print(Syntax(code, "bash" if language == "shell" else "python", line_numbers=True))
+
+
+def _edit(err: Console, code: str) -> str | None:
+    """The code after $EDITOR, or None when the editor failed or nothing was saved."""
+    import click
+
+    try:
+        edited = click.edit(code, require_save=True)
+    except click.ClickException as exc:
+        err.print(f"the editor failed: {exc.format_message()}", style="red", markup=False)
+        return None
+    return edited
+
+
+def terminal_approver(progress: Any, err: Console) -> Approver:
+    def ask(payload: dict[str, Any]) -> dict[str, Any] | None:
+        """y/n/edit in a terminal; None (pause the run) without one or on Ctrl-D."""
+        if not sys.stdin.isatty():
+            return None
+        progress.pause()
+        try:
+            err.rule(escape(f"Task {payload['task_id']}: {payload['task']}"))
+            if payload.get("interrupted"):
+                err.print("This task was running when the agent stopped (crash or kill); it may have "
+                          "done part of its work. Run it again?", style="yellow", markup=False)
+            code = payload["code"]
+            _show_code(err, code, payload["language"])
+            while True:
+                answer = _ask_line("Run this code? [y]es / [n]o / [e]dit: ")
+                if answer in ("y", "yes"):
+                    return {"action": "approve"} if code == payload["code"] else {"action": "edit", "code": code}
+                if answer in ("n", "no"):
+                    return {"action": "reject"}
+                if answer in ("e", "edit"):
+                    edited = _edit(err, code)
+                    if edited is None or not edited.strip() or edited == code:
+                        err.print("Nothing changed; nothing runs until you answer y.", markup=False)
+                        continue
+                    code = edited
+                    err.print("Edited code:", markup=False)
+                    _show_code(err, code, payload["language"])
+        except _Paused:
+            err.print("\nNo answer (end of input): the thread is paused, nothing ran.", markup=False)
+            return None
+        finally:
+            progress.resume()
+
+    return ask
