@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -142,6 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BaseException:
         runner.close()
         raise
+    def stop(signum: int, frame: Any) -> None:  # Ctrl-C: the task in flight stops now, as interrupted
+        runner.deps.abort_all()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
     progress = Progress(err, router, live=False if args.json else None)
     if not args.json:
         err.print(f"thread [bold]{args.thread_id}[/bold]")

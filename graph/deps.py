@@ -140,6 +140,13 @@ class Deps:
         if held is not None:
             held[1].close()
 
+    def abort_all(self) -> None:
+        """Stop every task in flight now (Ctrl-C): it ends as interrupted, not as a result."""
+        for _, ex in list(self._executors.values()):
+            abort = getattr(ex, "abort", None)
+            if abort is not None:
+                abort()
+
     def close_all(self) -> None:
         for thread_id in list(self._executors):
             self.release(thread_id)

@@ -195,3 +195,6 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
     done = cli(["resume", "cc1", "--yes", "--json"], home, cfg)
     result: dict[str, Any] = json.loads(done.stdout)
     assert result["status"] == "completed", done.stderr
+    # the task in flight was stopped, not finished: it ran again on resume (after the --yes notice)
+    shown = json.loads(cli(["show", "cc1", "--json"], home, cfg).stdout)
+    assert shown["tasks"][0]["restarts"] == 1 and "waited" in shown["tasks"][0]["output"]

@@ -41,6 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 GRACE_S = 90.0
 
 
+class ExecutorAborted(RuntimeError):
+    """The run was stopped (Ctrl-C) while a task ran: the task did not finish; it is not a result."""
+
+
 class IsolatedExecutor:
     """Same API as LocalExecutor (``run``/``close``), one child process per workspace."""
 
@@ -63,6 +67,7 @@ class IsolatedExecutor:
         self.key_vars = tuple(key_vars)
         self._secrets: dict[str, str] = {}
         self._hidden_marks: tuple[tuple[int, int] | None, ...] = ()
+        self._aborted = False
         self._proc: subprocess.Popen[str] | None = None
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -106,6 +111,9 @@ class IsolatedExecutor:
                 line = None
             if line is None:
                 self._kill()
+                if self._aborted:
+                    self._aborted = False
+                    raise ExecutorAborted("the run was stopped while this task ran")
                 return ExecutionResult(ok=False, output="", timed_out=True, duration_s=time.monotonic() - start,
                                        error="the executor stopped answering; it was restarted")
             result = ExecutionResult(**json.loads(line))
@@ -114,18 +122,19 @@ class IsolatedExecutor:
                 result.error = redact(result.error, self._secrets)
             return result
 
+    def abort(self) -> None:
+        """Stop the task in flight now (from another thread, e.g. a Ctrl-C handler): the child and
+        everything it started are killed, and the waiting ``run`` raises :class:`ExecutorAborted`."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        self._aborted = True
+        _kill_tree(proc)
+
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            tree = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.Error:
-            tree = []
-        for p in [*tree, proc]:
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                p.kill()
-        proc.wait(timeout=10)
+        if proc is not None:
+            _kill_tree(proc)
 
     def close(self) -> None:
         """Let the child terminate its kernels, then make sure nothing is left."""
@@ -151,6 +160,18 @@ class IsolatedExecutor:
 _spawn_queue: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
 _spawner_lock = threading.Lock()
 _spawner: threading.Thread | None = None
+
+
+def _kill_tree(proc: subprocess.Popen[str]) -> None:
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
+    for p in [*tree, proc]:
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            p.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 def _spawn_loop() -> None:
