@@ -138,8 +138,8 @@ class TaskJournal:
             self._path(thread_id).unlink()
 
 
-def attempt_key(task: dict[str, Any]) -> str:
-    """Identifies one attempt of one task: its id, how often it ran, its code and its restarts."""
-    text = f"{task['id']}|{task.get('attempts', 0)}|{task.get('restarts', 0)}|{task.get('code', '')}"
+def attempt_key(task: dict[str, Any], goal: str = "") -> str:
+    """Identifies one attempt of one task of one goal: its id, how often it ran, its restarts, its code."""
+    text = f"{goal}|{task['id']}|{task.get('attempts', 0)}|{task.get('restarts', 0)}|{task.get('code', '')}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

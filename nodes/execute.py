@@ -86,7 +86,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
             ]
         }
     thread = thread_id(config)
-    key = attempt_key(dict(task))
+    key = attempt_key(dict(task), state["goal"])
     journal = deps.journal()
     with deps.lock(thread, run_owner(config)):
         entry = journal.get(thread, key)

@@ -18,7 +18,7 @@ from graph.guard import TaskJournal, ThreadBusy, ThreadLock, attempt_key
 from nodes.approval import approve
 from nodes.execute import run_task
 from nodes.plan import plan
-from tests.agent_helpers import CONFIG, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
+from tests.agent_helpers import CONFIG, GOAL, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
 from tests.fakes.scripted import tool_answer
 from tools.sandbox import Sandbox, hidden_paths, redact, scrubbed_env
 from tools.workspace import WorkdirError, check_thread_id, check_workdir, listing, scratch_dir
@@ -160,7 +160,7 @@ def test_a_finished_attempt_is_not_run_again_after_a_lost_checkpoint(tmp_path: P
     ex = FakeExecutor()
     deps = make_deps(tmp_path, executor=ex)
     task = _approved()
-    TaskJournal(tmp_path).finished(THREAD, attempt_key(task), 1, {
+    TaskJournal(tmp_path).finished(THREAD, attempt_key(task, GOAL), 1, {
         "ok": True, "output": "from the journal", "timed_out": False, "duration_s": 0.1, "error": None})
     update = run_task(make_state([task], batch=[1]), rt(), CONFIG, deps=deps)  # type: ignore[list-item]
     assert ex.runs == []
@@ -173,7 +173,7 @@ def test_an_interrupted_attempt_needs_a_new_approval_then_runs_once(
     ex = FakeExecutor()
     deps = make_deps(tmp_path, executor=ex)
     task = _approved()
-    TaskJournal(tmp_path).started(THREAD, attempt_key(task), 1)  # the agent died while it ran
+    TaskJournal(tmp_path).started(THREAD, attempt_key(task, GOAL), 1)  # the agent died while it ran
     state = make_state([task], batch=[1])  # type: ignore[list-item]
     state = apply(state, run_task(state, rt(), CONFIG, deps=deps))
     assert ex.runs == []
