@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -67,32 +68,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _router(args: argparse.Namespace, offline: bool = False) -> Any:
-    from providers import Router
+    from providers import NoUsableProvider, Router
 
     config = load_config(getattr(args, "config_dir", None))
-    router, notices = Router.from_config(config, resolve_home(getattr(args, "home", None)), offline=offline)
-    if offline and not router.candidates("general"):
+    try:
+        router, notices = Router.from_config(config, resolve_home(getattr(args, "home", None)), offline=offline)
+    except NoUsableProvider:
+        if not offline:
+            raise
+        router = None
+    if offline and (router is None or not router.candidates("general")):
         raise BadInput("--offline needs a local provider: enable ollama (or another entry with local: true) "
                        f"in {config.config_dir / 'providers.yaml'}")
     if not getattr(args, "json", False):
         for notice in notices:
-            err.print(f"[dim]{notice}[/dim]")
+            err.print(notice, style="dim", markup=False)
     return router
 
 
-def _print_result(result: Any, as_json: bool) -> None:
-    if as_json:
+def _resume_hint(args: argparse.Namespace, thread_id: str) -> str:
+    """The resume command with every global flag that was given, so it can be copied as is."""
+    flags = [f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
+             for name in ("config_dir", "home") if getattr(args, name, None)]
+    return " ".join(["uv run run_graph.py", *flags, "resume", shlex.quote(thread_id)])
+
+
+def _print_result(result: Any, args: argparse.Namespace) -> None:
+    """The summary on stdout (``run … > out.txt`` keeps it); status lines and hints on stderr."""
+    if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
     if result.summary:
-        err.print(result.summary, markup=False)
+        out.print(result.summary, markup=False)
     err.print(f"[bold]status:[/bold] {result.status}   thread: {result.thread_id}   "
               f"LLM calls: {result.llm_calls or {}}   cache hits: {result.cache_hits}")
     if result.status == "waiting_for_quota":
         err.print(f"Every provider is out of quota; after {result.resume_after} run: "
-                  f"uv run run_graph.py resume {result.thread_id}")
+                  f"{_resume_hint(args, result.thread_id)}", markup=False)
     elif result.status == "awaiting_approval":
-        err.print(f"Waiting for approval: uv run run_graph.py resume {result.thread_id}  (--yes approves all)")
+        err.print(f"Waiting for approval: {_resume_hint(args, result.thread_id)}  (--yes approves all)",
+                  markup=False)
     if result.workdir:
         err.print(f"working directory: {result.workdir}", markup=False)
 
@@ -162,11 +177,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ThreadBusy as exc:
         raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
-        err.print(f"\nStopped. Nothing finished is lost; continue with: uv run run_graph.py resume {args.thread_id}")
+        err.print(f"\nStopped. Nothing finished is lost; continue with: {_resume_hint(args, args.thread_id)}",
+                  markup=False)
         return 130
     finally:
         runner.close()
-    _print_result(result, args.json)
+    _print_result(result, args)
     return result.exit_code
 
 

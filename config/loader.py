@@ -6,6 +6,7 @@ field and the fix, so the CLI can print it and exit 2 without a traceback.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 REPO_CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_HOME = Path("~/.free-llm-agent")
 PROVIDER_KINDS = ("gemini", "groq", "together", "openai_compatible")
+TASK_TYPES = ("code_generation", "complex_reasoning", "simple_task", "general")  # what routing.task_types maps
 
 
 class ConfigError(Exception):
@@ -214,6 +216,11 @@ def load_config(config_dir: str | Path | None = None) -> AppConfig:
     known = pfile.providers
     _check_names(ppath, "routing.priority", pfile.routing.priority, known)
     for task_type, name in pfile.routing.task_types.items():
+        if task_type not in TASK_TYPES:
+            close = difflib.get_close_matches(task_type, TASK_TYPES, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{ppath}: routing.task_types.{task_type}: unknown task type; {hint}"
+                              f"use one of {', '.join(TASK_TYPES)}")
         _check_names(ppath, f"routing.task_types.{task_type}", [name], known)
     _check_names(lpath, "rate_limits", list(lfile.rate_limits), known)
     if lfile.fallback.emergency_provider:

@@ -27,8 +27,11 @@ from providers.errors import AllProvidersExhausted
 def reflect(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:
     ran = [t for t in batch_tasks(state) if t.get("status") in ("done", "failed")]
     iteration = state.get("iteration", 0) + 1
-    if not ran:  # everything in the batch was rejected by the user
-        return {"iteration": iteration, "decision": "continue", "verdicts": [], "batch": [], "fallback": None}
+    judged = [t for t in ran if not str(t.get("error", "")).startswith("blocked:")]
+    if not judged:  # everything was rejected by the user or blocked by the deny-list: nothing to ask about
+        blocked = [{"id": t["id"], "status": "failed"} for t in ran]
+        return {"iteration": iteration, "decision": "continue", "verdicts": [], "batch": [], "fallback": None,
+                **({"tasks": blocked} if blocked else {})}
     asked = Asked()
     ids = [t["id"] for t in ran]
     try:

@@ -151,6 +151,9 @@ def test_offline_without_a_local_provider_is_bad_input(
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": fake_server("openai").base_url}})
     proc = cli(["run", "anything", "--offline", "--json"], home, cfg)
     assert proc.returncode == 2 and "local" in proc.stderr and "Traceback" not in proc.stderr
+    no_keys = make_config({"groq_llama": {"kind": "groq", "base_url": "http://127.0.0.1:9", "key": None}})
+    keyless = cli(["run", "anything", "--offline", "--json"], home, no_keys)  # no key either: still the local hint
+    assert keyless.returncode == 2 and "--offline needs a local provider" in keyless.stderr, keyless.stderr
 
 
 def test_graph_mermaid_offline_and_png_needs_graphviz(home: Path, tmp_path: Path) -> None:
@@ -183,6 +186,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
         [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run", "wait",
          "--scratch", "--thread-id", "cc1", "--yes"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits SIG_IGN
     )
     deadline = time.time() + 60
     while time.time() < deadline and len(server.requests) < 2:  # plan + code answered: now executing
@@ -191,10 +195,26 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "resume cc1" in stderr and "Traceback" not in stderr
+    assert "Traceback" not in stderr
+    # the hint keeps every flag that was given, so it can be copied as is
+    assert f"uv run run_graph.py --config-dir {cfg} --home {home} resume cc1" in " ".join(stderr.split())
     done = cli(["resume", "cc1", "--yes", "--json"], home, cfg)
     result: dict[str, Any] = json.loads(done.stdout)
     assert result["status"] == "completed", done.stderr
     # the task in flight was stopped, not finished: it ran again on resume (after the --yes notice)
     shown = json.loads(cli(["show", "cc1", "--json"], home, cfg).stdout)
     assert shown["tasks"][0]["restarts"] == 1 and "waited" in shown["tasks"][0]["output"]
+
+
+def test_summary_goes_to_stdout_and_a_paused_runs_hint_keeps_the_flags(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> None:
+    server = fake_server("openai", responder=make_responder((("a", "print(1)"), ("b", "print(2)"))))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
+    paused = cli(["run", "two steps", "--scratch", "--thread-id", "p1"], home, cfg)  # no terminal, no --yes
+    assert paused.returncode == 0, paused.stderr
+    assert f"--config-dir {cfg} --home {home} resume p1" in " ".join(paused.stderr.split())
+    done = cli(["resume", "p1", "--yes"], home, cfg)
+    assert done.returncode == 0, done.stderr
+    assert "Goal: two steps" in done.stdout and "2 of 2 tasks done." in done.stdout  # `> out.txt` keeps it
+    assert "Goal: two steps" not in done.stderr and "status: completed" in done.stderr

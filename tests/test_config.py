@@ -292,3 +292,10 @@ def test_cli_usage_json_on_good_config(make_config: ConfigFactory, tmp_path: Pat
     assert row["requests_day"] == 0 and row["limits"]["requests_per_day"] == 20
     assert row["cooldown_until"] is None and row["recommendation"] == "CAN_INCREASE"
     assert yaml.safe_load((cfg / "providers.yaml").read_text())["providers"]["p"]["api_key_env"] == key_env_for("p")
+
+
+def test_a_task_type_typo_in_routing_is_named(write: WriteConfig) -> None:
+    bad = write(providers=GOOD_PROVIDERS.replace("{code_generation: p}", "{code_gen: p}"))
+    with pytest.raises(ConfigError, match=r"routing\.task_types\.code_gen: unknown task type; did you mean "
+                                         r"'code_generation'\?"):
+        load_config(bad)

@@ -286,3 +286,12 @@ def test_replan_decision_replans_once(tmp_path: Path) -> None:
         (1, "a", "done"), (2, "b", "done"), (3, "c", "done")
     ]
     assert final["status"] == "completed"
+
+
+def test_a_batch_where_every_task_was_blocked_costs_no_reflect_request(tmp_path: Path) -> None:
+    llm = scripted()  # any request would fail the test: the script has no answer
+    state = make_state([ran(1, "failed", attempts=0, error="blocked: sudo"),
+                        ran(2, "failed", attempts=0, error="blocked: rm -rf /")], batch=[1, 2])
+    update = reflect(state, rt(), deps=make_deps(tmp_path, llm))
+    assert llm.calls == [] and update["decision"] == "continue" and update["batch"] == []
+    assert [t["status"] for t in update["tasks"]] == ["failed", "failed"]
