@@ -22,24 +22,34 @@ PLAN = (
     ("write c.txt", "open('c.txt','w').write('c')\nprint('wrote c')"),
 )
 pytestmark = pytest.mark.timeout(180)
+PROMPT = r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:"
+
+
+def spawn_run(fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path,
+              tmp_path: Path, editor_script: str, thread_id: str) -> tuple[pexpect.spawn, Path]:
+    """``run`` without --yes in a real terminal, against a fake provider, with ``editor_script`` as $EDITOR;
+    returns the terminal and the config dir."""
+    server = fake_server("openai", responder=make_responder(PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
+    editor = tmp_path / "editor.sh"
+    editor.write_text(editor_script)
+    editor.chmod(0o755)
+    child = pexpect.spawn(
+        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
+                         "write three files", "--scratch", "--thread-id", thread_id],
+        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
+        timeout=120, dimensions=(50, 140),
+    )
+    return child, cfg
 
 
 def test_terminal_approval_rejects_edits_and_approves(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path
 ) -> None:
-    server = fake_server("openai", responder=make_responder(PLAN))
-    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
-    editor = tmp_path / "editor.sh"  # what the user does in $EDITOR: change the code
-    editor.write_text('#!/bin/sh\nsed -i "s/original/edited/" "$1"\n')
-    editor.chmod(0o755)
-    child = pexpect.spawn(
-        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
-                         "write three files", "--scratch", "--thread-id", "tty"],
-        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
-        timeout=120, dimensions=(50, 140),
-    )
+    edit = '#!/bin/sh\nsed -i "s/original/edited/" "$1"\n'  # what the user does in $EDITOR: change the code
+    child, _ = spawn_run(fake_server, make_config, home, tmp_path, edit, "tty")
     for answer in ("n", "e", "y", "y"):
-        child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")
+        child.expect(PROMPT)
         child.sendline(answer)
     child.expect(pexpect.EOF)
     child.close()
@@ -57,21 +67,11 @@ def test_an_edit_that_changes_nothing_is_not_an_approval_and_ctrl_d_pauses(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path,
     editor_script: str,
 ) -> None:
-    server = fake_server("openai", responder=make_responder(PLAN))
-    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
-    editor = tmp_path / "editor.sh"
-    editor.write_text(editor_script)
-    editor.chmod(0o755)
-    child = pexpect.spawn(
-        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
-                         "write three files", "--scratch", "--thread-id", "tty2"],
-        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
-        timeout=120, dimensions=(50, 140),
-    )
-    child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")
+    child, cfg = spawn_run(fake_server, make_config, home, tmp_path, editor_script, "tty2")
+    child.expect(PROMPT)
     child.sendline("e")
     child.expect(r"Nothing changed; nothing runs until you answer y\.")
-    child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")  # asked again, nothing ran
+    child.expect(PROMPT)  # asked again, nothing ran
     child.sendeof()  # Ctrl-D
     child.expect(r"the thread is paused, nothing ran")
     child.expect(pexpect.EOF)

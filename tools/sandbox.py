@@ -70,7 +70,9 @@ class Sandbox:
         return self.kind == "bwrap"
 
     def describe(self) -> str:
-        return f"bubblewrap {self.version} (active)".replace("  ", " ") if self.active else f"off: {self.reason}"
+        if not self.active:
+            return f"off: {self.reason}"
+        return " ".join(filter(None, ["bubblewrap", self.version, "(active)"]))
 
     def wrap(self, argv: list[str], *, workdir: Path, network: bool, keep: Iterable[Path] = ()) -> list[str]:
         """``argv`` run under bubblewrap with ``workdir`` writable; ``keep`` stays readable under /tmp."""
