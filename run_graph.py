@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -22,6 +23,7 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from config import ConfigError, load_config, load_env_file, resolve_home
 
@@ -101,7 +103,7 @@ def _print_result(result: Any, args: argparse.Namespace) -> None:
     if result.summary:
         out.print(result.summary, markup=False)
     err.print(f"[bold]status:[/bold] {result.status}   thread: {result.thread_id}   "
-              f"LLM calls: {result.llm_calls or {}}   cache hits: {result.cache_hits}")
+              + escape(f"LLM calls: {result.llm_calls or {}}   cache hits: {result.cache_hits}"))
     if result.status == "waiting_for_quota":
         err.print(f"Every provider is out of quota; after {result.resume_after} run: "
                   f"{_resume_hint(args, result.thread_id)}", markup=False)
@@ -162,8 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner.deps.abort_all()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, stop)
+    previous_handler = signal.signal(signal.SIGINT, stop)
     progress = Progress(err, router, live=False if args.json else None)
+    if args.command == "resume" and not args.json:
+        progress.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
     if not args.json:
         err.print(f"thread [bold]{args.thread_id}[/bold]")
     try:
@@ -181,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   markup=False)
         return 130
     finally:
+        signal.signal(signal.SIGINT, previous_handler)
         runner.close()
     _print_result(result, args)
     return result.exit_code
@@ -200,7 +205,7 @@ def cmd_threads(args: argparse.Namespace) -> int:
         return 0
     table = Table("thread", "status", "tasks done", "goal")
     for r, d in zip(rows, done, strict=True):
-        table.add_row(r.thread_id, r.status, f"{d}/{len(r.tasks)}", r.goal[:60])
+        table.add_row(r.thread_id, r.status, f"{d}/{len(r.tasks)}", Text(r.goal[:60]))  # LLM/user text: no markup
     out.print(table)
     return 0
 
@@ -250,13 +255,32 @@ def _bar(used: int, limit: int | None) -> Any:
     return table
 
 
+def _output_file(flag: str, value: str) -> Path:
+    """Where ``--plot`` / ``-o`` writes, checked before any work: its folder must exist."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise BadInput(f"{flag} {value}: that is a folder; give a file name, e.g. {path / 'out.png'}")
+    if not path.parent.is_dir():
+        raise BadInput(f"{flag} {value}: the folder {path.parent} does not exist; create it "
+                       f"(mkdir -p {shlex.quote(str(path.parent))}) or choose another path")
+    return path
+
+
+def _write_failed(flag: str, path: Path, exc: Exception) -> BadInput:
+    return BadInput(f"{flag} {path}: cannot write it ({exc}); choose another path")
+
+
 def cmd_usage(args: argparse.Namespace) -> int:
     from providers.report import daily_requests, plot_daily_requests, usage_report
 
     router = _router(args)
     report = usage_report(router)
     if args.plot:
-        plot_daily_requests(daily_requests(router), args.plot)
+        plot = _output_file("--plot", args.plot)
+        try:
+            plot_daily_requests(daily_requests(router), str(plot))
+        except (OSError, ValueError) as exc:  # unwritable, or a suffix matplotlib has no format for
+            raise _write_failed("--plot", plot, exc) from None
     if args.json:
         print(json.dumps(report))
         return 0
@@ -269,7 +293,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
             left = int((datetime.fromisoformat(row["cooldown_until"]) - now).total_seconds())
             cooldown = f"{left // 60}m {left % 60}s left ({row['cooldown_reason']})"
         state = "" if row["has_key"] else " [dim](no key)[/dim]" if row["enabled"] else " [dim](disabled)[/dim]"
-        table.add_row(name + state, _bar(row["requests_minute"], lim.get("requests_per_minute")),
+        table.add_row(escape(name) + state, _bar(row["requests_minute"], lim.get("requests_per_minute")),
                       _bar(row["requests_day"], lim.get("requests_per_day")),
                       _bar(row["requests_month"], lim.get("requests_per_month")), cooldown, row["recommendation"])
     out.print(table)
@@ -330,6 +354,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.format == "mermaid":
         print(drawable.draw_mermaid())
         return 0
+    output = _output_file("-o", args.output)
     dot = shutil.which("dot")
     if dot is None:
         raise BadInput("--format png needs Graphviz's 'dot' (apt-get install graphviz / brew install graphviz); "
@@ -337,7 +362,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
     png = subprocess.run([dot, "-Tpng"], input=_dot(drawable).encode(), capture_output=True, check=False)
     if png.returncode != 0:
         raise BadInput(f"dot failed: {png.stderr.decode(errors='replace').strip()}")
-    Path(args.output).write_bytes(png.stdout)
+    try:
+        output.write_bytes(png.stdout)
+    except OSError as exc:
+        raise _write_failed("-o", output, exc) from None
     err.print(f"wrote {args.output}")
     return 0
 
@@ -346,13 +374,21 @@ COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": cmd_threads, "show": c
             "check": cmd_check, "graph": cmd_graph}
 
 
+def _quiet_libraries() -> None:
+    """Client libraries log what the agent already handles (an empty Gemini answer is failed over and
+    shown in ``usage``); on stderr it would interleave with the progress, or follow ``--json``."""
+    for name in ("langchain_google_genai", "langchain_google_genai.chat_models", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
-    load_env_file()
     args = _parser().parse_args(argv)
     from graph.runner import UnknownThread
     from providers import NoUsableProvider
 
+    _quiet_libraries()
     try:
+        load_env_file(warn=lambda message: err.print(f"warning: {message}", style="yellow", markup=False))
         return COMMANDS[args.command](args)
     except (ConfigError, NoUsableProvider, BadInput) as exc:
         err.print(f"error: {exc}", style="red", markup=False)

@@ -1,9 +1,9 @@
 """Configuration: shipped YAML defaults and their typed loader."""
 
+from config.env_file import ENV_FILES_READ, load_env_file
+from config.errors import ConfigError
 from config.loader import (
-    ENV_FILES_READ,
     AppConfig,
-    ConfigError,
     Execution,
     Fallback,
     LimitsFile,
@@ -12,7 +12,6 @@ from config.loader import (
     RateLimit,
     RoutingConfig,
     load_config,
-    load_env_file,
     resolve_config_dir,
     resolve_home,
 )

@@ -15,14 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from config.errors import ConfigError
+
 REPO_CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_HOME = Path("~/.free-llm-agent")
 PROVIDER_KINDS = ("gemini", "groq", "together", "openai_compatible")
 TASK_TYPES = ("code_generation", "complex_reasoning", "simple_task", "general")  # what routing.task_types maps
-
-
-class ConfigError(Exception):
-    """A configuration file is wrong; the message says where and how to fix it."""
 
 
 class _Strict(BaseModel):
@@ -112,26 +110,6 @@ class AppConfig(BaseModel):
 
     def limit_for(self, name: str) -> RateLimit:
         return self.limits.rate_limits.get(name) or RateLimit()
-
-
-ENV_FILES_READ: list[Path] = []  # every .env this process loaded; the sandbox hides them
-
-
-def load_env_file(path: str | Path | None = None) -> Path | None:
-    """Load ``path`` (default: the nearest ``.env`` in the repo's folder or above it, as
-    python-dotenv finds it) without overriding the environment; remember it so generated code
-    never sees it."""
-    from dotenv import load_dotenv
-
-    repo = REPO_CONFIG_DIR.parent
-    candidates = [Path(path)] if path else [folder / ".env" for folder in (repo, *repo.parents)]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        return None
-    load_dotenv(found, override=False)
-    if found.resolve() not in ENV_FILES_READ:
-        ENV_FILES_READ.append(found.resolve())
-    return found
 
 
 def resolve_config_dir(config_dir: str | Path | None = None) -> Path:

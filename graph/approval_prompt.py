@@ -59,6 +59,7 @@ def terminal_approver(progress: Any, err: Console) -> Approver:
             while True:
                 answer = _ask_line("Run this code? [y]es / [n]o / [e]dit: ")
                 if answer in ("y", "yes"):
+                    progress.mark_shown(payload["task_id"], code)
                     return {"action": "approve"} if code == payload["code"] else {"action": "edit", "code": code}
                 if answer in ("n", "no"):
                     return {"action": "reject"}

@@ -1,21 +1,32 @@
 """What a person sees while a run streams: the plan as a checklist that ticks as tasks
-finish, each LLM call with its provider and the quota left, and the elapsed time.
+finish, each LLM call with its provider and the quota left, the code that runs, and the
+elapsed time.
 
-In a terminal this is a rich ``Live`` panel; elsewhere (CI, pipes) one line per event.
+In a terminal this is a rich ``Live`` panel redrawn four times a second (so its clock
+ticks while a task runs); elsewhere (CI, pipes) one line per event. Task text, errors and
+code come from an LLM or the user: they are always rendered as plain text, never as rich
+markup, so a description such as ``use [/x] here`` prints as written.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-_MARKS = {"pending": "[dim]○[/dim]", "running": "[yellow]▶[/yellow]", "done": "[green]✔[/green]",
-          "failed": "[red]✘[/red]", "skipped": "[dim]–[/dim]"}
+_MARKS: dict[str, tuple[str, str]] = {"pending": ("○", "dim"), "running": ("▶", "yellow"), "done": ("✔", "green"),
+                                      "failed": ("✘", "red"), "skipped": ("–", "dim")}
+Part = str | tuple[str, str]  # plain text, or (text, style)
+
+
+def _mark(status: str) -> tuple[str, str]:
+    return _MARKS.get(status, ("?", ""))
 
 
 class Progress:
@@ -23,31 +34,50 @@ class Progress:
         self.console, self.router = console, router
         self.started = time.time()
         self.tasks: dict[int, dict[str, str]] = {}
-        self.lines: list[str] = []
+        self.lines: list[Text] = []
         self.llm_calls = 0
         self.activity = "starting"
-        use_live = console.is_terminal if live is None else live
-        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=True) if use_live else None
+        self._shown: set[tuple[int, str]] = set()  # (task id, code) already printed to the scrollback
+        self._use_live = console.is_terminal if live is None else live
+        self._live: Live | None = None
+
+    def _new_live(self) -> Live:
+        # ``get_renderable``: every refresh re-renders, so the clock ticks between events.
+        return Live(console=self.console, get_renderable=self._render, refresh_per_second=4, transient=True)
 
     # -- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> Progress:
-        if self._live is not None:
-            self._live.start()
+        self.resume()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self._live.stop()  # transient: the live panel is erased ...
+            self.pause()  # transient: the live panel is erased ...
             self.console.print(self._render())  # ... and its final state printed once
 
     def pause(self) -> None:
         """Erase the panel and stop redrawing (e.g. while asking for approval)."""
         if self._live is not None:
             self._live.stop()
+            self._live = None
 
     def resume(self) -> None:
-        if self._live is not None:
+        """Draw the panel again below whatever was printed meanwhile. A fresh ``Live``: a restarted one
+        would move the cursor up by its old height and overwrite the lines printed while it was paused
+        (the approved code)."""
+        if self._use_live and self._live is None:
+            self._live = self._new_live()
             self._live.start()
+
+    def seed(self, tasks: Iterable[dict[str, Any]]) -> None:
+        """Show a resumed thread's checklist (descriptions and statuses) before its first event."""
+        for t in tasks:
+            self._task(int(t["id"]), description=str(t.get("description", "")), status=str(t.get("status", "pending")))
+        self._refresh()
+
+    def mark_shown(self, task_id: int, code: str) -> None:
+        """The approval prompt printed this code; do not print it again when it runs."""
+        self._shown.add((task_id, code))
 
     # -- events --------------------------------------------------------------------
     def __call__(self, mode: str, chunk: Any) -> None:
@@ -60,8 +90,11 @@ class Progress:
                 self.activity = node
                 if isinstance(update, dict):
                     self._update(node, update)
+        self._refresh()
+
+    def _refresh(self) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
 
     def _custom(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -70,20 +103,31 @@ class Progress:
             how = "response cache" if event["cached"] else f"{event['provider']}{self._quota_left(event['provider'])}"
             self._log(f"LLM {event['purpose']}: {how}")
         elif kind == "task_running":
-            self._task(event["task_id"], status="running")
-            self._log(f"▶ task {event['task_id']}: {event['description']}")
+            tid = int(event["task_id"])
+            self._task(tid, status="running", description=str(event.get("description", "")))
+            self.activity = f"task {tid}"
+            self._log(f"▶ task {tid}: {event.get('description', '')}")
+            self._print_code(tid, event.get("code"), str(event.get("language", "python")))
         elif kind == "task_finished":
             self._task(event["task_id"], status=event["status"])
             why = f" ({event['error']})" if event.get("error") else ""
-            self._log(f"{_MARKS[event['status']]} task {event['task_id']} {event['status']} "
+            self._log(_mark(event["status"]), f" task {event['task_id']} {event['status']} "
                       f"in {event['duration_s']:.1f}s{why}")
         elif kind == "task_interrupted":
             self._task(event["task_id"], status="pending")
-            self._log(f"[yellow]task {event['task_id']} was cut short (crash, kill or Ctrl-C); it runs again only "
-                      "after approval[/yellow]")
+            self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); it runs again only after "
+                       "approval", "yellow"))
         elif kind == "task_restarting":
-            self._log(f"[yellow]task {event['task_id']} was cut short (crash, kill or Ctrl-C); running it again (--yes)"
-                      "[/yellow]")
+            self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); running it again (--yes)",
+                       "yellow"))
+
+    def _print_code(self, tid: int, code: Any, language: str) -> None:
+        """The code that runs stays in the scrollback (with --yes nobody was asked to read it first)."""
+        if not isinstance(code, str) or not code.strip() or (tid, code) in self._shown:
+            return
+        self._shown.add((tid, code))
+        self.console.print(Text(f"task {tid} runs ({language}):", style="dim"))
+        self.console.print(Syntax(code, "bash" if language == "shell" else "python"))
 
     def _update(self, node: str, update: dict[str, Any]) -> None:
         for t in update.get("tasks") or []:
@@ -99,7 +143,8 @@ class Progress:
             self._log("finalize")
 
     def _task(self, tid: int, **fields: str) -> None:
-        self.tasks.setdefault(tid, {"description": "", "status": "pending"}).update(fields)
+        entry = self.tasks.setdefault(tid, {"description": "", "status": "pending"})
+        entry.update({k: v for k, v in fields.items() if v or k != "description"})  # keep a known description
 
     def _quota_left(self, provider: str) -> str:
         if self.router is None or provider not in self.router.config.providers:
@@ -112,16 +157,16 @@ class Progress:
                 return f", {limit - used[f'requests_{per}']} requests left {'today' if per == 'day' else 'this month'}"
         return ""
 
-    def _log(self, line: str) -> None:
-        stamp = f"[dim]{time.time() - self.started:6.1f}s[/dim] "
+    def _log(self, *parts: Part) -> None:
+        line = Text.assemble((f"{time.time() - self.started:6.1f}s ", "dim"), *parts)
         if self._live is None:
-            self.console.print(stamp + line)
-        self.lines = [*self.lines, stamp + line][-8:]
+            self.console.print(line)
+        self.lines = [*self.lines, line][-8:]
 
     def _render(self) -> RenderableType:
         table = Table.grid(padding=(0, 1))
         for tid, t in sorted(self.tasks.items()):
-            table.add_row(_MARKS.get(t["status"], "?"), f"{tid}.", t["description"])
-        footer = Text.from_markup(f"[bold]{self.activity}[/bold] · {time.time() - self.started:.0f}s elapsed · "
-                                  f"{self.llm_calls} LLM calls · Ctrl-C stops (resume later)")
-        return Group(table, *(Text.from_markup(line) for line in self.lines), footer)
+            table.add_row(Text(*_mark(t["status"])), f"{tid}.", Text(t["description"]))
+        footer = Text.assemble((self.activity, "bold"), f" · {time.time() - self.started:.0f}s elapsed · "
+                               f"{self.llm_calls} LLM calls · Ctrl-C stops (resume later)")
+        return Group(table, *self.lines, footer)

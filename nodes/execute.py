@@ -98,7 +98,8 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
         if entry is not None and entry.get("state") == "finished":  # ran; only its checkpoint was lost
             result = dict(entry["result"])
         else:
-            _emit({"event": "task_running", "task_id": tid, "description": task["description"]})
+            _emit({"event": "task_running", "task_id": tid, "description": task["description"],
+                   "language": task.get("language", "python"), "code": task["code"]})
             executor = deps.executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
                                      runtime.context.network and state.get("network", True))
             journal.started(thread, key, tid)

@@ -1,0 +1,71 @@
+"""Reading ``.env``: the keys a user keeps beside the repo, never overriding the environment.
+
+Editors differ in what they write: UTF-8 with or without a byte-order mark, and UTF-16
+(Windows Notepad's "Unicode") are all read. A file in another encoding is a
+:class:`ConfigError` naming the file; a line that is not ``NAME=value`` is skipped with a
+warning naming the file and the line (never its text, which may hold a key).
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from config.errors import ConfigError
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+ENV_FILES_READ: list[Path] = []  # every .env this process loaded; the sandbox hides them
+_log = logging.getLogger(__name__)
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
+    if encoding is None and len(raw) >= 2 and raw[1::2].count(0) > len(raw) // 4:
+        encoding = "utf-16-le"  # UTF-16 without a BOM: every other byte of ASCII text is zero
+    try:
+        return raw.decode(encoding or "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: cannot read it as text ({exc.reason} at byte {exc.start}); save it as UTF-8 "
+            "(in Notepad: Save as → Encoding: UTF-8)"
+        ) from None
+
+
+def _load(path: Path, warn: Callable[[str], None]) -> None:
+    from dotenv import load_dotenv
+    from dotenv.parser import parse_stream
+
+    try:
+        text = _decode(path, path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); fix its permissions or remove it") from None
+    for binding in parse_stream(io.StringIO(text)):
+        where = f"{path} line {binding.original.line}"
+        if binding.error:
+            warn(f"{where}: not NAME=value, ignored (quote values with spaces or #: NAME=\"a b\")")
+        elif binding.key is not None and binding.value is None:
+            warn(f"{where}: a name without =value, ignored (write NAME=value)")
+    logging.getLogger("dotenv.main").disabled = True  # its own warning does not name the file; ours above does
+    try:
+        load_dotenv(stream=io.StringIO(text), override=False)
+    finally:
+        logging.getLogger("dotenv.main").disabled = False
+
+
+def load_env_file(path: str | Path | None = None, warn: Callable[[str], None] | None = None) -> Path | None:
+    """Load ``path`` (default: the nearest ``.env`` in the repo's folder or above it) without
+    overriding variables already set; remember it so generated code never sees it. Lines that
+    are not ``NAME=value`` go to ``warn`` (default: a logging warning)."""
+    candidates = [Path(path)] if path else [folder / ".env" for folder in (REPO_DIR, *REPO_DIR.parents)]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return None
+    _load(found, warn or _log.warning)
+    if found.resolve() not in ENV_FILES_READ:
+        ENV_FILES_READ.append(found.resolve())
+    return found
