@@ -16,7 +16,9 @@ what is already there:
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired
+
+from typing_extensions import TypedDict  # pydantic needs this one on 3.11 (Studio schemas)
 
 TaskStatus = Literal["pending", "running", "done", "failed", "skipped"]
 RunStatus = Literal["running", "completed", "failed", "awaiting_approval", "waiting_for_quota"]

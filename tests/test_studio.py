@@ -96,6 +96,8 @@ def test_studio_server_runs_the_agent_through_approvals(server: tuple[str, FakeP
     assert [a["graph_id"] for a in assistants] == ["agent"]
     schemas = client.assistants.get_schemas(assistants[0]["assistant_id"])
     assert "auto_approve" in str(schemas.get("context_schema"))  # Studio's form
+    assert schemas["input_schema"]["required"] == ["goal"]  # not null on Python 3.11 (typing_extensions types)
+    assert {"tasks", "summary", "status"} <= set(schemas["output_schema"]["properties"])
 
     thread = client.threads.create()
     tid = thread["thread_id"]
@@ -123,3 +125,14 @@ def test_studio_server_runs_the_agent_through_approvals(server: tuple[str, FakeP
     assert any("plan" in u for u in updates) and any("run_task" in u for u in updates)
     assert len(provider.requests) == 3  # plan, code for the batch, reflect
     assert (home / "workspaces" / tid / "hello.txt").read_text() == "hello"
+
+
+def test_the_graph_schemas_studio_shows_are_complete() -> None:
+    """What ``/assistants/{id}/schemas`` serves: pydantic on 3.11 needs typing_extensions' TypedDict."""
+    from graph import graph
+
+    assert graph.get_input_jsonschema()["properties"]["goal"]["type"] == "string"
+    output = graph.get_output_jsonschema()["properties"]
+    assert {"tasks", "summary", "status", "llm_calls", "resume_after"} <= set(output)
+    context = graph.get_context_jsonschema()["properties"]
+    assert {"auto_approve", "max_batch_size", "executor_timeout_s", "workdir", "network"} <= set(context)
