@@ -14,6 +14,8 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,11 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tracers.context import _configure_hooks
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langsmith import tracing_context
 from pydantic import ConfigDict, Field
 
 from config import load_config, resolve_home
@@ -33,6 +38,24 @@ from providers.registry import last_response_headers
 from providers.router import Call, Router
 
 _CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers")
+# The inner client's call is part of the wrapper's run, not a second chat-model run: no callbacks
+# (LangGraph's ``messages`` stream, usage callbacks, tracers) and no tracing of its own.
+_INNER: RunnableConfig = {"callbacks": [], "run_name": "inner_client"}
+
+
+@contextmanager
+def _untraced() -> Iterator[None]:
+    """Tracing off, and the handlers that callback context managers register (such as
+    ``get_usage_metadata_callback``) unset: they are attached to every run, including the inner one.
+    The parent's config is unset too: ``RunnableBinding`` (a client with tools bound) merges it back."""
+    hooks: list[ContextVar[Any]] = [var_child_runnable_config, *(var for var, *_ in _configure_hooks)]
+    tokens = [(var, var.set(None)) for var in hooks]  # the parent run's config reaches bound clients otherwise
+    try:
+        with tracing_context(enabled=False):
+            yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 class QuotaAwareChatModel(BaseChatModel):
@@ -127,7 +150,9 @@ class QuotaAwareChatModel(BaseChatModel):
             started = time.time()
             last_response_headers.set(None)
             try:
-                message = _not_empty(self._client(slot.provider, bind).invoke(messages, stop=stop, **kwargs))
+                with _untraced():
+                    message = _not_empty(
+                        self._client(slot.provider, bind).invoke(messages, _INNER, stop=stop, **kwargs))
             except Exception as exc:
                 self._failed(call, slot, exc, started)
                 continue
@@ -151,7 +176,9 @@ class QuotaAwareChatModel(BaseChatModel):
             started = time.time()
             last_response_headers.set(None)
             try:
-                message = _not_empty(await self._client(slot.provider, bind).ainvoke(messages, stop=stop, **kwargs))
+                with _untraced():
+                    message = _not_empty(
+                        await self._client(slot.provider, bind).ainvoke(messages, _INNER, stop=stop, **kwargs))
             except Exception as exc:
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
@@ -186,9 +213,10 @@ class QuotaAwareChatModel(BaseChatModel):
             time.sleep(self._wait(slot))
             started = time.time()
             last_response_headers.set(None)
-            stream = self._client(slot.provider, bind).stream(messages, stop=stop, **kwargs)
+            stream = self._client(slot.provider, bind).stream(messages, _INNER, stop=stop, **kwargs)
             try:
-                first = next(stream)
+                with _untraced():  # the inner run's callbacks are set up at its first chunk
+                    first = next(stream)
             except StopIteration:
                 first = AIMessageChunk(content="")
             except Exception as exc:
@@ -219,9 +247,10 @@ class QuotaAwareChatModel(BaseChatModel):
             await asyncio.sleep(self._wait(slot))
             started = time.time()
             last_response_headers.set(None)
-            stream = self._client(slot.provider, bind).astream(messages, stop=stop, **kwargs)
+            stream = self._client(slot.provider, bind).astream(messages, _INNER, stop=stop, **kwargs)
             try:
-                first = await anext(stream)
+                with _untraced():
+                    first = await anext(stream)
             except StopAsyncIteration:
                 first = AIMessageChunk(content="")
             except Exception as exc:
