@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.graph import START, MessagesState, StateGraph
 
 from tests.fakes.provider_server import Reply
@@ -26,8 +26,8 @@ class Runs(BaseCallbackHandler):
                             run_id: UUID, **kwargs: Any) -> None:
         self.starts.append(kwargs.get("metadata") or {})
 
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        self.tokens.append(token)
+    def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+        self.tokens.append(str(token))
 
 
 @pytest.mark.parametrize("mode", ["invoke", "stream"])
@@ -60,7 +60,7 @@ def test_langgraph_messages_stream_shows_each_chunk_once(kind: str, setup: Setup
         return {"messages": []}  # what was streamed is all the ``messages`` mode shows
 
     graph = StateGraph(MessagesState).add_node("ask", ask).add_edge(START, "ask").compile()
-    parts = list(graph.stream({"messages": [("user", "hi")]}, stream_mode="messages"))
+    parts: list[Any] = list(graph.stream({"messages": [HumanMessage("hi")]}, stream_mode="messages"))
     assert "".join(str(chunk.content) for chunk, _ in parts if chunk.type in ("ai", "AIMessageChunk")) == "OK then"
     assert {meta["langgraph_node"] for _, meta in parts} == {"ask"}
 
@@ -80,6 +80,6 @@ def test_structured_output_tool_name_is_not_doubled_in_the_stream(kind: str, set
         return {"messages": [AIMessage(content="planned")]}
 
     graph = StateGraph(MessagesState).add_node("ask", ask).add_edge(START, "ask").compile()
-    parts = list(graph.stream({"messages": [("user", "hi")]}, stream_mode="messages"))
+    parts: list[Any] = list(graph.stream({"messages": [HumanMessage("hi")]}, stream_mode="messages"))
     names = [tc["name"] for chunk, _ in parts for tc in getattr(chunk, "tool_call_chunks", []) or [] if tc["name"]]
     assert names in ([], ["Plan"])  # JSON-mode clients have no tool call; tool-calling ones have it once
