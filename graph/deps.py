@@ -23,6 +23,7 @@ from langchain_core.language_models import BaseChatModel
 from config import ENV_FILES_READ, Execution, Fallback, resolve_home
 from config.loader import REPO_CONFIG_DIR
 from graph.guard import TaskJournal, ThreadLock
+from providers.keys import key_vars
 from tools.sandbox import Sandbox, hidden_paths, resolve
 from tools.workspace import check_workdir, scratch_dir
 
@@ -96,7 +97,7 @@ class Deps:
 
     def key_vars(self) -> list[str]:
         config = self._config()
-        return [p.api_key_env for p in config.providers.values() if p.api_key_env] if config is not None else []
+        return [var for p in config.providers.values() for var in key_vars(p)] if config is not None else []
 
     def workdir(self, requested: str | None, thread_id: str) -> Path:
         """The working directory for a new run: ``requested`` (checked), else a scratch folder."""

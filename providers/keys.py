@@ -8,13 +8,31 @@ from collections.abc import Mapping
 from config import AppConfig, ProviderConfig
 from providers.errors import NoUsableProvider
 
+# Other names a provider's own SDK reads for the same key (Google's client takes either).
+KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "GOOGLE_API_KEY": ("GEMINI_API_KEY",),
+    "GEMINI_API_KEY": ("GOOGLE_API_KEY",),
+}
+
+
+def key_vars(cfg: ProviderConfig) -> list[str]:
+    """The env vars ``cfg``'s key is read from, in order: ``api_key_env``, then its aliases."""
+    return [cfg.api_key_env, *KEY_ALIASES.get(cfg.api_key_env, ())] if cfg.api_key_env else []
+
+
+def describe_key_vars(cfg: ProviderConfig) -> str:
+    first, *others = key_vars(cfg) or [""]
+    return first + (f" (or {', '.join(others)})" if others else "")
+
 
 def resolve_key(cfg: ProviderConfig, env: Mapping[str, str] | None = None) -> str | None:
-    """The key for ``cfg``, or None when its env var is unset (local providers need none)."""
-    if cfg.local and not cfg.api_key_env:
-        return None
-    value = (env if env is not None else os.environ).get(cfg.api_key_env or "", "").strip()
-    return value or None
+    """The key for ``cfg``, or None when none of its env vars is set (local providers need none)."""
+    source = env if env is not None else os.environ
+    for var in key_vars(cfg):
+        value = source.get(var, "").strip()
+        if value:
+            return value
+    return None
 
 
 def usable_providers(
@@ -31,7 +49,7 @@ def usable_providers(
             continue
         key = resolve_key(cfg, env)
         if key is None and not cfg.local:
-            notices.append(f"skipping {name}: {cfg.api_key_env} is not set")
+            notices.append(f"skipping {name}: {describe_key_vars(cfg)} is not set")
             continue
         usable[name] = key
     if not usable:
@@ -48,7 +66,7 @@ def missing_keys_message(config: AppConfig) -> str:
         seen.add(cfg.api_key_env)
         where = f"  (get one at {cfg.signup_url})" if cfg.signup_url else ""
         state = "" if cfg.enabled else f"  [also set enabled: true for {name} in providers.yaml]"
-        lines.append(f"  {cfg.api_key_env}{where}{state}")
+        lines.append(f"  {describe_key_vars(cfg)}{where}{state}")
     local = [n for n, c in config.providers.items() if c.local]
     if local:
         lines.append(f"Or run a local model and enable {', '.join(local)} in {config.config_dir / 'providers.yaml'}.")

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from providers.keys import resolve_key
+from providers.keys import describe_key_vars, resolve_key
 from providers.quota import Slot, Unavailable
 from providers.router import Call, Router
 
@@ -41,7 +41,7 @@ def check_provider(router: Router, name: str) -> dict[str, Any]:
     if not cfg.enabled:
         return {"provider": name, "ok": False, "reason": "disabled in providers.yaml", "latency_ms": None}
     if resolve_key(cfg) is None and not cfg.local:
-        return {"provider": name, "ok": False, "reason": f"no key: set {cfg.api_key_env}", "latency_ms": None}
+        return {"provider": name, "ok": False, "reason": f"no key: set {describe_key_vars(cfg)}", "latency_ms": None}
     call = Call(messages=[], task_type="check", est_chars=20)
     got = router.quota.reserve([name], lambda _: 20, time.time(), 0)
     if isinstance(got, Unavailable):

@@ -205,6 +205,20 @@ def test_provider_without_key_is_skipped_with_notice(
     assert llm.invoke("hi").response_metadata["provider"] == "haskey"
 
 
+def test_gemini_api_key_works_as_well_as_google_api_key(
+    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fp = fake_server("gemini")
+    cfg = make_config({"google_gemini": {"kind": "gemini", "base_url": fp.base_url, "api_key_env": "GOOGLE_API_KEY",
+                                         "key": None}})
+    with pytest.raises(NoUsableProvider, match=r"GOOGLE_API_KEY \(or GEMINI_API_KEY\)"):
+        build_chat_model(cfg, home)
+    monkeypatch.setenv("GEMINI_API_KEY", "the-gemini-key")  # what Google's own docs call it
+    llm = build_chat_model(cfg, home)
+    assert llm.invoke("hi").response_metadata["provider"] == "google_gemini"
+    assert fp.requests[0].headers.get("x-goog-api-key") == "the-gemini-key"
+
+
 def test_blank_key_counts_as_missing(make_config: ConfigFactory, home: Path) -> None:
     cfg = make_config({"p": {"kind": "groq", "key": "   "}})
     with pytest.raises(NoUsableProvider):
