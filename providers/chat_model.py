@@ -21,6 +21,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -34,10 +35,11 @@ from config import load_config, resolve_home
 from providers.cache import cache_key
 from providers.errors import EmptyAnswer
 from providers.quota import Slot
-from providers.registry import last_response_headers
+from providers.registry import call_kwargs, last_response_headers
 from providers.router import Call, Router
 
 _CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers")
+_STANDARD = ("temperature", "max_tokens", "timeout")
 # The inner client's call is part of the wrapper's run, not a second chat-model run: no callbacks
 # (LangGraph's ``messages`` stream, usage callbacks, tracers) and no tracing of its own.
 _INNER: RunnableConfig = {"callbacks": [], "run_name": "inner_client"}
@@ -66,6 +68,12 @@ class QuotaAwareChatModel(BaseChatModel):
     router: Router = Field(exclude=True)
     default_task_type: str = "general"
     preferred: tuple[str, ...] = ()  # providers to try first, e.g. from a run's context
+    # LangChain's standard parameters; None keeps each provider's own setting from providers.yaml.
+    # Any of them may also be given per call (``invoke(p, temperature=0)``).
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    stop: list[str] | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -74,6 +82,20 @@ class QuotaAwareChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"providers": list(self.router.keys), "home": str(self.router.home)}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """What tracing shows at the start of a run: the provider routing would try first (the one that
+        answered is in the answer's ``response_metadata``: ``provider``, ``model_name``)."""
+        first = self.router.first_choice(kwargs.get("task_type") or self.default_task_type,
+                                         tuple(kwargs.get("providers") or self.preferred))
+        params = LangSmithParams(ls_provider="free-llm-agent", ls_model_type="chat",
+                                 ls_model_name=self.router.config.providers[first].model if first else "none")
+        for name, value in (("ls_temperature", kwargs.get("temperature", self.temperature)),
+                            ("ls_max_tokens", kwargs.get("max_tokens", self.max_tokens)),
+                            ("ls_stop", stop if stop is not None else self.stop)):
+            if value is not None:
+                params[name] = value  # type: ignore[literal-required]
+        return params
 
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: str | dict[str, Any] | None = None, **kwargs: Any
@@ -92,29 +114,38 @@ class QuotaAwareChatModel(BaseChatModel):
             est_chars=sum(len(str(m.content)) for m in messages),
             preferred=tuple(control.get("providers") or self.preferred),
         )
+        generation = {k: kwargs.pop(k) if k in kwargs else getattr(self, k) for k in _STANDARD}
+        stop = stop if stop is not None else self.stop
         tools = control.get("tools") or []
-        params = {
+        params = {  # everything that can change the answer (the timeout cannot)
             "tools": [convert_to_openai_tool(t) for t in tools],
             "tool_choice": control.get("tool_choice"),
-            "temperature": kwargs.get("temperature"),
+            "temperature": generation["temperature"],
+            "max_tokens": generation["max_tokens"],
             "stop": stop,
+            "providers": list(call.preferred),
+            "other": kwargs,
         }
         key = cache_key(messages, params) if self.router.cache.enabled else None
         cached = self.router.cache.get(key, time.time()) if key else None
         if cached is not None:
+            cached = cached.model_copy(update={"id": None})  # a fresh id: LangChain gives it this run's
             cached.response_metadata.update(cached=True, cache_key=key)
             self.router.served_from_cache(call, cached)
-        bind = {"tools": tools, "tool_choice": control.get("tool_choice")}
+        bind = {"tools": tools, "tool_choice": control.get("tool_choice"), "stop": stop, **generation}
         return call, key, bind, cached
 
     def _client(self, name: str, bind: dict[str, Any]) -> Runnable[LanguageModelInput, Any]:
-        client = self.router.client(name)
-        if not bind["tools"]:
-            return client
-        choice = bind["tool_choice"]
-        if choice == "any" and len(bind["tools"]) == 1:
-            choice = convert_to_openai_tool(bind["tools"][0])["function"]["name"]
-        return client.bind_tools(bind["tools"], tool_choice=choice)
+        base = self.router.client(name, timeout=bind["timeout"])
+        client: Runnable[LanguageModelInput, Any] = base
+        if bind["tools"]:
+            choice = bind["tool_choice"]
+            if choice == "any" and len(bind["tools"]) == 1:
+                choice = convert_to_openai_tool(bind["tools"][0])["function"]["name"]
+            client = base.bind_tools(bind["tools"], tool_choice=choice)
+        kind = self.router.config.providers[name].kind
+        generation = {k: bind[k] for k in ("temperature", "max_tokens") if bind[k] is not None}
+        return client.bind(**call_kwargs(kind, generation)) if generation else client
 
     def _finish(self, slot: Slot, message: AIMessage, key: str | None) -> AIMessage:
         meta = message.response_metadata
@@ -152,7 +183,7 @@ class QuotaAwareChatModel(BaseChatModel):
             try:
                 with _untraced():
                     message = _not_empty(
-                        self._client(slot.provider, bind).invoke(messages, _INNER, stop=stop, **kwargs))
+                        self._client(slot.provider, bind).invoke(messages, _INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 self._failed(call, slot, exc, started)
                 continue
@@ -178,7 +209,7 @@ class QuotaAwareChatModel(BaseChatModel):
             try:
                 with _untraced():
                     message = _not_empty(
-                        await self._client(slot.provider, bind).ainvoke(messages, _INNER, stop=stop, **kwargs))
+                        await self._client(slot.provider, bind).ainvoke(messages, _INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
@@ -213,7 +244,7 @@ class QuotaAwareChatModel(BaseChatModel):
             time.sleep(self._wait(slot))
             started = time.time()
             last_response_headers.set(None)
-            stream = self._client(slot.provider, bind).stream(messages, _INNER, stop=stop, **kwargs)
+            stream = self._client(slot.provider, bind).stream(messages, _INNER, stop=bind["stop"], **kwargs)
             try:
                 with _untraced():  # the inner run's callbacks are set up at its first chunk
                     first = next(stream)
@@ -247,7 +278,7 @@ class QuotaAwareChatModel(BaseChatModel):
             await asyncio.sleep(self._wait(slot))
             started = time.time()
             last_response_headers.set(None)
-            stream = self._client(slot.provider, bind).astream(messages, _INNER, stop=stop, **kwargs)
+            stream = self._client(slot.provider, bind).astream(messages, _INNER, stop=bind["stop"], **kwargs)
             try:
                 with _untraced():
                     first = await anext(stream)

@@ -34,6 +34,15 @@ def register(kind: str) -> Callable[[Factory], Factory]:
     return deco
 
 
+# LangChain's standard generation parameters under each kind's own name, for per-call use.
+PARAM_NAMES: dict[str, dict[str, str]] = {"gemini": {"max_tokens": "max_output_tokens"}}
+
+
+def call_kwargs(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    names = PARAM_NAMES.get(kind, {})
+    return {names.get(k, k): v for k, v in params.items()}
+
+
 def build_client(cfg: ProviderConfig, api_key: str | None) -> BaseChatModel:
     try:
         factory = REGISTRY[cfg.kind]

@@ -62,7 +62,7 @@ class Router:
         self.usage = UsageTracker(self.db, config)
         self.optimizer = AutoOptimizer(config, self.quota)
         self.disabled: dict[str, str] = {}  # provider -> why (401/403), for this process
-        self._clients: dict[str, BaseChatModel] = {}
+        self._clients: dict[str, BaseChatModel] = {}  # by name, or name@timeout
         self._lock = threading.Lock()
         self.quota.prune(time.time())
 
@@ -71,11 +71,21 @@ class Router:
         keys, notices = usable_providers(config)
         return cls(config, home, keys, offline=offline), notices
 
-    def client(self, name: str) -> BaseChatModel:
+    def client(self, name: str, timeout: float | None = None) -> BaseChatModel:
+        """The provider's client (built once); with ``timeout``, one whose requests give up after that long."""
+        cfg = self.config.providers[name]
+        key = name if timeout is None or timeout == cfg.timeout_s else f"{name}@{timeout}"
         with self._lock:
-            if name not in self._clients:
-                self._clients[name] = build_client(self.config.providers[name], self.keys.get(name))
-            return self._clients[name]
+            if key not in self._clients:
+                built = cfg if key == name else cfg.model_copy(update={"timeout_s": float(timeout or cfg.timeout_s)})
+                self._clients[key] = build_client(built, self.keys.get(name))
+            return self._clients[key]
+
+    def first_choice(self, task_type: str, preferred: Sequence[str] = ()) -> str | None:
+        """The provider a request would try first, from the configuration alone (no quota lookups)."""
+        routing = self.config.routing
+        order = [*preferred, routing.task_types.get(task_type, ""), *routing.priority, *self.config.providers]
+        return next((n for n in order if n in self.keys and n not in self.disabled), None)
 
     # -- selection -------------------------------------------------------------
     def candidates(self, task_type: str, preferred: Sequence[str] = (), now: float | None = None) -> list[str]:
@@ -88,7 +98,8 @@ class Router:
                 if self.offline and not self.config.providers[name].local:
                     continue
                 seen.append(name)
-        return self.optimizer.order(seen, now or time.time())
+        chosen = [n for n in seen if n in preferred]  # asked for by name: first, in the order given
+        return chosen + self.optimizer.order([n for n in seen if n not in chosen], now or time.time())
 
     def _estimate(self, call: Call, name: str) -> int:
         return call.est_chars // 4 + self.config.providers[name].max_tokens // 4
