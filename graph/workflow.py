@@ -1,4 +1,4 @@
-"""The agent graph: plan → write_code → (approve → run_task)* → reflect → … → finalize.
+"""The agent graph: start → plan → write_code → (approve → run_task)* → reflect → … → finalize.
 
 ``build_graph`` returns the compiled graph; ``builder`` returns the uncompiled
 StateGraph so tests and servers compile it with their own checkpointer.
@@ -25,6 +25,7 @@ from nodes.fallback import fallback, wait_for_quota
 from nodes.finalize import finalize
 from nodes.plan import plan
 from nodes.reflect import reflect
+from nodes.start import start
 
 # LLM nodes catch provider exhaustion themselves (-> fallback); this covers local hiccups
 # such as a briefly locked SQLite file or a dropped loopback connection.
@@ -43,6 +44,7 @@ def builder(
     g: StateGraph[Any, Any, Any, Any] = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
+    g.add_node("start", partial(start, deps=deps))
     g.add_node("plan", partial(plan, deps=deps), retry_policy=LLM_RETRY)
     g.add_node("write_code", partial(write_code, deps=deps), retry_policy=LLM_RETRY)
     g.add_node("approve", partial(approve, deps=deps))
@@ -54,7 +56,8 @@ def builder(
     )
     g.add_node("wait_for_quota", wait_for_quota, destinations=("plan", "write_code", "reflect"))
     g.add_node("finalize", partial(finalize, deps=deps))
-    g.add_edge(START, "plan")
+    g.add_edge(START, "start")
+    g.add_edge("start", "plan")
     g.add_conditional_edges("plan", after_plan)
     g.add_conditional_edges("write_code", after_write_code)
     g.add_conditional_edges("approve", in_batch)

@@ -62,7 +62,7 @@ def test_threads_and_show_give_the_history_without_studio(home: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["status"] == "completed"
-    assert [s for step in data["steps"] for s in step["next"]][:3] == ["__start__", "plan", "write_code"]
+    assert [s for step in data["steps"] for s in step["next"]][:4] == ["__start__", "start", "plan", "write_code"]
     assert [c["purpose"] for c in data["calls"]] == ["plan", "code", "reflect"]
     assert all(c["provider"] == "scripted" for c in data["calls"])
     assert all(t["code"] and t["output"] for t in data["tasks"])

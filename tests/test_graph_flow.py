@@ -186,3 +186,18 @@ def test_runner_pauses_for_quota_and_resumes(
     assert done.status == "completed"
     assert done.to_json()["resume_after"] is None
     assert sorted(ex.codes) == ["print('task 1 v1')", "print('task 2 v1')"]
+
+
+def test_a_new_goal_on_a_thread_starts_a_new_run(tmp_path: Path) -> None:
+    h = harness(tmp_path, Brain([["a1", "a2", "a3", "a4"], ["b1", "b2"]]))
+    first = h.invoke({"goal": "goal A"}, auto_approve=True, max_batch_size=2)
+    assert [t["description"] for t in first["tasks"]] == ["a1", "a2", "a3", "a4"]
+    second = h.invoke({"goal": "goal B"}, auto_approve=True, max_batch_size=2)
+    assert [(t["id"], t["description"], t["status"]) for t in second["tasks"]] == [(1, "b1", "done"),
+                                                                                   (2, "b2", "done")]
+    assert second["summary"].startswith("Goal: goal B") and "a1" not in second["summary"]
+    values = h.values()
+    assert sum(values["llm_calls"].values()) == 3  # plan + code + review of B only, not A's 5 as well
+    assert values["iteration"] == 1 and values["replans"] == 0  # max_iterations counts per run
+    earlier = [s.values for s in h.graph.get_state_history(h.config) if s.values.get("goal") == "goal A"]
+    assert earlier and earlier[0]["status"] == "completed"  # the earlier run stays in the history
