@@ -306,5 +306,6 @@ def print_report(report: Report, console: Any, repair_hint: str) -> None:
 def state_error_fix(kind: str, path: Path, repair_hint: str) -> str:
     """The fix line the CLI prints under a damaged-state or unwritable-state error."""
     if kind == "damaged":
-        return f"fix: run `{repair_hint}` (moves it aside, keeping every readable thread); nothing else was changed"
+        kept = "the quota records it can read" if path.name == "agent.db" else "every readable thread"
+        return f"fix: run `{repair_hint}` (moves it aside, keeping {kept}); this command changed nothing"
     return f"fix: choose a writable --home (or FREE_AGENT_HOME), or make {path.parent} writable"

@@ -40,8 +40,12 @@ def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
 
 
 def _integrity(conn: sqlite3.Connection) -> str:
-    """'' when ``quick_check`` passes, else its first complaints."""
-    rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)")]
+    """'' when ``quick_check`` passes, else its first complaints. Raises when the file is no database at all."""
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as exc:  # the check itself stumbled on a damaged page
+        return str(exc)
     if rows == ["ok"]:
         return ""
     lines = [line.strip() for row in rows for line in row.splitlines() if line.strip() and "***" not in line]
