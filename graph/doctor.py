@@ -163,6 +163,9 @@ class LocksCheck:
     def check(self) -> list[Finding]:
         findings, idle = [], 0
         self.running = []
+        if self.root.exists() and not self.root.is_dir():
+            return [Finding("locks/", problem="is not a folder: no run can take a thread lock",
+                            fix=f"move {self.root} out of the way")]
         for path in self._files():
             state, owner = _lock_state(path)
             name = f"locks/{path.name}"

@@ -241,6 +241,17 @@ def test_a_state_file_that_cannot_be_opened(cli: Cli, home: Path) -> None:
     assert threads_json(cli, home)["t-one"]["status"] == "completed"
 
 
+def test_a_locks_folder_that_cannot_be_used(cli: Cli, home: Path) -> None:
+    shutil.rmtree(home / "locks")
+    (home / "locks").write_text("not a folder")
+    code, _, _ = cli(home, "show", "t-one")
+    assert code == 0
+    code, _, err = cli(home, "resume", "t-one", "--yes")
+    assert code == 2 and str(home / "locks") in err
+    code, out, _ = cli(home, "doctor")
+    assert code == 1 and "locks/" in out and "not a folder" in out
+
+
 def test_stale_locks_and_leftover_journal_entries(cli: Cli, home: Path) -> None:
     stale = home / "locks" / "t-one.lock"
     stale.write_text("pid 999999999 on elsewhere")
