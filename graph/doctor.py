@@ -29,7 +29,7 @@ try:
 except ImportError:  # Windows: no advisory locks, nothing to find stale
     fcntl = None  # type: ignore[assignment]
 
-from graph.guard import _held, _held_lock
+from graph.guard import held_here
 
 DAMAGED_MARK = ".damaged-"
 
@@ -130,9 +130,8 @@ def _lock_state(path: Path) -> tuple[str, str]:
     owner = ""
     with contextlib.suppress(OSError):
         owner = path.read_text(encoding="utf-8", errors="replace").strip()
-    with _held_lock:
-        if str(path) in _held:
-            return "held", owner
+    if held_here(path):
+        return "held", owner
     if fcntl is None:
         return "idle", owner
     try:
@@ -270,18 +269,23 @@ def run_doctor(home: Path, *, repair: bool = False, checks: list[Check] | None =
         return report
     running = [name for c in checks if isinstance(c, LocksCheck) for name in c.running]
     stamp = stamp_now()
-    for check in checks:
-        if not any(f.repairable for f in found[check.name] if not f.ok):
-            continue
-        if running and check.name not in ("locks", "journal"):
-            report.actions.append(f"left {check.name} as it is: a run is in progress ({', '.join(running)}); "
-                                  "repair again when it has finished")
-            continue
-        report.actions.extend(check.repair(stamp))
-    report.repaired = True
-    report.findings = [f for check in checks for f in check.check()]
+    for _ in range(2):  # a second pass: what the first made stale (a lost thread's journal entry)
+        for check in checks:
+            if not any(f.repairable for f in found[check.name] if not f.ok):
+                continue
+            if running and check.name not in ("locks", "journal"):
+                note = (f"left {check.name} as it is: a run is in progress ({', '.join(running)}); "
+                        "repair again when it has finished")
+                if note not in report.actions:
+                    report.actions.append(note)
+                continue
+            report.actions.extend(check.repair(stamp))
+        report.repaired = True
+        found = {check.name: check.check() for check in checks}
+        report.findings = [f for fs in found.values() for f in fs]
+        if running or not any(f.repairable for f in report.problems):
+            break
     return report
-
 
 def print_report(report: Report, console: Any, repair_hint: str) -> None:
     """The report as lines on ``console`` (a rich Console); text is never read as markup."""

@@ -52,6 +52,12 @@ _held: dict[str, list[Any]] = {}  # lock path -> [fd, depth, owner]
 _held_lock = threading.Lock()
 
 
+def held_here(path: Path) -> bool:
+    """Whether this process holds the lock file ``path`` (another flock on it would fail, but not mean stale)."""
+    with _held_lock:
+        return str(path) in _held
+
+
 class ThreadLock:
     """``with ThreadLock(home, thread_id):`` — see module docstring."""
 

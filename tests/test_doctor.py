@@ -159,8 +159,11 @@ def test_one_unreadable_thread_never_hides_the_others(cli: Cli, home: Path) -> N
     code, out, _ = cli(home, "doctor", "--json")
     report = json.loads(out)
     assert code == 1 and [f["subject"] for f in report["findings"] if not f["ok"]] == ["thread t-two"]
+    (home / "journal").mkdir(exist_ok=True)
+    (home / "journal" / "t-two.json").write_text(json.dumps({"key": "k", "state": "started", "task_id": 1}))
     code, out, _ = cli(home, "doctor", "--repair")
     assert code == 0 and "moved checkpoints.db aside" in out and "thread t-two: nothing readable" in out
+    assert "moved journal/t-two.json aside" in out  # its thread is gone now: a second pass tidies it
     assert len(damaged_copies(home, "checkpoints.db")) == 1
     assert {t: r["status"] for t, r in threads_json(cli, home).items()} == {"t-one": "completed",
                                                                            "t-three": "completed"}
