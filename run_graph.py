@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""free-llm-agent CLI: run / resume / threads / show / usage / check / graph (see README)."""
+"""free-llm-agent CLI: run / resume / threads / show / usage / check / graph / doctor (see README)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("graph", parents=[common], help="draw the graph")
     g.add_argument("--format", choices=["mermaid", "png"], default="mermaid")
     g.add_argument("--output", "-o", default="graph.png", help="file for --format png")
+    doctor = sub.add_parser("doctor", parents=[common], help="check the home and its databases")
+    doctor.add_argument("--repair", action="store_true", help="move damaged files aside, keeping what is readable")
+    doctor.add_argument("--json", action="store_true")
     return p
 
 
@@ -90,9 +94,13 @@ def _router(args: argparse.Namespace, offline: bool = False) -> Any:
 
 def _resume_hint(args: argparse.Namespace, thread_id: str) -> str:
     """The resume command with every global flag that was given, so it can be copied as is."""
+    return _hint(args, "resume", shlex.quote(thread_id))
+
+
+def _hint(args: argparse.Namespace, *words: str) -> str:
     flags = [f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
              for name in ("config_dir", "home") if getattr(args, name, None)]
-    return " ".join(["uv run run_graph.py", *flags, "resume", shlex.quote(thread_id)])
+    return " ".join(["uv run run_graph.py", *flags, *words])
 
 
 def _print_result(result: Any, args: argparse.Namespace) -> None:
@@ -195,8 +203,15 @@ def cmd_threads(args: argparse.Namespace) -> int:
     from graph.runner import Runner
 
     runner = Runner(resolve_home(getattr(args, "home", None)))
-    rows = runner.threads()
-    runner.close()
+    try:
+        rows, complete = runner.threads()
+    finally:
+        runner.close()
+    damaged = [r for r in rows if r.status == "damaged"]
+    if damaged or not complete:
+        what = f"{len(damaged)} thread(s) cannot be read" if complete else "some threads may be missing"
+        err.print(f"warning: {runner.home / 'checkpoints.db'} is damaged: {what}; the others work. "
+                  f"Repair: {_hint(args, 'doctor', '--repair')}", style="yellow", markup=False)
     done = [sum(t.get("status") == "done" for t in r.tasks) for r in rows]
     if args.json:
         print(json.dumps({"threads": [
@@ -205,7 +220,7 @@ def cmd_threads(args: argparse.Namespace) -> int:
         return 0
     table = Table("thread", "status", "tasks done", "goal")
     for r, d in zip(rows, done, strict=True):
-        table.add_row(r.thread_id, r.status, f"{d}/{len(r.tasks)}", Text(r.goal[:60]))  # LLM/user text: no markup
+        table.add_row(escape(r.thread_id), r.status, f"{d}/{len(r.tasks)}", Text(r.goal[:60]))  # never markup
     out.print(table)
     return 0
 
@@ -303,13 +318,14 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from graph.deps import sandbox_report
     from providers.report import check_provider
 
     router = _router(args)
     started = time.time()
     rows = [check_provider(router, name) for name, cfg in router.config.providers.items()
             if cfg.enabled]
-    sandbox = _sandbox_report(router)
+    sandbox = sandbox_report(router)
     if args.json:
         print(json.dumps({"providers": rows, "sandbox": sandbox, "seconds": round(time.time() - started, 2)}))
     else:
@@ -322,33 +338,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if any(r["ok"] for r in rows) else 1
 
 
-def _sandbox_report(router: Any) -> dict[str, Any]:
-    """Whether generated code would run sandboxed, and why not."""
-    from graph.deps import Deps
-    from providers import QuotaAwareChatModel
-    from tools.sandbox import SandboxUnavailable
-
-    mode = router.config.limits.execution.sandbox
-    try:
-        sandbox = Deps(llm=QuotaAwareChatModel(router=router), home=router.home).sandbox()
-    except SandboxUnavailable as exc:
-        return {"mode": mode, "active": False, "detail": f"code will not run: {exc}"}
-    return {"mode": mode, "active": sandbox.active, "detail": sandbox.describe()}
-
-
-def _dot(drawable: Any) -> str:
-    lines = ["digraph agent {", '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f2f0ff"];']
-    for node in drawable.nodes.values():
-        shape = ', shape=oval, fillcolor="#bfb6fc"' if node.id in ("__start__", "__end__") else ""
-        lines.append(f'  "{node.id}" [label="{node.name}"{shape}];')
-    for edge in drawable.edges:
-        style = " [style=dashed]" if edge.conditional else ""
-        lines.append(f'  "{edge.source}" -> "{edge.target}"{style};')
-    return "\n".join([*lines, "}"])
-
-
 def cmd_graph(args: argparse.Namespace) -> int:
     from graph import graph
+    from graph.workflow import to_dot
 
     drawable = graph.get_graph()
     if args.format == "mermaid":
@@ -359,7 +351,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if dot is None:
         raise BadInput("--format png needs Graphviz's 'dot' (apt-get install graphviz / brew install graphviz); "
                        "--format mermaid works without it")
-    png = subprocess.run([dot, "-Tpng"], input=_dot(drawable).encode(), capture_output=True, check=False)
+    png = subprocess.run([dot, "-Tpng"], input=to_dot(drawable).encode(), capture_output=True, check=False)
     if png.returncode != 0:
         raise BadInput(f"dot failed: {png.stderr.decode(errors='replace').strip()}")
     try:
@@ -370,8 +362,27 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from graph.doctor import print_report, run_doctor
+
+    report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print_report(report, out, _hint(args, "doctor", "--repair"))
+    return report.exit_code
+
+
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": cmd_threads, "show": cmd_show, "usage": cmd_usage,
-            "check": cmd_check, "graph": cmd_graph}
+            "check": cmd_check, "graph": cmd_graph, "doctor": cmd_doctor}
+
+
+def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
+    from graph.doctor import state_error_fix
+
+    err.print(f"error: {message}", style="red", markup=False)
+    err.print(state_error_fix(kind, path, _hint(args, "doctor", "--repair")), markup=False)
+    return 2
 
 
 def _quiet_libraries() -> None:
@@ -383,8 +394,10 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from graph.checkpoints import CheckpointUnreadable
     from graph.runner import UnknownThread
     from providers import NoUsableProvider
+    from providers.db import StateFileError
 
     _quiet_libraries()
     try:
@@ -400,6 +413,13 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: no thread {exc.args[0]!r} in this home; list them with 'threads'", style="red",
                   markup=False)
         return 2
+    except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
+        return _state_error(args, str(exc), exc.kind, exc.path)
+    except CheckpointUnreadable as exc:
+        return _state_error(args, f"{exc}; the other threads work", "damaged", exc.path)
+    except sqlite3.DatabaseError as exc:  # not traced to one file: name the home
+        home = resolve_home(getattr(args, "home", None))
+        return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")
 
 
 if __name__ == "__main__":

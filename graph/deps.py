@@ -151,3 +151,16 @@ class Deps:
     def close_all(self) -> None:
         for thread_id in list(self._executors):
             self.release(thread_id)
+
+
+def sandbox_report(router: Any) -> dict[str, Any]:
+    """Whether generated code would run sandboxed, and why not."""
+    from providers import QuotaAwareChatModel
+    from tools.sandbox import SandboxUnavailable
+
+    mode = router.config.limits.execution.sandbox
+    try:
+        sandbox = Deps(llm=QuotaAwareChatModel(router=router), home=router.home).sandbox()
+    except SandboxUnavailable as exc:
+        return {"mode": mode, "active": False, "detail": f"code will not run: {exc}"}
+    return {"mode": mode, "active": sandbox.active, "detail": sandbox.describe()}

@@ -28,6 +28,7 @@ try:
 except ImportError:  # Windows: no advisory locks; one process per thread is then the user's job
     fcntl = None  # type: ignore[assignment]
 
+from providers.db import translated
 from tools.workspace import check_thread_id
 
 
@@ -51,6 +52,12 @@ _held: dict[str, list[Any]] = {}  # lock path -> [fd, depth, owner]
 _held_lock = threading.Lock()
 
 
+def held_here(path: Path) -> bool:
+    """Whether this process holds the lock file ``path`` (another flock on it would fail, but not mean stale)."""
+    with _held_lock:
+        return str(path) in _held
+
+
 class ThreadLock:
     """``with ThreadLock(home, thread_id):`` — see module docstring."""
 
@@ -67,8 +74,9 @@ class ThreadLock:
                     raise ThreadBusy(self.thread_id, f"another run in this process, pid {os.getpid()}")
                 _held[key][1] += 1
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            with translated(self.path):  # an unwritable home: a message naming the file, not a traceback
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             if fcntl is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,14 +126,15 @@ class TaskJournal:
         return entry if isinstance(entry, dict) and entry.get("key") == key else None
 
     def _write(self, thread_id: str, entry: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self._path(thread_id)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(entry, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with translated(path):
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(entry, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
 
     def started(self, thread_id: str, key: str, task_id: int) -> None:
         self._write(thread_id, {"key": key, "task_id": task_id, "state": "started", "pid": os.getpid()})

@@ -9,7 +9,6 @@ a second process on the same thread gets :class:`graph.guard.ThreadBusy`.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
+from graph.checkpoints import CheckpointUnreadable, open_checkpoints
 from graph.context import Context
 from graph.deps import Deps, ExecutorFactory
 from graph.workflow import build_graph
+from providers.db import DAMAGED, StateFileError
 
 # Called with an approval payload; returns the resume value, or None to pause the run.
 Approver = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -72,8 +72,7 @@ class Runner:
         executor_factory: ExecutorFactory | None = None,
     ) -> None:
         self.home = home
-        self.conn = sqlite3.connect(home / "checkpoints.db", check_same_thread=False, timeout=60)
-        self.saver = SqliteSaver(self.conn)
+        self.conn, self.saver = open_checkpoints(home)
         self.deps = Deps(llm=llm, executor_factory=executor_factory, home=home)
         self.graph = build_graph(checkpointer=self.saver, deps=self.deps)
         self.context = context or Context()
@@ -167,11 +166,21 @@ class Runner:
             interrupt=payload,
         )
 
-    def threads(self) -> list[RunResult]:
-        seen: dict[str, None] = {}
-        for item in self.saver.list(None):
-            seen.setdefault(str(item.config["configurable"]["thread_id"]), None)
-        return [self.result(tid) for tid in seen]
+    def threads(self) -> tuple[list[RunResult], bool]:
+        """Every thread (status ``damaged`` when its checkpoints cannot be read), and whether none was missed.
+
+        The second value is False when damaged pages hid part of the thread list itself.
+        """
+        ids, complete = self.saver.thread_ids()
+        results = []
+        for tid in ids:
+            try:
+                results.append(self.result(tid))
+            except (CheckpointUnreadable, StateFileError) as exc:
+                if isinstance(exc, StateFileError) and exc.kind != DAMAGED:
+                    raise
+                results.append(RunResult(thread_id=tid, status="damaged", goal="", summary=str(exc)))
+        return results, complete
 
     def history(self, thread_id: str) -> list[dict[str, Any]]:
         """Checkpoints of a thread, oldest first: step, time, and the nodes that ran next."""

@@ -84,3 +84,15 @@ def build_graph(
 
 # What langgraph.json serves: no checkpointer here, the server brings its own.
 graph = build_graph()
+
+
+def to_dot(drawable: Any) -> str:
+    """The drawable graph in Graphviz dot (``graph --format png``)."""
+    lines = ["digraph agent {", '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f2f0ff"];']
+    for node in drawable.nodes.values():
+        shape = ', shape=oval, fillcolor="#bfb6fc"' if node.id in ("__start__", "__end__") else ""
+        lines.append(f'  "{node.id}" [label="{node.name}"{shape}];')
+    for edge in drawable.edges:
+        style = " [style=dashed]" if edge.conditional else ""
+        lines.append(f'  "{edge.source}" -> "{edge.target}"{style};')
+    return "\n".join([*lines, "}"])

@@ -10,8 +10,52 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+DAMAGED, UNWRITABLE = "damaged", "unwritable"
+_UNWRITABLE_HINTS = ("unable to open", "readonly", "read-only", "disk is full", "disk i/o", "permission")
+
+
+class StateFileError(RuntimeError):
+    """A state file in the home cannot be used: ``kind`` is ``damaged`` or ``unwritable``.
+
+    The CLI turns it into a one-line message naming ``path`` and the fix, exit code 2.
+    """
+
+    def __init__(self, path: Path, kind: str, reason: str) -> None:
+        what = "is damaged" if kind == DAMAGED else "cannot be opened for writing"
+        super().__init__(f"{path} {what} ({reason})")
+        self.path, self.kind, self.reason = path, kind, reason
+
+
+def state_error(path: Path, exc: BaseException) -> StateFileError | None:
+    """The :class:`StateFileError` that ``exc`` (raised using ``path``) means, or None (e.g. "database is locked")."""
+    if isinstance(exc, StateFileError):
+        return exc
+    reason = str(exc) or type(exc).__name__
+    text = reason.lower()
+    if isinstance(exc, OSError):
+        return StateFileError(path, UNWRITABLE, reason)
+    if isinstance(exc, sqlite3.OperationalError):
+        if any(hint in text for hint in _UNWRITABLE_HINTS):
+            return StateFileError(path, UNWRITABLE, reason)
+        return StateFileError(path, DAMAGED, reason) if "malformed" in text else None
+    if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database", "database disk image is malformed" …
+        return StateFileError(path, DAMAGED, reason)
+    return None
+
+
+@contextmanager
+def translated(path: Path) -> Iterator[None]:
+    """Re-raise sqlite/OS errors about ``path`` as :class:`StateFileError` (others unchanged)."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        error = state_error(path, exc)
+        if error is None or error is exc:
+            raise
+        raise error from exc
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: quota reservations, cooldowns, response cache, usage log
@@ -58,7 +102,8 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with translated(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
         with self.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -66,6 +111,7 @@ class Database:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
+        self.version = max(version, len(MIGRATIONS))  # > len(MIGRATIONS): made by a newer version
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -79,15 +125,28 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer at a time across processes."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer at a time across processes.
+
+        A damaged or unwritable file raises :class:`StateFileError`; nothing is written then.
+        """
+        with translated(self.path):
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        return self._conn().execute(sql, params).fetchall()
+        with translated(self.path):
+            return self._conn().execute(sql, params).fetchall()
