@@ -7,33 +7,18 @@ import argparse
 import json
 import logging
 import os
-import shlex
-import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
-import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.syntax import Syntax
-from rich.table import Table
-from rich.text import Text
 
-from config import ConfigError, load_config, load_env_file, resolve_home
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # pipes: no wrap at 80
-
-
-class BadInput(Exception):
-    """Wrong arguments: message printed, exit 2."""
+from config import ConfigError, load_env_file, resolve_home
+from graph.cli_support import BadInput, err, hint, out, resume_hint, router_for
+from graph.cli_views import cmd_check, cmd_doctor, cmd_graph, cmd_show, cmd_threads, cmd_usage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,36 +58,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _router(args: argparse.Namespace, offline: bool = False) -> Any:
-    from providers import NoUsableProvider, Router
-
-    config = load_config(getattr(args, "config_dir", None))
-    try:
-        router, notices = Router.from_config(config, resolve_home(getattr(args, "home", None)), offline=offline)
-    except NoUsableProvider:
-        if not offline:
-            raise
-        router = None
-    if offline and (router is None or not router.candidates("general")):
-        raise BadInput("--offline needs a local provider: enable ollama (or another entry with local: true) "
-                       f"in {config.config_dir / 'providers.yaml'}")
-    if not getattr(args, "json", False):
-        for notice in notices:
-            err.print(notice, style="dim", markup=False)
-    return router
-
-
-def _resume_hint(args: argparse.Namespace, thread_id: str) -> str:
-    """The resume command with every global flag that was given, so it can be copied as is."""
-    return _hint(args, "resume", shlex.quote(thread_id))
-
-
-def _hint(args: argparse.Namespace, *words: str) -> str:
-    flags = [f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
-             for name in ("config_dir", "home") if getattr(args, name, None)]
-    return " ".join(["uv run run_graph.py", *flags, *words])
-
-
 def _print_result(result: Any, args: argparse.Namespace) -> None:
     """The summary on stdout (``run … > out.txt`` keeps it); status lines and hints on stderr."""
     if args.json:
@@ -114,9 +69,9 @@ def _print_result(result: Any, args: argparse.Namespace) -> None:
               + escape(f"LLM calls: {result.llm_calls or {}}   cache hits: {result.cache_hits}"))
     if result.status == "waiting_for_quota":
         err.print(f"Every provider is out of quota; after {result.resume_after} run: "
-                  f"{_resume_hint(args, result.thread_id)}", markup=False)
+                  f"{resume_hint(args, result.thread_id)}", markup=False)
     elif result.status == "awaiting_approval":
-        err.print(f"Waiting for approval: {_resume_hint(args, result.thread_id)}  (--yes approves all)",
+        err.print(f"Waiting for approval: {resume_hint(args, result.thread_id)}  (--yes approves all)",
                   markup=False)
     if result.workdir:
         err.print(f"working directory: {result.workdir}", markup=False)
@@ -148,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_thread_id(args.thread_id)
         except ValueError as exc:
             raise BadInput(f"--thread-id: {exc}") from None
-    router = _router(args, offline=args.offline)
+    router = router_for(args, offline=args.offline)
     opt = router.config.limits.optimization
     context = Context(auto_approve=args.yes, max_batch_size=opt.max_batch_size,
                       network=not getattr(args, "no_network", False))
@@ -174,11 +129,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     previous_handler = signal.signal(signal.SIGINT, stop)
     progress = Progress(err, router, live=False if args.json else None)
-    if args.command == "resume" and not args.json:
-        progress.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
     if not args.json:
         err.print(f"thread [bold]{args.thread_id}[/bold]")
     try:
+        if args.command == "resume" and not args.json:
+            progress.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
         with progress:
             listener = None if args.json else progress
             approver = None if args.json else terminal_approver(progress, err)
@@ -189,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ThreadBusy as exc:
         raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
-        err.print(f"\nStopped. Nothing finished is lost; continue with: {_resume_hint(args, args.thread_id)}",
+        err.print(f"\nStopped. Nothing finished is lost; continue with: {resume_hint(args, args.thread_id)}",
                   markup=False)
         return 130
     finally:
@@ -197,180 +152,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner.close()
     _print_result(result, args)
     return result.exit_code
-
-
-def cmd_threads(args: argparse.Namespace) -> int:
-    from graph.runner import Runner
-
-    runner = Runner(resolve_home(getattr(args, "home", None)))
-    try:
-        rows, complete = runner.threads()
-    finally:
-        runner.close()
-    damaged = [r for r in rows if r.status == "damaged"]
-    if damaged or not complete:
-        what = f"{len(damaged)} thread(s) cannot be read" if complete else "some threads may be missing"
-        err.print(f"warning: {runner.home / 'checkpoints.db'} is damaged: {what}; the others work. "
-                  f"Repair: {_hint(args, 'doctor', '--repair')}", style="yellow", markup=False)
-    done = [sum(t.get("status") == "done" for t in r.tasks) for r in rows]
-    if args.json:
-        print(json.dumps({"threads": [
-            {"thread_id": r.thread_id, "status": r.status, "goal": r.goal, "tasks_done": d, "tasks": len(r.tasks),
-             "resume_after": r.resume_after} for r, d in zip(rows, done, strict=True)]}, ensure_ascii=False))
-        return 0
-    table = Table("thread", "status", "tasks done", "goal")
-    for r, d in zip(rows, done, strict=True):
-        table.add_row(escape(r.thread_id), r.status, f"{d}/{len(r.tasks)}", Text(r.goal[:60]))  # never markup
-    out.print(table)
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    from graph.runner import Runner
-
-    runner = Runner(resolve_home(getattr(args, "home", None)))
-    try:
-        steps = runner.history(args.thread_id)
-        result = runner.result(args.thread_id)
-        values = dict(runner.graph.get_state(runner.config_for(args.thread_id)).values)
-    finally:
-        runner.close()
-    calls = list(values.get("calls", []))
-    if args.json:
-        data = {**result.to_json(), "workdir": result.workdir, "tasks": result.tasks, "steps": steps, "calls": calls,
-                "errors": values.get("errors", [])}
-        print(json.dumps(data, ensure_ascii=False, default=str))
-        return 0
-    out.print(f"[bold]{escape(result.goal)}[/bold]  thread {result.thread_id}  status {result.status}")
-    if result.workdir:
-        out.print(f"working directory: {result.workdir}", markup=False)
-    out.print("[bold]steps:[/bold] " + " → ".join(",".join(s["next"]) for s in steps if s["next"]))
-    out.print("[bold]LLM calls:[/bold] " + (", ".join(
-        f"{c['purpose']}={'cache' if c['cached'] else c['provider']}" for c in calls) or "none"))
-    for t in result.tasks:
-        title = f"Task {t['id']} [{t.get('status')}] {t.get('description', '')} (runs: {t.get('attempts', 0)})"
-        out.rule(escape(title))
-        if t.get("code"):
-            out.print(Syntax(t["code"], "bash" if t.get("language") == "shell" else "python"))
-        if t.get("output"):
-            out.print(t["output"].rstrip()[-2000:], markup=False)
-        if t.get("error"):
-            out.print(escape(t["error"]), style="red")
-    if result.summary:
-        out.rule("summary")
-        out.print(result.summary, markup=False)
-    return 0
-
-
-def _bar(used: int, limit: int | None) -> Any:
-    if not limit:
-        return str(used)
-    table = Table.grid(padding=(0, 1))
-    table.add_row(ProgressBar(total=limit, completed=min(used, limit), width=12), f"{used}/{limit}")
-    return table
-
-
-def _output_file(flag: str, value: str) -> Path:
-    """Where ``--plot`` / ``-o`` writes, checked before any work: its folder must exist."""
-    path = Path(value).expanduser()
-    if path.is_dir():
-        raise BadInput(f"{flag} {value}: that is a folder; give a file name, e.g. {path / 'out.png'}")
-    if not path.parent.is_dir():
-        raise BadInput(f"{flag} {value}: the folder {path.parent} does not exist; create it "
-                       f"(mkdir -p {shlex.quote(str(path.parent))}) or choose another path")
-    return path
-
-
-def _write_failed(flag: str, path: Path, exc: Exception) -> BadInput:
-    return BadInput(f"{flag} {path}: cannot write it ({exc}); choose another path")
-
-
-def cmd_usage(args: argparse.Namespace) -> int:
-    from providers.report import daily_requests, plot_daily_requests, usage_report
-
-    router = _router(args)
-    report = usage_report(router)
-    if args.plot:
-        plot = _output_file("--plot", args.plot)
-        try:
-            plot_daily_requests(daily_requests(router), str(plot))
-        except (OSError, ValueError) as exc:  # unwritable, or a suffix matplotlib has no format for
-            raise _write_failed("--plot", plot, exc) from None
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    table = Table("provider", "minute", "day", "month", "cooldown", "recommendation")
-    now = datetime.now(UTC)
-    for name, row in report["providers"].items():
-        lim = row["limits"]
-        cooldown = ""
-        if row["cooldown_until"]:
-            left = int((datetime.fromisoformat(row["cooldown_until"]) - now).total_seconds())
-            cooldown = f"{left // 60}m {left % 60}s left ({row['cooldown_reason']})"
-        state = "" if row["has_key"] else " [dim](no key)[/dim]" if row["enabled"] else " [dim](disabled)[/dim]"
-        table.add_row(escape(name) + state, _bar(row["requests_minute"], lim.get("requests_per_minute")),
-                      _bar(row["requests_day"], lim.get("requests_per_day")),
-                      _bar(row["requests_month"], lim.get("requests_per_month")), cooldown, row["recommendation"])
-    out.print(table)
-    if args.plot:
-        err.print(f"wrote {args.plot}")
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from graph.deps import sandbox_report
-    from providers.report import check_provider
-
-    router = _router(args)
-    started = time.time()
-    rows = [check_provider(router, name) for name, cfg in router.config.providers.items()
-            if cfg.enabled]
-    sandbox = sandbox_report(router)
-    if args.json:
-        print(json.dumps({"providers": rows, "sandbox": sandbox, "seconds": round(time.time() - started, 2)}))
-    else:
-        for r in rows:
-            mark = "[green]ok[/green]   " if r["ok"] else "[red]error[/red]"
-            ms = f"{r['latency_ms']:>6} ms" if r["latency_ms"] is not None else " " * 9
-            out.print(f"{r['provider']:<20} {mark} {ms}  {escape(r['reason'])}")
-        out.print(f"{'sandbox':<20} {'[green]on[/green]   ' if sandbox['active'] else '[yellow]off[/yellow]  '}"
-                  f"{' ' * 10}{escape(sandbox['detail'])}")
-    return 0 if any(r["ok"] for r in rows) else 1
-
-
-def cmd_graph(args: argparse.Namespace) -> int:
-    from graph import graph
-    from graph.workflow import to_dot
-
-    drawable = graph.get_graph()
-    if args.format == "mermaid":
-        print(drawable.draw_mermaid())
-        return 0
-    output = _output_file("-o", args.output)
-    dot = shutil.which("dot")
-    if dot is None:
-        raise BadInput("--format png needs Graphviz's 'dot' (apt-get install graphviz / brew install graphviz); "
-                       "--format mermaid works without it")
-    png = subprocess.run([dot, "-Tpng"], input=to_dot(drawable).encode(), capture_output=True, check=False)
-    if png.returncode != 0:
-        raise BadInput(f"dot failed: {png.stderr.decode(errors='replace').strip()}")
-    try:
-        output.write_bytes(png.stdout)
-    except OSError as exc:
-        raise _write_failed("-o", output, exc) from None
-    err.print(f"wrote {args.output}")
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from graph.doctor import print_report, run_doctor
-
-    report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair)
-    if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False))
-    else:
-        print_report(report, out, _hint(args, "doctor", "--repair"))
-    return report.exit_code
 
 
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": cmd_threads, "show": cmd_show, "usage": cmd_usage,
@@ -381,7 +162,7 @@ def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) 
     from graph.doctor import state_error_fix
 
     err.print(f"error: {message}", style="red", markup=False)
-    err.print(state_error_fix(kind, path, _hint(args, "doctor", "--repair")), markup=False)
+    err.print(state_error_fix(kind, path, hint(args, "doctor", "--repair")), markup=False)
     return 2
 
 

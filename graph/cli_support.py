@@ -1,0 +1,66 @@
+"""What every CLI command shares: the two consoles, the bad-input error, the router from the
+global flags, copyable hints and checked output paths."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from config import load_config, resolve_home
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # pipes: no wrap at 80
+
+
+class BadInput(Exception):
+    """Wrong arguments: message printed, exit 2."""
+
+
+def router_for(args: argparse.Namespace, offline: bool = False) -> Any:
+    from providers import NoUsableProvider, Router
+
+    config = load_config(getattr(args, "config_dir", None))
+    try:
+        router, notices = Router.from_config(config, resolve_home(getattr(args, "home", None)), offline=offline)
+    except NoUsableProvider:
+        if not offline:
+            raise
+        router = None
+    if offline and (router is None or not router.candidates("general")):
+        raise BadInput("--offline needs a local provider: enable ollama (or another entry with local: true) "
+                       f"in {config.config_dir / 'providers.yaml'}")
+    if not getattr(args, "json", False):
+        for notice in notices:
+            err.print(notice, style="dim", markup=False)
+    return router
+
+
+def resume_hint(args: argparse.Namespace, thread_id: str) -> str:
+    """The resume command with every global flag that was given, so it can be copied as is."""
+    return hint(args, "resume", shlex.quote(thread_id))
+
+
+def hint(args: argparse.Namespace, *words: str) -> str:
+    flags = [f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
+             for name in ("config_dir", "home") if getattr(args, name, None)]
+    return " ".join(["uv run run_graph.py", *flags, *words])
+
+
+def output_file(flag: str, value: str) -> Path:
+    """Where ``--plot`` / ``-o`` writes, checked before any work: its folder must exist."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise BadInput(f"{flag} {value}: that is a folder; give a file name, e.g. {path / 'out.png'}")
+    if not path.parent.is_dir():
+        raise BadInput(f"{flag} {value}: the folder {path.parent} does not exist; create it "
+                       f"(mkdir -p {shlex.quote(str(path.parent))}) or choose another path")
+    return path
+
+
+def write_failed(flag: str, path: Path, exc: Exception) -> BadInput:
+    return BadInput(f"{flag} {path}: cannot write it ({exc}); choose another path")

@@ -1,0 +1,180 @@
+"""The CLI's reporting commands: threads, show, usage, check, graph and doctor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from config import resolve_home
+from graph.cli_support import BadInput, err, hint, out, output_file, router_for, write_failed
+
+
+def cmd_threads(args: argparse.Namespace) -> int:
+    from graph.runner import Runner
+
+    runner = Runner(resolve_home(getattr(args, "home", None)))
+    try:
+        rows, complete = runner.threads()
+    finally:
+        runner.close()
+    damaged = [r for r in rows if r.status == "damaged"]
+    if damaged or not complete:
+        what = f"{len(damaged)} thread(s) cannot be read" if complete else "some threads may be missing"
+        err.print(f"warning: {runner.home / 'checkpoints.db'} is damaged: {what}; the others work. "
+                  f"Repair: {hint(args, 'doctor', '--repair')}", style="yellow", markup=False)
+    done = [sum(t.get("status") == "done" for t in r.tasks) for r in rows]
+    if args.json:
+        print(json.dumps({"threads": [
+            {"thread_id": r.thread_id, "status": r.status, "goal": r.goal, "tasks_done": d, "tasks": len(r.tasks),
+             "resume_after": r.resume_after} for r, d in zip(rows, done, strict=True)]}, ensure_ascii=False))
+        return 0
+    table = Table("thread", "status", "tasks done", "goal")
+    for r, d in zip(rows, done, strict=True):
+        table.add_row(escape(r.thread_id), r.status, f"{d}/{len(r.tasks)}", Text(r.goal[:60]))  # never markup
+    out.print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from graph.runner import Runner
+
+    runner = Runner(resolve_home(getattr(args, "home", None)))
+    try:
+        steps = runner.history(args.thread_id)
+        result = runner.result(args.thread_id)
+        values = dict(runner.graph.get_state(runner.config_for(args.thread_id)).values)
+    finally:
+        runner.close()
+    calls = list(values.get("calls", []))
+    if args.json:
+        data = {**result.to_json(), "workdir": result.workdir, "tasks": result.tasks, "steps": steps, "calls": calls,
+                "errors": values.get("errors", [])}
+        print(json.dumps(data, ensure_ascii=False, default=str))
+        return 0
+    out.print(f"[bold]{escape(result.goal)}[/bold]  thread {result.thread_id}  status {result.status}")
+    if result.workdir:
+        out.print(f"working directory: {result.workdir}", markup=False)
+    out.print("[bold]steps:[/bold] " + " → ".join(",".join(s["next"]) for s in steps if s["next"]))
+    out.print("[bold]LLM calls:[/bold] " + (", ".join(
+        f"{c['purpose']}={'cache' if c['cached'] else c['provider']}" for c in calls) or "none"))
+    for t in result.tasks:
+        title = f"Task {t['id']} [{t.get('status')}] {t.get('description', '')} (runs: {t.get('attempts', 0)})"
+        out.rule(escape(title))
+        if t.get("code"):
+            out.print(Syntax(t["code"], "bash" if t.get("language") == "shell" else "python"))
+        if t.get("output"):
+            out.print(t["output"].rstrip()[-2000:], markup=False)
+        if t.get("error"):
+            out.print(escape(t["error"]), style="red")
+    if result.summary:
+        out.rule("summary")
+        out.print(result.summary, markup=False)
+    return 0
+
+
+def _bar(used: int, limit: int | None) -> Any:
+    if not limit:
+        return str(used)
+    table = Table.grid(padding=(0, 1))
+    table.add_row(ProgressBar(total=limit, completed=min(used, limit), width=12), f"{used}/{limit}")
+    return table
+
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from providers.report import daily_requests, plot_daily_requests, usage_report
+
+    router = router_for(args)
+    report = usage_report(router)
+    if args.plot:
+        plot = output_file("--plot", args.plot)
+        try:
+            plot_daily_requests(daily_requests(router), str(plot))
+        except (OSError, ValueError) as exc:  # unwritable, or a suffix matplotlib has no format for
+            raise write_failed("--plot", plot, exc) from None
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    table = Table("provider", "minute", "day", "month", "cooldown", "recommendation")
+    now = datetime.now(UTC)
+    for name, row in report["providers"].items():
+        lim = row["limits"]
+        cooldown = ""
+        if row["cooldown_until"]:
+            left = int((datetime.fromisoformat(row["cooldown_until"]) - now).total_seconds())
+            cooldown = f"{left // 60}m {left % 60}s left ({row['cooldown_reason']})"
+        state = "" if row["has_key"] else " [dim](no key)[/dim]" if row["enabled"] else " [dim](disabled)[/dim]"
+        table.add_row(escape(name) + state, _bar(row["requests_minute"], lim.get("requests_per_minute")),
+                      _bar(row["requests_day"], lim.get("requests_per_day")),
+                      _bar(row["requests_month"], lim.get("requests_per_month")), cooldown, row["recommendation"])
+    out.print(table)
+    if args.plot:
+        err.print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from graph.deps import sandbox_report
+    from providers.report import check_provider
+
+    router = router_for(args)
+    started = time.time()
+    rows = [check_provider(router, name) for name, cfg in router.config.providers.items()
+            if cfg.enabled]
+    sandbox = sandbox_report(router)
+    if args.json:
+        print(json.dumps({"providers": rows, "sandbox": sandbox, "seconds": round(time.time() - started, 2)}))
+    else:
+        for r in rows:
+            mark = "[green]ok[/green]   " if r["ok"] else "[red]error[/red]"
+            ms = f"{r['latency_ms']:>6} ms" if r["latency_ms"] is not None else " " * 9
+            out.print(f"{r['provider']:<20} {mark} {ms}  {escape(r['reason'])}")
+        out.print(f"{'sandbox':<20} {'[green]on[/green]   ' if sandbox['active'] else '[yellow]off[/yellow]  '}"
+                  f"{' ' * 10}{escape(sandbox['detail'])}")
+    return 0 if any(r["ok"] for r in rows) else 1
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from graph import graph
+    from graph.workflow import to_dot
+
+    drawable = graph.get_graph()
+    if args.format == "mermaid":
+        print(drawable.draw_mermaid())
+        return 0
+    output = output_file("-o", args.output)
+    dot = shutil.which("dot")
+    if dot is None:
+        raise BadInput("--format png needs Graphviz's 'dot' (apt-get install graphviz / brew install graphviz); "
+                       "--format mermaid works without it")
+    png = subprocess.run([dot, "-Tpng"], input=to_dot(drawable).encode(), capture_output=True, check=False)
+    if png.returncode != 0:
+        raise BadInput(f"dot failed: {png.stderr.decode(errors='replace').strip()}")
+    try:
+        output.write_bytes(png.stdout)
+    except OSError as exc:
+        raise write_failed("-o", output, exc) from None
+    err.print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from graph.doctor import print_report, run_doctor
+
+    report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print_report(report, out, hint(args, "doctor", "--repair"))
+    return report.exit_code
