@@ -46,7 +46,7 @@ def test_run_completes_on_the_healthy_provider(
         faulty = fake_server(fake_kind(kind), responder=lambda _req: reply)
     good_kind = healthy_kind(kind)
     healthy = fake_server(fake_kind(good_kind), responder=make_responder())
-    faulty_spec = {"kind": kind, "base_url": faulty.base_url if faulty else refused_url()}
+    faulty_spec: dict[str, object] = {"kind": kind, "base_url": faulty.base_url if faulty else refused_url()}
     if fault.timeout_s is not None:
         faulty_spec["timeout_s"] = fault.timeout_s
     cfg = make_config({"faulty": faulty_spec, "healthy": {"kind": good_kind, "base_url": healthy.base_url}})
