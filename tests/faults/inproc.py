@@ -4,6 +4,7 @@ echo ``FakeExecutor`` of ``tests.agent_helpers`` (the executor is not what is un
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,3 +42,16 @@ def resume(config_dir: Path, home: Path, workdir: Path, executor: FakeExecutor |
            thread_id: str = "faults") -> RunResult:
     with runner(config_dir, home, workdir, executor) as run:
         return run.resume(thread_id)
+
+
+def attempts(home: Path, provider: str | None = None, *, failed: bool = False) -> int:
+    """Requests the agent tried (one usage-log row each, ok or failed), also those nothing received."""
+    sql = "SELECT count(*) FROM usage_log WHERE cached = 0"
+    params: tuple[str, ...] = ()
+    if provider is not None:
+        sql, params = sql + " AND provider = ?", (provider,)
+    if failed:
+        sql += " AND outcome != 'ok'"
+    with sqlite3.connect(home / "agent.db") as conn:
+        (count,) = conn.execute(sql, params).fetchone()
+    return int(count)

@@ -23,6 +23,7 @@ from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
 from tests.faults.catalog import RETRY_AFTER_S, Fault, cells, fake_kind, post_count, refused_url
 from tests.faults.conftest import FaultReport, Row
+from tests.faults.inproc import attempts as attempts_on
 from tests.faults.inproc import run_goal
 
 pytestmark = pytest.mark.timeout(60)
@@ -56,7 +57,7 @@ def test_run_completes_on_the_healthy_provider(
     result = run_goal(cfg, home, tmp_path / "work", executor)
     seconds = time.monotonic() - started
 
-    attempts = _attempts(home, "faulty")  # what the agent sent, also when nothing listened
+    attempts = attempts_on(home, "faulty")  # what the agent sent, also when nothing listened
     received = post_count(faulty)
     survived = (result.status == "completed" and all(t["status"] == "done" for t in result.tasks)
                 and attempts <= MAX_FAULTY_REQUESTS)
@@ -91,12 +92,3 @@ def _assert_cooldown(cfg: Path, home: Path, fault: Fault, started: float) -> Non
         streak = Fallback().failure_cooldown_seconds
         assert started + streak - 1 <= until <= now + streak + 1
 
-
-def _attempts(home: Path, provider: str) -> int:
-    """Requests the agent tried on ``provider``: one usage-log row each (ok or failed)."""
-    import sqlite3
-
-    with sqlite3.connect(home / "agent.db") as conn:
-        (count,) = conn.execute("SELECT count(*) FROM usage_log WHERE provider = ? AND cached = 0",
-                                (provider,)).fetchone()
-    return int(count)
