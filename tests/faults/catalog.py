@@ -18,6 +18,7 @@ __all__ = ["FAULTS", "KINDS", "Fault", "cells", "fake_kind", "post_count", "refu
 
 HANG_TIMEOUT_S = 1.0  # the faulty provider's ``timeout_s`` in the hang cells
 RETRY_AFTER_S = 30  # far beyond a run: a provider that asked to wait is not asked again
+SHORT_RETRY_AFTER_S = 0.2  # over before the next call: the provider is asked again, and refuses again
 
 
 def _quota_body(kind: str) -> object:
@@ -59,6 +60,7 @@ class Fault:
     # RETRY_AFTER_S), "default" (60 s), "day" (the rest of the quota day), "streak" (failure_cooldown_seconds
     # after 3 failures in a row), None (not cooled down: a rejected key disables it instead)
     cooldown: str | None = "streak"
+    task_seconds: float = 0.0  # how long each task runs (the fake executor sleeps)
 
     def for_kind(self, kind: str) -> Reply | None:
         return None if self.reply is None else self.reply(kind)
@@ -68,6 +70,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault("429 + retry-after", lambda k: Reply.rate_limit(headers={"retry-after": str(RETRY_AFTER_S)},
                                                           body=_quota_body(k)), cooldown="retry-after"),
     Fault("429, no retry-after", lambda k: Reply.rate_limit(body=_quota_body(k)), cooldown="default"),
+    Fault("429 + short retry-after, every time", lambda k: Reply.rate_limit(
+        headers={"retry-after": f"{SHORT_RETRY_AFTER_S:g}"}, body=_quota_body(k)), task_seconds=0.3),
     Fault("429 RESOURCE_EXHAUSTED", _resource_exhausted, cooldown="retry-after"),
     Fault("429 RESOURCE_EXHAUSTED per day", _resource_exhausted_per_day, kinds=("gemini",), cooldown="day"),
     Fault("500", lambda k: Reply.error(500)),

@@ -18,7 +18,7 @@ import pytest
 from config import Fallback
 from providers import build_chat_model
 from providers.router import DEFAULT_429_COOLDOWN_S
-from tests.agent_helpers import FakeExecutor
+from tests.agent_helpers import FakeExecutor, FakeResult
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
 from tests.faults.catalog import RETRY_AFTER_S, Fault, cells, fake_kind, post_count, refused_url
@@ -51,7 +51,7 @@ def test_run_completes_on_the_healthy_provider(
     if fault.timeout_s is not None:
         faulty_spec["timeout_s"] = fault.timeout_s
     cfg = make_config({"faulty": faulty_spec, "healthy": {"kind": good_kind, "base_url": healthy.base_url}})
-    executor = FakeExecutor()
+    executor = FakeExecutor(outcome=_slow(fault.task_seconds))
 
     started, started_wall = time.monotonic(), time.time()
     result = run_goal(cfg, home, tmp_path / "work", executor)
@@ -73,6 +73,14 @@ def test_run_completes_on_the_healthy_provider(
     assert post_count(healthy) == sum(result.llm_calls.values())
     assert len(executor.runs) == len(DEFAULT_PLAN)  # each task ran once
     _assert_cooldown(cfg, home, fault, started_wall)
+
+
+def _slow(seconds: float) -> Callable[[str, str], FakeResult]:
+    def outcome(language: str, code: str) -> FakeResult:
+        time.sleep(seconds)
+        return FakeResult(ok=True, output=f"ran {language}: {code}", duration_s=seconds)
+
+    return outcome
 
 
 def _assert_cooldown(cfg: Path, home: Path, fault: Fault, started: float) -> None:
