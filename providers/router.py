@@ -161,6 +161,10 @@ class Router:
             if info.per_day:
                 until = max(until, day_bounds(now, ZoneInfo(self.config.limit_for(name).timezone))[1])
             self.quota.cool_down(name, until, f"429 from provider: {info.message[:120]}")
+            # A provider that keeps refusing once its short retry-after is over is failing: it joins the
+            # failure streak, so it is not asked again on every call of a long run.
+            fb = self.config.limits.fallback
+            self.quota.record_failure(name, now, fb.failure_threshold, fb.failure_cooldown_seconds)
         elif info.kind is ErrorKind.AUTH:
             self.quota.release(slot)
             self.disabled[name] = f"key rejected (HTTP {info.status}): check {cfg.api_key_env or 'the endpoint'}" + (
