@@ -140,4 +140,5 @@ def local_media(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
         return httpx.Response(200, content=body, headers={"content-type": mime}, request=httpx.Request("GET", url))
 
     monkeypatch.setattr(httpx, "get", get)
+    monkeypatch.setenv("LANGCHAIN_TESTS_USER_AGENT", "free-llm-agent tests (local samples)")  # nothing is fetched
     return served
