@@ -84,12 +84,13 @@ class QuotaAwareChatModel(BaseChatModel):
         return {"providers": list(self.router.keys), "home": str(self.router.home)}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        """What tracing shows at the start of a run: the provider routing would try first (the one that
-        answered is in the answer's ``response_metadata``: ``provider``, ``model_name``)."""
+        """What tracing shows at the start of a run: a per-call ``model``, else the model of the provider
+        routing would try first (the one that answered is in the answer's ``response_metadata``:
+        ``provider``, ``model_name``)."""
         first = self.router.first_choice(kwargs.get("task_type") or self.default_task_type,
                                          tuple(kwargs.get("providers") or self.preferred))
-        params = LangSmithParams(ls_provider="free-llm-agent", ls_model_type="chat",
-                                 ls_model_name=self.router.config.providers[first].model if first else "none")
+        model = kwargs.get("model") or (self.router.config.providers[first].model if first else "none")
+        params = LangSmithParams(ls_provider="free-llm-agent", ls_model_type="chat", ls_model_name=str(model))
         for name, value in (("ls_temperature", kwargs.get("temperature", self.temperature)),
                             ("ls_max_tokens", kwargs.get("max_tokens", self.max_tokens)),
                             ("ls_stop", stop if stop is not None else self.stop)):
@@ -147,13 +148,13 @@ class QuotaAwareChatModel(BaseChatModel):
         generation = {k: bind[k] for k in ("temperature", "max_tokens") if bind[k] is not None}
         return client.bind(**call_kwargs(kind, generation)) if generation else client
 
-    def _finish(self, slot: Slot, message: AIMessage, key: str | None) -> AIMessage:
+    def _finish(self, slot: Slot, message: AIMessage, key: str | None, model: str | None = None) -> AIMessage:
         meta = message.response_metadata
         if "headers" not in meta:
             headers = last_response_headers.get()
             if headers:
                 meta["headers"] = headers
-        meta.update(provider=slot.provider, model=self.router.config.providers[slot.provider].model, cached=False)
+        meta.update(self._meta(slot, model))
         if key is not None:
             meta["cache_key"] = key
         if message.usage_metadata:
@@ -187,7 +188,7 @@ class QuotaAwareChatModel(BaseChatModel):
             except Exception as exc:
                 self._failed(call, slot, exc, started)
                 continue
-            message = self._finish(slot, message, key)
+            message = self._finish(slot, message, key, kwargs.get("model"))
             self.router.succeeded(call, slot, message, started, key)
             return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -213,7 +214,7 @@ class QuotaAwareChatModel(BaseChatModel):
             except Exception as exc:
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
-            message = self._finish(slot, message, key)
+            message = self._finish(slot, message, key, kwargs.get("model"))
             await asyncio.to_thread(self.router.succeeded, call, slot, message, started, key)
             return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -254,11 +255,11 @@ class QuotaAwareChatModel(BaseChatModel):
                 self._failed(call, slot, exc, started)
                 continue
             total = first
-            yield _as_chunk(first, self._meta(slot))
+            yield _as_chunk(first, self._meta(slot, kwargs.get("model")))
             for chunk in stream:
                 total = total + chunk
                 yield _as_chunk(chunk)
-            message = self._finish(slot, _to_message(total), key)
+            message = self._finish(slot, _to_message(total), key, kwargs.get("model"))
             self.router.succeeded(call, slot, message, started, key if _has_answer(message) else None)
             return
 
@@ -288,17 +289,19 @@ class QuotaAwareChatModel(BaseChatModel):
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
             total = first
-            yield _as_chunk(first, self._meta(slot))
+            yield _as_chunk(first, self._meta(slot, kwargs.get("model")))
             async for chunk in stream:
                 total = total + chunk
                 yield _as_chunk(chunk)
-            message = self._finish(slot, _to_message(total), key)
+            message = self._finish(slot, _to_message(total), key, kwargs.get("model"))
             await asyncio.to_thread(self.router.succeeded, call, slot, message, started,
                                     key if _has_answer(message) else None)
             return
 
-    def _meta(self, slot: Slot) -> dict[str, Any]:
-        return {"provider": slot.provider, "model": self.router.config.providers[slot.provider].model, "cached": False}
+    def _meta(self, slot: Slot, model: str | None = None) -> dict[str, Any]:
+        """Who answered; ``model`` is a per-call override (``invoke(p, model=...)``), passed to that provider."""
+        return {"provider": slot.provider, "model": model or self.router.config.providers[slot.provider].model,
+                "cached": False}
 
 
 def _as_chunk(message: BaseMessage, meta: dict[str, Any] | None = None) -> ChatGenerationChunk:

@@ -101,3 +101,17 @@ def test_tracing_parameters_name_a_model(setup: SetupFactory) -> None:
     assert params["ls_model_name"] == "primary-model" and params["ls_model_type"] == "chat"
     assert params["ls_temperature"] == 0.3 and params["ls_max_tokens"] == 9 and params["ls_stop"] == ["x"]
     assert llm._get_ls_params(providers=["backup"])["ls_model_name"] == "backup-model"
+
+
+@pytest.mark.parametrize("kind", ["groq", "together", "openai_compatible"])
+def test_a_per_call_model_reaches_the_provider_and_is_reported(kind: str, setup: SetupFactory) -> None:
+    """``invoke(p, model=...)`` (LangChain's model override): tracing names it, the provider that answers
+    is asked for it, and the answer says so. ChatGoogleGenerativeAI takes no per-call model (see
+    tests/standard/capabilities.py)."""
+    s = setup(kind)
+    assert s.llm._get_ls_params(model="other-model")["ls_model_name"] == "other-model"
+    answer = s.llm.invoke("hi", model="other-model")
+    assert s.primary.requests[-1].model == "other-model"
+    assert answer.response_metadata["model"] == "other-model"
+    streamed = [c for c in s.llm.stream("hi", model="other-model")]
+    assert streamed[0].response_metadata["model"] == "other-model"
