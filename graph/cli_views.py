@@ -46,6 +46,12 @@ def cmd_threads(args: argparse.Namespace) -> int:
     return 0
 
 
+# How a task's latest code was decided (``Task.approval``), as ``show`` says it.
+_APPROVAL_TEXT = {"user": "approved by you", "edited": "edited and approved by you", "auto": "approved by --yes",
+                  "rejected": "rejected by you", "blocked": "blocked by the safety check", "no code": "no code"}
+_RAN_WITH_APPROVAL = ("user", "edited", "auto")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from graph.runner import Runner
 
@@ -58,7 +64,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         runner.close()
     calls = list(values.get("calls", []))
     if args.json:
-        data = {**result.to_json(), "workdir": result.workdir, "tasks": result.tasks, "steps": steps, "calls": calls,
+        tasks = [{**t, "approved": t.get("approval") in _RAN_WITH_APPROVAL} for t in result.tasks]
+        data = {**result.to_json(), "workdir": result.workdir, "tasks": tasks, "steps": steps, "calls": calls,
                 "errors": values.get("errors", [])}
         print(json.dumps(data, ensure_ascii=False, default=str))
         return 0
@@ -69,7 +76,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.print("[bold]LLM calls:[/bold] " + (", ".join(
         f"{c['purpose']}={'cache' if c['cached'] else c['provider']}" for c in calls) or "none"))
     for t in result.tasks:
-        title = f"Task {t['id']} [{t.get('status')}] {t.get('description', '')} (runs: {t.get('attempts', 0)})"
+        approval = _APPROVAL_TEXT.get(str(t.get("approval", "")), "not yet approved")
+        title = (f"Task {t['id']} [{t.get('status')}] {t.get('description', '')} "
+                 f"(runs: {t.get('attempts', 0)}, {approval})")
         out.rule(escape(title))
         if t.get("code"):
             out.print(Syntax(t["code"], "bash" if t.get("language") == "shell" else "python"))

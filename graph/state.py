@@ -35,6 +35,7 @@ class Task(TypedDict, total=False):
     hint: str  # reflect's advice for the next attempt
     error: str  # why it failed (blocked, timeout, exit status ...)
     approved: bool  # its current code may run (approval node or --yes)
+    approval: str  # how its latest code was decided: user | edited | auto | rejected | blocked ("" = not yet)
     restarts: int  # how often a run of it was cut short by a crash (it then needs a new approval)
     interrupted: bool  # its last run was cut short by a crash; cleared when it runs again
     unjudged: bool  # reflect had no readable verdict for it: its exit status decided

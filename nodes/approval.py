@@ -4,8 +4,10 @@ The deny-list (``tools.safety``) blocks dangerous code even with auto-approve;
 blocked code becomes a failed task and never runs. Otherwise, unless the run's
 context says ``auto_approve``, the node ``interrupt()``s with the task, language
 and code; ``Command(resume={"action": "approve"|"reject"|"edit", "code": ...})``
-answers it. A task whose last run a crash cut short (``interrupted``) is asked
-about again, saying so; with auto-approve it runs again with a notice.
+answers it. Each task records how its latest code was decided (``approval``: user, edited,
+auto, rejected, blocked), which ``show --json`` reports. A task whose last run a crash cut
+short (``interrupted``) is asked about again, saying so; with auto-approve it runs again with
+a notice.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
     if runtime.context.auto_approve or not code.strip():
         if interrupted and code.strip():
             _emit({"event": "task_restarting", "task_id": tid, "description": task["description"]})
-        return {"tasks": [{"id": tid, "approved": True}]}
+        return {"tasks": [{"id": tid, "approved": True, "approval": "auto" if code.strip() else "no code"}]}
     answer = interrupt(
         {
             "type": "approval",
@@ -54,12 +56,13 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
     if action == "edit" and (not new_code.strip() or new_code == code):
         return {}  # an empty or unchanged edit is not an approval: ask again
     if action == "reject":
-        return {"tasks": [{"id": tid, "status": "skipped", "error": "rejected by the user", "approved": False}]}
+        return {"tasks": [{"id": tid, "status": "skipped", "error": "rejected by the user", "approved": False,
+                           "approval": "rejected"}]}
     if action == "edit":
         if reason := check_code(language, new_code, workspace):
             return {"tasks": [_blocked(tid, reason, task.get("attempts", 0))]}
-        return {"tasks": [{"id": tid, "code": new_code, "approved": True}]}
-    return {"tasks": [{"id": tid, "approved": True}]}
+        return {"tasks": [{"id": tid, "code": new_code, "approved": True, "approval": "edited"}]}
+    return {"tasks": [{"id": tid, "approved": True, "approval": "user"}]}
 
 
 def _blocked(tid: int, reason: str, attempts: int) -> dict[str, Any]:
@@ -67,6 +70,7 @@ def _blocked(tid: int, reason: str, attempts: int) -> dict[str, Any]:
         "id": tid,
         "status": "failed",
         "approved": False,
+        "approval": "blocked",
         "attempts": attempts,
         "output": "",
         "error": f"blocked: {reason}",

@@ -56,9 +56,10 @@ def write_code(state: State, runtime: Runtime[Context], config: RunnableConfig, 
     for tid in ids:
         item = written.get(tid)
         if item is None:
-            updates.append({"id": tid, "code": "", "language": "python", "approved": False})
+            updates.append({"id": tid, "code": "", "language": "python", "approved": False, "approval": ""})
         else:
-            updates.append({"id": tid, "code": item.code, "language": item.language, "approved": False})
+            updates.append({"id": tid, "code": item.code, "language": item.language, "approved": False,
+                            "approval": ""})
     return {**asked.update(), "tasks": updates, "batch": ids, "fallback": None}
 
 
@@ -92,7 +93,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
         entry = journal.get(thread, key)
         if entry is not None and entry.get("state") == "started":  # a crash cut this run short
             _emit({"event": "task_interrupted", "task_id": tid, "description": task["description"]})
-            return {"tasks": [{"id": tid, "approved": False, "interrupted": True,
+            return {"tasks": [{"id": tid, "approved": False, "approval": "", "interrupted": True,
                                "restarts": task.get("restarts", 0) + 1,
                                "error": "interrupted: the agent stopped while this task was running"}]}
         if entry is not None and entry.get("state") == "finished":  # ran; only its checkpoint was lost

@@ -66,8 +66,9 @@ def test_threads_and_show_give_the_history_without_studio(home: Path) -> None:
     assert [c["purpose"] for c in data["calls"]] == ["plan", "code", "reflect"]
     assert all(c["provider"] == "scripted" for c in data["calls"])
     assert all(t["code"] and t["output"] for t in data["tasks"])
+    assert all(t["approved"] and t["approval"] == "auto" for t in data["tasks"])  # --yes approved each
     text = cli(["show", tid], home)
-    assert "Task 2 [done] second step" in text.stdout and "plan=scripted" in text.stdout
+    assert "Task 2 [done] second step (runs: 1, approved by --yes)" in text.stdout and "plan=scripted" in text.stdout
     missing = cli(["show", "nope"], home)
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
 

@@ -63,15 +63,18 @@ def test_approval_flow_interrupts_once_per_task(tmp_path: Path) -> None:
         assert payload["type"] == "approval"
         assert len(h.executor.runs) == len(asked)  # the task waits for its approval
         asked.append(payload)
-        result = h.invoke(Command(resume={"action": "approve"}))
+        answer = {2: {"action": "edit", "code": "print('edited')"}, 3: {"action": "reject"}}.get(
+            payload["task_id"], {"action": "approve"})
+        result = h.invoke(Command(resume=answer))
     assert [(p["task_id"], p["task"], p["language"], p["code"]) for p in asked] == [
         (1, "make a dir", "python", "print('task 1 v1')"),
         (2, "write a file", "python", "print('task 2 v1')"),
         (3, "list the dir", "python", "print('task 3 v1')"),
     ]
-    assert h.executor.codes == [p["code"] for p in asked]
+    assert h.executor.codes == ["print('task 1 v1')", "print('edited')"]  # the edit ran; the rejected never
     values = h.values()
-    assert [t["status"] for t in values["tasks"]] == ["done", "done", "done"]
+    assert [t["status"] for t in values["tasks"]] == ["done", "done", "skipped"]
+    assert [t["approval"] for t in values["tasks"]] == ["user", "edited", "rejected"]  # what show --json reports
     assert values["status"] == "completed"
     assert "Task 2: write a file" in values["summary"]
     assert result["summary"] == values["summary"]
