@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from config import ConfigError, load_env_file, resolve_home
+from config import ConfigError, load_env_files, resolve_home
 from graph.cli_support import BadInput, err, hint, out, resume_hint, router_for
 from graph.cli_views import cmd_check, cmd_doctor, cmd_graph, cmd_show, cmd_threads, cmd_usage
 
@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml")
     common.add_argument("--home", default=argparse.SUPPRESS, help="state directory (default ~/.free-llm-agent)")
-    p = argparse.ArgumentParser(prog="run_graph.py", parents=[common], description=__doc__)
+    p = argparse.ArgumentParser(parents=[common], description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="plan + execute + reflect until done")
     run.add_argument("goal")
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _quiet_libraries()
     try:
-        load_env_file(warn=lambda message: err.print(f"warning: {message}", style="yellow", markup=False))
+        load_env_files(getattr(args, "home", None),
+                       warn=lambda message: err.print(f"warning: {message}", style="yellow", markup=False))
         return COMMANDS[args.command](args)
     except (ConfigError, NoUsableProvider, BadInput) as exc:
         err.print(f"error: {exc}", style="red", markup=False)

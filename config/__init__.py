@@ -1,6 +1,6 @@
 """Configuration: shipped YAML defaults and their typed loader."""
 
-from config.env_file import ENV_FILES_READ, load_env_file
+from config.env_file import ENV_FILES_READ, load_env_file, load_env_files
 from config.errors import ConfigError
 from config.loader import (
     AppConfig,
@@ -29,6 +29,7 @@ __all__ = [
     "RoutingConfig",
     "load_config",
     "load_env_file",
+    "load_env_files",
     "resolve_config_dir",
     "resolve_home",
 ]

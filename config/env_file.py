@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,3 +70,15 @@ def load_env_file(path: str | Path | None = None, warn: Callable[[str], None] | 
     if found.resolve() not in ENV_FILES_READ:
         ENV_FILES_READ.append(found.resolve())
     return found
+
+
+def load_env_files(home: str | Path | None = None, warn: Callable[[str], None] | None = None) -> list[Path]:
+    """What the CLI and the Python API both read, in this order, none overriding what is already set:
+    the environment itself, then the repo's ``.env`` (or the nearest one above the repo), then
+    ``.env`` in the agent's home (``home``, else ``$FREE_AGENT_HOME`` - which the first file may
+    set - else ``~/.free-llm-agent``): the place for keys when the agent is installed as a tool."""
+    found = [load_env_file(warn=warn)]
+    chosen = Path(home or os.environ.get("FREE_AGENT_HOME") or "~/.free-llm-agent").expanduser() / ".env"
+    if chosen.is_file():
+        found.append(load_env_file(chosen, warn=warn))
+    return [p for p in found if p is not None]

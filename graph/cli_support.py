@@ -48,7 +48,12 @@ def resume_hint(args: argparse.Namespace, thread_id: str) -> str:
 def hint(args: argparse.Namespace, *words: str) -> str:
     flags = [f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
              for name in ("config_dir", "home") if getattr(args, name, None)]
-    return " ".join(["uv run run_graph.py", *flags, *words])
+    return " ".join([program(), *flags, *words])
+
+
+def program() -> str:
+    """How the user started the CLI: the console script, or the repo's script through uv."""
+    return "free-llm-agent" if Path(sys.argv[0]).name == "free-llm-agent" else "uv run run_graph.py"
 
 
 def output_file(flag: str, value: str) -> Path:

@@ -31,7 +31,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langsmith import tracing_context
 from pydantic import ConfigDict, Field
 
-from config import load_config, resolve_home
+from config import load_config, load_env_files, resolve_home
 from providers.cache import cache_key
 from providers.errors import EmptyAnswer
 from providers.quota import Slot
@@ -355,6 +355,7 @@ def build_chat_model(
     Raises ConfigError for bad files and NoUsableProvider when no provider has a key.
     Skipped-provider notices are appended to ``notices`` when given.
     """
+    load_env_files(home)  # the same .env files as the CLI, in the same order (README: Free keys)
     config = load_config(config_dir)
     router, skipped = Router.from_config(config, resolve_home(home), offline=offline)
     if notices is not None:

@@ -3,6 +3,8 @@ through approval interrupts to the final state (fake providers on loopback)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import socket
@@ -18,6 +20,7 @@ from langgraph_sdk import get_sync_client
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.readme import snippet
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = (
@@ -125,6 +128,17 @@ def test_studio_server_runs_the_agent_through_approvals(server: tuple[str, FakeP
     assert any("plan" in u for u in updates) and any("run_task" in u for u in updates)
     assert len(provider.requests) == 3  # plan, code for the batch, reflect
     assert (home / "workspaces" / tid / "hello.txt").read_text() == "hello"
+
+
+def test_the_readme_sdk_snippet_runs_as_written(server: tuple[str, FakeProvider, Path]) -> None:
+    url = server[0]
+    code = snippet("langgraph-sdk").replace("http://127.0.0.1:2024", url)  # the only change: this server's port
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md:langgraph-sdk", "exec"), {})
+    lines = printed.getvalue()
+    assert lines.count("approving task") == 3 and "Goal: say hello in a file" in lines
+    assert "✔ Task 3: count its letters" in lines
 
 
 def test_the_graph_schemas_studio_shows_are_complete() -> None:
