@@ -29,7 +29,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.context import _configure_hooks
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langsmith import tracing_context
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from config import load_config, load_env_files, resolve_home
 from providers.cache import cache_key
@@ -65,7 +65,11 @@ class QuotaAwareChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    router: Router = Field(exclude=True)
+    # Built from ``config_dir`` / ``home`` (else $FREE_AGENT_CONFIG_DIR / $FREE_AGENT_HOME and .env, as
+    # the CLI does) when not given, so ``QuotaAwareChatModel()`` works like any LangChain model.
+    router: Router = Field(default=None, exclude=True)  # type: ignore[assignment]
+    config_dir: str | None = None
+    home: str | None = None
     default_task_type: str = "general"
     preferred: tuple[str, ...] = ()  # providers to try first, e.g. from a run's context
     # LangChain's standard parameters; None keeps each provider's own setting from providers.yaml.
@@ -74,6 +78,23 @@ class QuotaAwareChatModel(BaseChatModel):
     max_tokens: int | None = None
     timeout: float | None = None
     stop: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _router_from_the_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("router") is None:
+            data = {**data, "router": _router(data.get("config_dir"), data.get("home"))}
+        return data
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """Serialized without its router (no secrets, no state): loading rebuilds one from the environment."""
+        return True
+
+    @property
+    def state_home(self) -> str:
+        """The home whose quota, cooldowns and cache this model uses."""
+        return str(self.router.home)
 
     @property
     def _llm_type(self) -> str:
@@ -342,6 +363,16 @@ def _to_message(chunk: BaseMessage) -> AIMessage:
     return AIMessage(**data)
 
 
+def _router(config_dir: str | Path | None, home: str | Path | None, *, offline: bool = False,
+            notices: list[str] | None = None) -> Router:
+    load_env_files(home)  # the same .env files as the CLI, in the same order (README: Free keys)
+    config = load_config(config_dir)
+    router, skipped = Router.from_config(config, resolve_home(home), offline=offline)
+    if notices is not None:
+        notices.extend(skipped)
+    return router
+
+
 def build_chat_model(
     config_dir: str | Path | None = None,
     home: str | Path | None = None,
@@ -355,9 +386,5 @@ def build_chat_model(
     Raises ConfigError for bad files and NoUsableProvider when no provider has a key.
     Skipped-provider notices are appended to ``notices`` when given.
     """
-    load_env_files(home)  # the same .env files as the CLI, in the same order (README: Free keys)
-    config = load_config(config_dir)
-    router, skipped = Router.from_config(config, resolve_home(home), offline=offline)
-    if notices is not None:
-        notices.extend(skipped)
+    router = _router(config_dir, home, offline=offline, notices=notices)
     return QuotaAwareChatModel(router=router, preferred=tuple(preferred))

@@ -36,6 +36,7 @@ class Harness:
     fake: FakeProvider
     router: Router
     kind: str
+    env: dict[str, str]  # what QuotaAwareChatModel() needs to build the same router from the environment
 
     def wrapper_params(self) -> dict[str, Any]:
         return {"router": self.router}
@@ -63,7 +64,8 @@ def _harness(fake: FakeProvider, root: Path, *, caching: bool, kind: str = "open
     (root / "home").mkdir()
     with mock.patch.dict(os.environ, env):  # keys are read when the router is built
         llm = build_chat_model(config_dir, root / "home")
-    return Harness(fake, llm.router, kind)
+    env |= {"FREE_AGENT_CONFIG_DIR": str(config_dir), "FREE_AGENT_HOME": str(root / "home")}
+    return Harness(fake, llm.router, kind, env)
 
 
 @pytest.fixture(scope="module")
