@@ -62,6 +62,21 @@ _CLIENT_ENV_VARS: tuple[str, ...] = (
 
 
 
+@pytest.fixture(scope="session", autouse=True)
+def bytecode_cache() -> Iterator[None]:
+    """Subprocesses (the CLI, the executor worker, ``langgraph dev``) may cache compiled modules.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (common in containers) and a venv installed without
+    bytecode, every one of the suite's ~100 Python subprocesses compiled langchain, langgraph & co.
+    from source again (≈4 s of CPU each). Python's default lets the first one write ``__pycache__``
+    and the others read it; nothing a test asserts depends on it (the sandbox sets it again inside,
+    where the filesystem is read-only anyway).
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No real key, proxy, tracing or config/home override from the machine reaches a test."""

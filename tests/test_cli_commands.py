@@ -180,7 +180,9 @@ def test_graph_mermaid_offline_and_png_needs_graphviz(home: Path, tmp_path: Path
 def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
 ) -> None:
-    plan = (("wait a bit", "import time\ntime.sleep(4)\nprint('waited')"), ("say done", "print('done')"))
+    wait = ("import os, time\nopen('started', 'w').close()\nt = time.time()\n"
+            "while not os.path.exists('go') and time.time() - t < 60:\n    time.sleep(0.05)\nprint('waited')")
+    plan = (("wait a bit", wait), ("say done", "print('done')"))
     server = fake_server("openai", responder=make_responder(plan))
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
     proc = subprocess.Popen(
@@ -189,16 +191,18 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits SIG_IGN
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and len(server.requests) < 2:  # plan + code answered: now executing
+    workspace = home / "workspaces" / "cc1"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (workspace / "started").exists():  # task 1 is running (until "go")
         time.sleep(0.1)
-    time.sleep(0.5)
+    assert (workspace / "started").exists(), "task 1 never started"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     # the hint keeps every flag that was given, so it can be copied as is
     assert f"uv run run_graph.py --config-dir {cfg} --home {home} resume cc1" in " ".join(stderr.split())
+    (workspace / "go").write_text("go")  # from now on task 1 finishes at once
     done = cli(["resume", "cc1", "--yes", "--json"], home, cfg)
     result: dict[str, Any] = json.loads(done.stdout)
     assert result["status"] == "completed", done.stderr

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
@@ -84,7 +85,8 @@ def test_goal_runs_to_completed_within_llm_budget_and_rerun_is_cached(
 KILL_PLAN: tuple[tuple[str, str], ...] = (
     ("step one", "open('runs.log','a').write('one\\n')\nprint('one')"),
     ("step two", "open('runs.log','a').write('two\\n')\nprint('two')"),
-    ("step three", "import time\nopen('runs.log','a').write('three-start\\n')\ntime.sleep(6)\n"
+    ("step three", "import os, time\nopen('runs.log','a').write('three-start\\n')\nt = time.time()\n"
+                   "while not os.path.exists('go') and time.time() - t < 60:\n    time.sleep(0.05)\n"
                    "open('runs.log','a').write('three\\n')\nprint('three')"),
     ("step four", "open('runs.log','a').write('four\\n')\nprint('four')"),
 )
@@ -104,10 +106,15 @@ def test_kill_9_during_execution_then_resume_repeats_nothing(
     while time.time() < deadline and not (log.exists() and "three-start" in log.read_text()):
         time.sleep(0.2)
     assert log.exists() and "three-start" in log.read_text(), "task 3 never started"
+    tree = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Open Interpreter kernel
     proc.wait(timeout=30)
+    psutil.wait_procs(tree, timeout=30)  # the executor dies with the CLI; task 3 must not see "go" below
     requests_before = len(server.requests)  # plan + code for batch 1
     assert requests_before == 2
+
+    assert "three\n" not in log.read_text()  # task 3 (waiting for "go") was cut short
+    (log.parent / "go").write_text("go")  # from now on task 3 finishes at once
 
     threads = as_json(cli(["threads", "--json"], home, cfg))
     assert {"thread_id": "crash1", "status": "interrupted"}.items() <= threads["threads"][0].items()

@@ -178,7 +178,8 @@ def test_kill_9_leaves_no_process_and_resume_runs_the_interrupted_task_once(
 ) -> None:
     plan: Plan = (
         ("step one", "open('runs.log','a').write('one\\n')"),
-        ("step two", "import time\nopen('runs.log','a').write('two-start\\n')\ntime.sleep(30)\n"
+        ("step two", "import os, time\nopen('runs.log','a').write('two-start\\n')\nt = time.time()\n"
+                     "while not os.path.exists('go') and time.time() - t < 60:\n    time.sleep(0.05)\n"
                      "open('runs.log','a').write('two\\n')"),
         ("step three", "open('runs.log','a').write('three\\n')"),
     )
@@ -196,7 +197,9 @@ def test_kill_9_leaves_no_process_and_resume_runs_the_interrupted_task_once(
     proc.send_signal(signal.SIGKILL)  # the agent alone: its children are not signalled
     proc.wait(timeout=30)
     assert not _gone(tree), "the executor outlived the agent"
+    assert "two\n" not in log.read_text()  # task 2 (waiting for "go") was cut short
 
+    (log.parent / "go").write_text("go")  # from now on task 2 finishes at once
     resumed = cli(["resume", "k9", "--yes", "--json"], home, cfg)
     out = as_json(resumed)
     assert out["status"] == "completed", resumed.stderr

@@ -61,17 +61,25 @@ def test_terminal_approval_rejects_edits_and_approves(
     assert "Task 1: write a.txt" in (child.before or "")  # summary lists the skipped task
 
 
-@pytest.mark.parametrize("editor_script", ["#!/bin/sh\nexit 0\n", "#!/bin/sh\nexit 3\n", "#!/bin/sh\n: > \"$1\"\n"],
-                         ids=["quit-without-saving", "editor-fails", "emptied"])
+# One session tries each way an edit can change nothing (the editor answers differently on each call):
+# quitting without saving, the editor failing, emptying the file.
+NO_CHANGE_EDITS = ("exit 0", "exit 3", ': > "$1"')
+COUNTING_EDITOR = (
+    '#!/bin/sh\nn=$(cat "$0.count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$0.count"\n'
+    'case $n in\n' + "".join(f"  {i}) {edit};;\n" for i, edit in enumerate(NO_CHANGE_EDITS, 1)) + 'esac\n'
+)
+
+
 def test_an_edit_that_changes_nothing_is_not_an_approval_and_ctrl_d_pauses(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path,
-    editor_script: str,
 ) -> None:
-    child, cfg = spawn_run(fake_server, make_config, home, tmp_path, editor_script, "tty2")
+    child, cfg = spawn_run(fake_server, make_config, home, tmp_path, COUNTING_EDITOR, "tty2")
     child.expect(PROMPT)
-    child.sendline("e")
-    child.expect(r"Nothing changed; nothing runs until you answer y\.")
-    child.expect(PROMPT)  # asked again, nothing ran
+    for _ in NO_CHANGE_EDITS:
+        child.sendline("e")
+        child.expect(r"Nothing changed; nothing runs until you answer y\.")
+        child.expect(PROMPT)  # asked again, nothing ran
+    assert (tmp_path / "editor.sh.count").read_text().strip() == str(len(NO_CHANGE_EDITS))  # each edit was made
     child.sendeof()  # Ctrl-D
     child.expect(r"the thread is paused, nothing ran")
     child.expect(pexpect.EOF)

@@ -82,7 +82,8 @@ class Canaries:
             self.user_home / ".ssh" / "id_rsa": f"-----BEGIN KEY-----\n{self.secrets['ssh key']}\n".encode(),
             self.user_home / ".aws" / "credentials": f"[x]\nkey = {self.secrets['aws credentials']}\n".encode(),
             self.user_home / ".netrc": f"machine x login y password {self.secrets['netrc']}\n".encode(),
-            # Open Interpreter writes this in $HOME when imported (without the sandbox): there already
+            # the whole Open Interpreter package writes this in $HOME when imported (the executor imports
+            # only its terminal, but any other import of it would): there already
             self.user_home / ".cache" / "open-interpreter" / "telemetry_user_id": b"fla-hostile-test",
             self.env_file: f"FLA_DOTENV_KEY={self.secrets['.env']}\n".encode(),
             self.extra / "secret.txt": f"{self.secrets['hidden_paths']}\n".encode(),

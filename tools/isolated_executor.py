@@ -37,7 +37,8 @@ from tools.local_executor import ExecutionResult
 from tools.sandbox import Sandbox, redact, scrubbed_env
 
 ROOT = Path(__file__).resolve().parent.parent
-# Beyond the executor's own timeout: a cold start (import ≈ 4 s, kernel ≈ 2 s) and cleanup.
+# Beyond the executor's own timeout: a cold start (import ≈ 0.5 s, kernel ≈ 1–3 s; far more on a loaded
+# machine) and cleanup.
 GRACE_S = 90.0
 
 
