@@ -55,7 +55,7 @@ def test_auto_approve_approves_without_interrupt(tmp_path: Path) -> None:
     state = make_state([_coded(1, "print('hi')")], batch=[1])
     # interrupt() outside a graph run would raise: returning at all shows no interrupt happened
     update = approve(state, rt(auto_approve=True), CONFIG, deps=make_deps(tmp_path))
-    assert update == {"tasks": [{"id": 1, "approved": True}]}
+    assert update == {"tasks": [{"id": 1, "approved": True, "approval": "auto"}]}  # show: "approved by --yes"
     assert in_batch(apply(state, update)) == "run_task"
 
 
