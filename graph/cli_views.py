@@ -148,7 +148,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for r in rows:
             mark = "[green]ok[/green]   " if r["ok"] else "[red]error[/red]"
             ms = f"{r['latency_ms']:>6} ms" if r["latency_ms"] is not None else " " * 9
-            out.print(f"{r['provider']:<20} {mark} {ms}  {escape(r['reason'])}")
+            out.print(f"{escape(r['provider']):<20} {mark} {ms}  {escape(r['reason'])}")
         out.print(f"{'sandbox':<20} {'[green]on[/green]   ' if sandbox['active'] else '[yellow]off[/yellow]  '}"
                   f"{' ' * 10}{escape(sandbox['detail'])}")
     return 0 if any(r["ok"] for r in rows) else 1
