@@ -16,6 +16,7 @@ from pathlib import Path
 from providers.fifo_lock import fifo_lock
 
 DAMAGED, UNWRITABLE = "damaged", "unwritable"
+_CHECKPOINT_EVERY = 200  # commits of one connection between two (passive) WAL checkpoints
 _UNWRITABLE_HINTS = ("unable to open", "readonly", "read-only", "disk is full", "disk i/o", "permission")
 
 
@@ -182,7 +183,9 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run outside the write lock (transaction)
             self._local.conn = conn
+            self._local.commits = 0
         return conn
 
     @contextmanager
@@ -191,16 +194,22 @@ class Database:
 
         A damaged or unwritable file raises :class:`StateFileError`; nothing is written then.
         """
-        with translated(self.path), self.lock.held():
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with translated(self.path):
+            with self.lock.held():
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            # SQLite's automatic checkpoint would run inside the commit, holding up every waiter (its
+            # fsync can take tens of ms). A passive one here copies the WAL back without blocking anyone.
+            self._local.commits += 1
+            if self._local.commits % _CHECKPOINT_EVERY == 0:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         """Close this thread's connection (others close with their threads)."""

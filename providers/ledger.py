@@ -47,19 +47,42 @@ class Unavailable:
     reasons: dict[str, str]
 
 
-def day_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
+_LAST_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {}  # the last period computed per kind and zone
+
+
+def _cached(kind: str, t: float, tz: ZoneInfo, compute: Callable[[float, ZoneInfo], tuple[float, float]]
+            ) -> tuple[float, float]:
+    key = (kind, str(tz))
+    last = _LAST_BOUNDS.get(key)
+    if last is not None and last[0] <= t < last[1]:
+        return last
+    _LAST_BOUNDS[key] = bounds = compute(t, tz)
+    return bounds
+
+
+def _day(t: float, tz: ZoneInfo) -> tuple[float, float]:
     local = datetime.fromtimestamp(t, tz).date()
     start = datetime.combine(local, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(local + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     return start.timestamp(), end.timestamp()
 
 
-def month_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
+def _month(t: float, tz: ZoneInfo) -> tuple[float, float]:
     local = datetime.fromtimestamp(t, tz).date().replace(day=1)
     nxt = (local + timedelta(days=32)).replace(day=1)
     start = datetime.combine(local, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(nxt, datetime.min.time(), tzinfo=tz)
     return start.timestamp(), end.timestamp()
+
+
+def day_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
+    """Start and end (epoch seconds) of the calendar day holding ``t`` in ``tz``."""
+    return _cached("day", t, tz, _day)
+
+
+def month_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
+    """Start and end (epoch seconds) of the calendar month holding ``t`` in ``tz``."""
+    return _cached("month", t, tz, _month)
 
 
 PERIODS: tuple[tuple[str, Callable[[float, ZoneInfo], tuple[float, float]]], ...] = (

@@ -38,7 +38,7 @@ from providers.ledger import (
 
 __all__ = ["MINUTE", "QuotaLedger", "QuotaStore", "Slot", "Unavailable", "day_bounds", "month_bounds"]
 
-_STALE_OPEN_S = 86400.0  # a slot never settled (its process died) stays in the minute table this long
+_STALE_OPEN_S = 3600.0  # a slot never settled (its process died) stays in the minute table this long
 _PERIOD_KEEP_S = 40 * 86400.0  # period counters older than this are no window's any more
 _PRUNE_EVERY_S = 300.0
 
@@ -238,7 +238,7 @@ class QuotaStore(QuotaLedger):
             conn.execute("DELETE FROM quota_periods WHERE start < ?", (now - _PERIOD_KEEP_S,))
 
     def _prune_slots(self, conn: sqlite3.Connection, now: float) -> None:
-        """Drop slots no minute window holds any more (a slot still open: after a day, its process is gone)."""
+        """Drop slots no minute window holds any more (one never settled: after an hour, its process is gone)."""
         horizon = now - 2 * MINUTE - self.margin
         conn.execute("DELETE FROM quota_slots WHERE ts < ? AND (pending=0 OR ts < ?)", (horizon, now - _STALE_OPEN_S))
         self._pruned = now
