@@ -116,21 +116,23 @@ def cell(procs: int, history: int, seconds: float) -> dict[str, float]:
         "max_ms": lat[-1] * 1000,
         "n": len(lat),
         "refused": sum(r[2] for r in results),
+        # the least served process's reservations over the mean: 1.0 is perfectly fair, near 0 is starved
+        "fairness": min(len(r[1]) for r in results) / (len(lat) / procs),
     }
 
 
 def table(rows: list[dict[str, float]], baseline: list[dict[str, float]]) -> str:
     before = {(b["procs"], b["history"]): b for b in baseline}
-    head = "| processes | history rows | reservations/s | p50 ms | p99 ms | max ms |"
-    lines = [head, "|---:|---:|---:|---:|---:|---:|"]
+    head = "| processes | history rows | reservations/s | p50 ms | p99 ms | max ms | least served process / mean |"
+    lines = [head, "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         b = before.get((r["procs"], r["history"]))
 
         def col(key: str, fmt: str, r: dict[str, float] = r, b: dict[str, float] | None = b) -> str:
-            return (format(b[key], fmt) + " → " if b else "") + format(r[key], fmt)
+            return (format(b[key], fmt) + " → " if b and key in b else "") + format(r[key], fmt)
 
         lines.append(f"| {int(r['procs'])} | {int(r['history']):,} | {col('per_s', '.0f')} | {col('p50_ms', '.1f')}"
-                     f" | {col('p99_ms', '.1f')} | {col('max_ms', '.0f')} |")
+                     f" | {col('p99_ms', '.1f')} | {col('max_ms', '.0f')} | {col('fairness', '.2f')} |")
     return "\n".join(lines)
 
 
