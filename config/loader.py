@@ -73,6 +73,14 @@ class Optimization(_Strict):
     cache_ttl_hours: float = Field(default=24, ge=0)
     max_batch_size: int = Field(default=3, ge=1, le=10)
     safety_margin: float = Field(default=0.9, gt=0, le=1)
+    window_margin_seconds: float = Field(default=1.0, ge=0, le=30)
+    """Added to the sliding minute window: a request holds its place 60 s + this after it was sent,
+    so the provider (which counts it when it arrives) has let it go too. Covers the network round trip."""
+    usage_log_retention_days: int = Field(default=14, ge=2)
+    """Usage-log rows older than this are rolled up into one row per UTC day, provider, model,
+    task type and outcome (``usage_daily``), then deleted."""
+    usage_summary_retention_days: int = Field(default=400, ge=1)
+    """Daily usage summaries older than this are deleted."""
 
 
 class Fallback(_Strict):

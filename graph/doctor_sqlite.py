@@ -22,8 +22,11 @@ from graph.checkpoints import CheckpointUnreadable, GuardedSqliteSaver, salvage_
 from graph.doctor import Finding, move_aside
 from providers.db import DAMAGED, MIGRATIONS, Database, StateFileError, state_error
 
-AGENT_TABLES = ("requests", "cooldowns", "response_cache", "usage_log")
-SALVAGED_AGENT_TABLES = ("requests", "cooldowns", "usage_log")  # the cache is only a saving: rebuilt as it is used
+# The tables every schema version has, and those of the current one (migration 2 replaced ``requests``).
+AGENT_TABLES = ("cooldowns", "response_cache", "usage_log")
+CURRENT_AGENT_TABLES = (*AGENT_TABLES, "quota_slots", "quota_periods", "quota_backlog", "usage_daily")
+# The cache is only a saving: rebuilt as it is used.
+SALVAGED_AGENT_TABLES = ("quota_slots", "quota_periods", "quota_backlog", "cooldowns", "usage_log", "usage_daily")
 CHECKPOINT_TABLES = ("checkpoints", "writes")
 
 
@@ -88,7 +91,8 @@ class AgentDbCheck:
             with closing(_open(self.path)) as conn:
                 complaint = _integrity(conn)
                 version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-                missing = [t for t in AGENT_TABLES if t not in _tables(conn)] if version else []
+                expected = CURRENT_AGENT_TABLES if version == len(MIGRATIONS) else AGENT_TABLES
+                missing = [t for t in expected if t not in _tables(conn)] if version else []
         except (sqlite3.Error, OSError) as exc:
             return [_problem(self.path, exc)]
         if complaint or missing:

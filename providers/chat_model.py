@@ -43,6 +43,7 @@ _STANDARD = ("temperature", "max_tokens", "timeout")
 # The inner client's call is part of the wrapper's run, not a second chat-model run: no callbacks
 # (LangGraph's ``messages`` stream, usage callbacks, tracers) and no tracing of its own.
 _INNER: RunnableConfig = {"callbacks": [], "run_name": "inner_client"}
+_Client = Runnable[LanguageModelInput, Any]
 
 
 @contextmanager
@@ -157,9 +158,9 @@ class QuotaAwareChatModel(BaseChatModel):
         bind = {"tools": tools, "tool_choice": control.get("tool_choice"), "stop": stop, **generation}
         return call, key, bind, cached
 
-    def _client(self, name: str, bind: dict[str, Any]) -> Runnable[LanguageModelInput, Any]:
+    def _client(self, name: str, bind: dict[str, Any]) -> _Client:
         base = self.router.client(name, timeout=bind["timeout"])
-        client: Runnable[LanguageModelInput, Any] = base
+        client: _Client = base
         if bind["tools"]:
             choice = bind["tool_choice"]
             if choice == "any" and len(bind["tools"]) == 1:
@@ -182,6 +183,18 @@ class QuotaAwareChatModel(BaseChatModel):
             meta["token_usage"] = dict(message.usage_metadata)
         return message
 
+    def _go(self, call: Call, slot: Slot, bind: dict[str, Any]) -> tuple[Slot, _Client | None, float]:
+        """The last step before the request leaves: bind the (already built) client, then record the
+        send time in the ledger. No client (it cannot be built): the attempt is booked as failed."""
+        started = time.time()
+        last_response_headers.set(None)
+        try:
+            client = self._client(slot.provider, bind)
+        except Exception as exc:
+            self._failed(call, slot, exc, started)
+            return slot, None, started
+        return self.router.sending(slot), client, time.time()
+
     @staticmethod
     def _wait(slot: Slot) -> float:
         return max(0.0, slot.at - time.time())
@@ -198,14 +211,14 @@ class QuotaAwareChatModel(BaseChatModel):
         if cached is not None:
             return ChatResult(generations=[ChatGeneration(message=cached)])
         while True:
-            slot = self.router.next_slot(call)
+            slot = self.router.next_slot(call, bind["timeout"])
             time.sleep(self._wait(slot))
-            started = time.time()
-            last_response_headers.set(None)
+            slot, client, started = self._go(call, slot, bind)
+            if client is None:
+                continue
             try:
                 with _untraced():
-                    message = _not_empty(
-                        self._client(slot.provider, bind).invoke(messages, _INNER, stop=bind["stop"], **kwargs))
+                    message = _not_empty(client.invoke(messages, _INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 self._failed(call, slot, exc, started)
                 continue
@@ -224,14 +237,15 @@ class QuotaAwareChatModel(BaseChatModel):
         if cached is not None:
             return ChatResult(generations=[ChatGeneration(message=cached)])
         while True:
-            slot = await asyncio.to_thread(self.router.next_slot, call)
+            slot = await asyncio.to_thread(self.router.next_slot, call, bind["timeout"])
             await asyncio.sleep(self._wait(slot))
-            started = time.time()
+            slot, client, started = await asyncio.to_thread(self._go, call, slot, bind)
+            if client is None:
+                continue
             last_response_headers.set(None)
             try:
                 with _untraced():
-                    message = _not_empty(
-                        await self._client(slot.provider, bind).ainvoke(messages, _INNER, stop=bind["stop"], **kwargs))
+                    message = _not_empty(await client.ainvoke(messages, _INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
@@ -262,11 +276,12 @@ class QuotaAwareChatModel(BaseChatModel):
             yield _as_chunk(cached)
             return
         while True:
-            slot = self.router.next_slot(call)
+            slot = self.router.next_slot(call, bind["timeout"])
             time.sleep(self._wait(slot))
-            started = time.time()
-            last_response_headers.set(None)
-            stream = self._client(slot.provider, bind).stream(messages, _INNER, stop=bind["stop"], **kwargs)
+            slot, client, started = self._go(call, slot, bind)
+            if client is None:
+                continue
+            stream = client.stream(messages, _INNER, stop=bind["stop"], **kwargs)
             try:
                 with _untraced():  # the inner run's callbacks are set up at its first chunk
                     first = next(stream)
@@ -296,11 +311,13 @@ class QuotaAwareChatModel(BaseChatModel):
             yield _as_chunk(cached)
             return
         while True:
-            slot = await asyncio.to_thread(self.router.next_slot, call)
+            slot = await asyncio.to_thread(self.router.next_slot, call, bind["timeout"])
             await asyncio.sleep(self._wait(slot))
-            started = time.time()
+            slot, client, started = await asyncio.to_thread(self._go, call, slot, bind)
+            if client is None:
+                continue
             last_response_headers.set(None)
-            stream = self._client(slot.provider, bind).astream(messages, _INNER, stop=bind["stop"], **kwargs)
+            stream = client.astream(messages, _INNER, stop=bind["stop"], **kwargs)
             try:
                 with _untraced():
                     first = await anext(stream)

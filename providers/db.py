@@ -13,7 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from providers.fifo_lock import fifo_lock
+
 DAMAGED, UNWRITABLE = "damaged", "unwritable"
+_CHECKPOINT_EVERY = 200  # commits of one connection between two (passive) WAL checkpoints
 _UNWRITABLE_HINTS = ("unable to open", "readonly", "read-only", "disk is full", "disk i/o", "permission")
 
 
@@ -93,17 +96,77 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX usage_log_provider_ts ON usage_log(provider, ts);
     """,
+    # 2: per-window counters instead of one row per request, kept forever (providers/quota.py):
+    # the minute window's slots, day and month totals per provider and period, and the
+    # schema-1 rows carried over per 15 minutes (every timezone's midnight falls on a quarter
+    # hour), folded into the totals with each provider's timezone when the store opens. The
+    # slots of the last two minutes (and any booked ahead) are kept as they were. Usage log:
+    # old rows are rolled up per UTC day (providers/usage.py), so the log stays small.
+    """
+    CREATE TABLE quota_slots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        provider TEXT NOT NULL,
+        ts REAL NOT NULL,              -- when the request was sent (until then: when it may be)
+        tokens INTEGER NOT NULL DEFAULT 0,
+        day_start REAL,                -- the quota_periods it is counted in (NULL: counted by the backlog)
+        month_start REAL,
+        pending INTEGER NOT NULL DEFAULT 1   -- 1 until settled
+    );
+    CREATE INDEX quota_slots_provider_ts ON quota_slots(provider, ts);
+    CREATE INDEX quota_slots_ts ON quota_slots(ts);
+    CREATE TABLE quota_periods (
+        provider TEXT NOT NULL,
+        period TEXT NOT NULL,          -- day | month, in the provider's timezone
+        start REAL NOT NULL,           -- epoch seconds the period starts
+        requests INTEGER NOT NULL DEFAULT 0,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (provider, period, start)
+    ) WITHOUT ROWID;
+    CREATE TABLE quota_backlog (
+        provider TEXT NOT NULL,
+        bucket REAL NOT NULL,          -- start of a quarter hour
+        requests INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (provider, bucket)
+    ) WITHOUT ROWID;
+    INSERT INTO quota_backlog(provider, bucket, requests, tokens)
+        SELECT provider, CAST(ts / 900 AS INTEGER) * 900.0, COUNT(*), COALESCE(SUM(tokens), 0)
+        FROM requests GROUP BY 1, 2;
+    INSERT INTO quota_slots(provider, ts, tokens, pending)
+        SELECT provider, ts, tokens, 0 FROM requests
+        WHERE ts > (julianday('now') - 2440587.5) * 86400.0 - 120;
+    DROP TABLE requests;
+    CREATE INDEX usage_log_ts ON usage_log(ts);
+    CREATE TABLE usage_daily (
+        day TEXT NOT NULL,             -- UTC date, YYYY-MM-DD
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        task_type TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        cached INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL,
+        latency_ms REAL NOT NULL,      -- the sum: divide by requests for the mean
+        PRIMARY KEY (day, provider, model, task_type, outcome, cached)
+    ) WITHOUT ROWID;
+    """,
 )
 
 
 class Database:
-    """Thread-local connections to one SQLite file in WAL mode, migrated on open."""
+    """Thread-local connections to one SQLite file in WAL mode, migrated on open.
+
+    Writers take the file's first-come, first-served lock (``agent.db.lock`` beside it, see
+    :mod:`providers.fifo_lock`) before ``BEGIN IMMEDIATE``: SQLite's busy handler alone lets
+    a process wait for seconds while others write again and again."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
         with translated(path):
             path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = fifo_lock(path.with_name(path.name + ".lock"))
         with self.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -120,7 +183,9 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run outside the write lock (transaction)
             self._local.conn = conn
+            self._local.commits = 0
         return conn
 
     @contextmanager
@@ -130,15 +195,21 @@ class Database:
         A damaged or unwritable file raises :class:`StateFileError`; nothing is written then.
         """
         with translated(self.path):
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            with self.lock.held():
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            # SQLite's automatic checkpoint would run inside the commit, holding up every waiter (its
+            # fsync can take tens of ms). A passive one here copies the WAL back without blocking anyone.
+            self._local.commits += 1
+            if self._local.commits % _CHECKPOINT_EVERY == 0:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         """Close this thread's connection (others close with their threads)."""

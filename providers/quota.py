@@ -1,117 +1,107 @@
-"""Shared request quotas: per-minute (sliding), per-day and per-month (calendar).
+"""The quota ledger in the shared SQLite file (the one :class:`~providers.ledger.QuotaLedger` today).
 
-Every request takes a *slot* first. Slots are rows of ``requests``; taking one
-is a single ``BEGIN IMMEDIATE`` transaction that looks at every candidate
-provider, so processes sharing one home directory never exceed a limit
-together. When every provider is full, a caller may take a slot in the near
-future (``ts`` > now) and sleep until then: later callers see that row and
-queue behind it, which makes waiting first come, first served across threads
-and processes.
+Tables (migration 2 in :mod:`providers.db`):
+
+* ``quota_slots`` — one row per request of the sliding minute window (and any booked in the
+  near future): send time, tokens, and the day and month it is counted in. Rows past the
+  window are pruned, so a reservation reads at most ``requests_per_minute`` of them (through
+  the ``(provider, ts)`` index), however long the history.
+* ``quota_periods`` — requests and tokens per provider, calendar period (``day``/``month``
+  in the provider's timezone) and period start: two primary-key lookups per candidate.
+* ``quota_backlog`` — request counts per 15 minutes carried over from the schema-1
+  ``requests`` table; folded into ``quota_periods`` (with each provider's timezone) on open.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction taken behind the file's first-come,
+first-served lock (:mod:`providers.fifo_lock`), so N processes sharing one home never exceed
+a limit together and none of them starves. When every provider is full, a caller may take a
+slot in the near future and sleep until then: later callers see that row and queue behind it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from config import RateLimit
 from providers.db import Database
+from providers.ledger import (
+    MINUTE,
+    PERIODS,
+    QuotaLedger,
+    Slot,
+    Unavailable,
+    day_bounds,
+    earliest,
+    month_bounds,
+)
 
-MINUTE = 60.0
-_EPS = 0.001
-_QUEUE_TOLERANCE = 0.25  # a row this close to now is a send, not a queued waiter
+__all__ = ["MINUTE", "QuotaLedger", "QuotaStore", "Slot", "Unavailable", "day_bounds", "month_bounds"]
 
-
-@dataclass(frozen=True)
-class Slot:
-    """A reserved request: send it at ``at`` (epoch seconds) to ``provider``."""
-
-    id: int
-    provider: str
-    at: float
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """No provider can take a request before ``retry_at``; ``reasons`` per provider."""
-
-    retry_at: float
-    reasons: dict[str, str]
+_STALE_OPEN_S = 3600.0  # a slot never settled (its process died) stays in the minute table this long
+_PERIOD_KEEP_S = 40 * 86400.0  # period counters older than this are no window's any more
+_PRUNE_EVERY_S = 300.0
 
 
-def day_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
-    local = datetime.fromtimestamp(t, tz).date()
-    start = datetime.combine(local, datetime.min.time(), tzinfo=tz)
-    end = datetime.combine(local + timedelta(days=1), datetime.min.time(), tzinfo=tz)
-    return start.timestamp(), end.timestamp()
+class _Windows:
+    """:class:`~providers.ledger.WindowReader` on one SQLite connection (inside its transaction)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def cooldown(self, provider: str) -> tuple[float, str] | None:
+        row = self.conn.execute("SELECT until, reason FROM cooldowns WHERE provider=?", (provider,)).fetchone()
+        return (float(row[0]), str(row[1])) if row else None
+
+    def last_slot(self, provider: str) -> float | None:
+        row = self.conn.execute("SELECT MAX(ts) FROM quota_slots WHERE provider=?", (provider,)).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def recent(self, provider: str, since: float) -> list[tuple[float, int]]:
+        return self.conn.execute(
+            "SELECT ts, tokens FROM quota_slots WHERE provider=? AND ts>? ORDER BY ts", (provider, since)
+        ).fetchall()
+
+    def period(self, provider: str, period: str, start: float) -> tuple[int, int]:
+        row = self.conn.execute(
+            "SELECT requests, tokens FROM quota_periods WHERE provider=? AND period=? AND start=?",
+            (provider, period, start),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def _month_bounds(t: float, tz: ZoneInfo) -> tuple[float, float]:
-    local = datetime.fromtimestamp(t, tz).date().replace(day=1)
-    nxt = (local + timedelta(days=32)).replace(day=1)
-    start = datetime.combine(local, datetime.min.time(), tzinfo=tz)
-    end = datetime.combine(nxt, datetime.min.time(), tzinfo=tz)
-    return start.timestamp(), end.timestamp()
+class QuotaStore(QuotaLedger):
+    """Quota slots, period counters, cooldowns and failure streaks in the shared SQLite file.
 
+    ``margin`` (``optimization.window_margin_seconds``) lengthens the minute window for the
+    network round trip; 0 gives the exact 60-second window."""
 
-class QuotaStore:
-    """Quota slots, cooldowns and failure streaks in the shared SQLite file."""
-
-    def __init__(self, db: Database, limits: Callable[[str], RateLimit]) -> None:
+    def __init__(self, db: Database, limits: Callable[[str], RateLimit], *, margin: float = 0.0) -> None:
         self.db = db
         self.limits = limits
+        self.margin = margin
+        self._pruned = 0.0
+        if db.query("SELECT 1 FROM quota_backlog LIMIT 1"):
+            with db.transaction() as conn:
+                self._fold_backlog(conn)
 
-    # -- slot arithmetic ---------------------------------------------------------
-    def _earliest(self, conn: sqlite3.Connection, provider: str, now: float, est: int) -> tuple[float, str]:
-        """Earliest time >= now a request of ``est`` tokens fits every limit, and why."""
-        lim = self.limits(provider)
-        tz = ZoneInfo(lim.timezone)
-        row = conn.execute("SELECT until, reason FROM cooldowns WHERE provider=?", (provider,)).fetchone()
-        t, why = now, ""
-        if row and row[0] > t:
-            t, why = row[0], f"cooling down ({row[1]})"
-        last = conn.execute("SELECT MAX(ts) FROM requests WHERE provider=?", (provider,)).fetchone()[0]
-        if last is not None and last > max(t, now + _QUEUE_TOLERANCE):
-            t, why = last + _EPS, "queued behind waiting requests"
-        for _ in range(12):
-            before = t
-            if lim.requests_per_minute is not None or lim.tokens_per_minute is not None:
-                recent = conn.execute(
-                    "SELECT ts, tokens FROM requests WHERE provider=? AND ts>? ORDER BY ts",
-                    (provider, t - MINUTE),
-                ).fetchall()
-                rpm = lim.requests_per_minute
-                if rpm is not None and len(recent) >= rpm:
-                    t = recent[len(recent) - rpm][0] + MINUTE + _EPS if rpm else float("inf")
-                    why = f"{rpm} requests/minute used"
-                tpm = lim.tokens_per_minute
-                if tpm is not None:
-                    need, used = min(est, tpm), sum(r[1] for r in recent)
-                    for ts, tokens in recent:
-                        if used + need <= tpm:
-                            break
-                        used -= tokens
-                        t = max(t, ts + MINUTE + _EPS)
-                        why = f"{tpm} tokens/minute used"
-            for per, bounds in (("day", day_bounds), ("month", _month_bounds)):
-                start, end = bounds(t, tz)
-                count, tokens = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(tokens),0) FROM requests WHERE provider=? AND ts>=? AND ts<?",
-                    (provider, start, end),
-                ).fetchone()
-                rlim = getattr(lim, f"requests_per_{per}")
-                tlim = getattr(lim, f"tokens_per_{per}", None)
-                if rlim is not None and count >= rlim:
-                    t, why = end, f"{rlim} requests/{per} used"
-                elif tlim is not None and tokens + min(est, tlim) > tlim:
-                    t, why = end, f"{tlim} tokens/{per} used"
-            if t == before or t == float("inf"):
-                break
-        return t, why
+    def _zone(self, provider: str) -> ZoneInfo:
+        return ZoneInfo(self.limits(provider).timezone)
 
+    def _starts(self, provider: str, t: float) -> tuple[float, float]:
+        tz = self._zone(provider)
+        return day_bounds(t, tz)[0], month_bounds(t, tz)[0]
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, provider: str, starts: tuple[float, float], requests: int, tokens: int) -> None:
+        conn.executemany(
+            "INSERT INTO quota_periods(provider, period, start, requests, tokens) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(provider, period, start) DO UPDATE SET "
+            "requests=requests+excluded.requests, tokens=tokens+excluded.tokens",
+            [(provider, per, start, requests, tokens) for (per, _), start in zip(PERIODS, starts, strict=True)],
+        )
+
+    # -- reserving ---------------------------------------------------------------
     def reserve(
         self,
         candidates: Sequence[str],
@@ -119,12 +109,14 @@ class QuotaStore:
         now: float,
         max_wait: float,
     ) -> Slot | Unavailable:
-        """Take a slot on the first candidate free now; else the earliest within ``max_wait``."""
         with self.db.transaction() as conn:
+            if now - self._pruned > _PRUNE_EVERY_S:
+                self._prune_slots(conn, now)
+            windows = _Windows(conn)
             best: tuple[float, str] | None = None
             reasons: dict[str, str] = {}
             for name in candidates:
-                at, why = self._earliest(conn, name, now, est_tokens(name))
+                at, why = earliest(windows, name, self.limits(name), now, est_tokens(name), self.margin)
                 if at <= now:
                     return self._insert(conn, name, now, est_tokens(name))
                 reasons[name] = why
@@ -136,30 +128,65 @@ class QuotaStore:
                 return self._insert(conn, best[1], best[0], est_tokens(best[1]))
             return Unavailable(retry_at=best[0], reasons=reasons)
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, provider: str, at: float, tokens: int) -> Slot:
-        cur = conn.execute("INSERT INTO requests(provider, ts, tokens) VALUES (?,?,?)", (provider, at, tokens))
+    def _insert(self, conn: sqlite3.Connection, provider: str, at: float, tokens: int) -> Slot:
+        starts = self._starts(provider, at)
+        cur = conn.execute(
+            "INSERT INTO quota_slots(provider, ts, tokens, day_start, month_start) VALUES (?,?,?,?,?)",
+            (provider, at, tokens, *starts),
+        )
+        self._bump(conn, provider, starts, 1, tokens)
         return Slot(id=int(cur.lastrowid or 0), provider=provider, at=at)
 
-    # -- settling --------------------------------------------------------------
-    def settle(self, slot: Slot, tokens: int, now: float, *, ok: bool = True) -> None:
-        """The request was answered: record its real token use and its real send time.
+    def _row(self, conn: sqlite3.Connection, slot: Slot) -> tuple[int, tuple[float, float] | None] | None:
+        """The slot's tokens and the periods it is counted in (None: counted by the backlog), or None if gone."""
+        row = conn.execute("SELECT tokens, day_start, month_start FROM quota_slots WHERE id=?", (slot.id,)).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), (None if row[1] is None else (float(row[1]), float(row[2])))
 
-        ``ok=False`` books a request the provider counted but failed (5xx, garbage): it
-        keeps the failure streak instead of resetting it."""
+    # -- the request's life ------------------------------------------------------
+    def sent(self, slot: Slot, now: float) -> Slot:
         with self.db.transaction() as conn:
-            conn.execute("UPDATE requests SET tokens=?, ts=MIN(ts, ?) WHERE id=?", (tokens, max(now, slot.at), slot.id))
+            row = self._row(conn, slot)
+            if row is None:
+                return slot
+            tokens, starts = row
+            moved = self._starts(slot.provider, now)
+            if starts is not None and moved != starts:  # sent on another day than it was booked for
+                self._bump(conn, slot.provider, starts, -1, -tokens)
+                self._bump(conn, slot.provider, moved, 1, tokens)
+            conn.execute(
+                "UPDATE quota_slots SET ts=?, day_start=?, month_start=? WHERE id=?",
+                (now, *(moved if starts is not None else (None, None)), slot.id),
+            )
+        return Slot(id=slot.id, provider=slot.provider, at=now)
+
+    def settle(self, slot: Slot, tokens: int, now: float, *, ok: bool = True) -> None:
+        with self.db.transaction() as conn:
+            row = self._row(conn, slot)
+            if row is not None:
+                if row[1] is not None:
+                    self._bump(conn, slot.provider, row[1], 0, tokens - row[0])
+                conn.execute("UPDATE quota_slots SET tokens=?, pending=0 WHERE id=?", (tokens, slot.id))
             if ok:
                 conn.execute("UPDATE cooldowns SET failures=0 WHERE provider=?", (slot.provider,))
 
     def release(self, slot: Slot) -> None:
-        """The provider never counted the request (429, connection refused): give the slot back."""
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM requests WHERE id=?", (slot.id,))
+            row = self._row(conn, slot)
+            if row is None:
+                return
+            if row[1] is not None:
+                self._bump(conn, slot.provider, row[1], -1, -row[0])
+            conn.execute("DELETE FROM quota_slots WHERE id=?", (slot.id,))
+
+    def add_used(self, provider: str, requests: int, now: float) -> None:
+        if requests > 0:
+            with self.db.transaction() as conn:
+                self._bump(conn, provider, self._starts(provider, now), requests, 0)
 
     # -- cooldowns -------------------------------------------------------------
     def cool_down(self, provider: str, until: float, reason: str) -> None:
-        """Persist a cooldown; the longest deadline wins."""
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cooldowns(provider, until, reason) VALUES (?,?,?) "
@@ -169,7 +196,6 @@ class QuotaStore:
             )
 
     def record_failure(self, provider: str, now: float, threshold: int, cooldown_s: float) -> bool:
-        """Count a transient failure; after ``threshold`` in a row, cool down. True if it did."""
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cooldowns(provider, failures) VALUES (?,1) "
@@ -191,19 +217,35 @@ class QuotaStore:
 
     # -- reporting -------------------------------------------------------------
     def counts(self, provider: str, now: float) -> dict[str, int]:
-        """Requests/tokens used in the current minute, day and month windows."""
-        tz = ZoneInfo(self.limits(provider).timezone)
-        day, month = day_bounds(now, tz), _month_bounds(now, tz)
-        out: dict[str, int] = {}
-        for key, (start, end) in (("minute", (now - MINUTE, float("inf"))), ("day", day), ("month", month)):
-            n, tok = self.db.query(
-                "SELECT COUNT(*), COALESCE(SUM(tokens),0) FROM requests WHERE provider=? AND ts>? AND ts<?",
-                (provider, start if key == "minute" else start - _EPS, end),
-            )[0]
-            out[f"requests_{key}"], out[f"tokens_{key}"] = int(n), int(tok)  # type: ignore[call-overload]
+        n, tok = self.db.query(
+            "SELECT COUNT(*), COALESCE(SUM(tokens),0) FROM quota_slots WHERE provider=? AND ts>?",
+            (provider, now - MINUTE),
+        )[0]
+        out = {"requests_minute": int(n), "tokens_minute": int(tok)}  # type: ignore[call-overload]
+        for (per, _), start in zip(PERIODS, self._starts(provider, now), strict=True):
+            rows = self.db.query(
+                "SELECT requests, tokens FROM quota_periods WHERE provider=? AND period=? AND start=?",
+                (provider, per, start),
+            )
+            out[f"requests_{per}"], out[f"tokens_{per}"] = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)  # type: ignore[call-overload]
         return out
 
+    # -- upkeep ------------------------------------------------------------------
     def prune(self, now: float) -> None:
-        """Forget requests older than any window (about 32 days)."""
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM requests WHERE ts < ?", (now - 33 * 86400,))
+            self._fold_backlog(conn)
+            self._prune_slots(conn, now)
+            conn.execute("DELETE FROM quota_periods WHERE start < ?", (now - _PERIOD_KEEP_S,))
+
+    def _prune_slots(self, conn: sqlite3.Connection, now: float) -> None:
+        """Drop slots no minute window holds any more (one never settled: after an hour, its process is gone)."""
+        horizon = now - 2 * MINUTE - self.margin
+        conn.execute("DELETE FROM quota_slots WHERE ts < ? AND (pending=0 OR ts < ?)", (horizon, now - _STALE_OPEN_S))
+        self._pruned = now
+
+    def _fold_backlog(self, conn: sqlite3.Connection) -> None:
+        """Count schema-1 request rows (kept per 15 minutes by migration 2) in their day and month."""
+        rows = conn.execute("SELECT provider, bucket, requests, tokens FROM quota_backlog").fetchall()
+        for provider, bucket, requests, tokens in rows:
+            self._bump(conn, str(provider), self._starts(str(provider), float(bucket)), int(requests), int(tokens))
+        conn.execute("DELETE FROM quota_backlog")

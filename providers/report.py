@@ -43,16 +43,15 @@ def check_provider(router: Router, name: str) -> dict[str, Any]:
     if resolve_key(cfg) is None and not cfg.local:
         return {"provider": name, "ok": False, "reason": f"no key: set {describe_key_vars(cfg)}", "latency_ms": None}
     call = Call(messages=[], task_type="check", est_chars=20)
+    try:
+        client = router.client(name)  # before the slot: building a client can take seconds
+    except Exception as exc:
+        return {"provider": name, "ok": False, "reason": f"cannot build client: {exc}", "latency_ms": None}
     got = router.quota.reserve([name], lambda _: 20, time.time(), 0)
     if isinstance(got, Unavailable):
         return {"provider": name, "ok": False, "reason": f"quota: {got.reasons.get(name, 'exhausted')}",
                 "latency_ms": None}
-    slot: Slot = got
-    try:
-        client = router.client(name)
-    except Exception as exc:
-        router.quota.release(slot)
-        return {"provider": name, "ok": False, "reason": f"cannot build client: {exc}", "latency_ms": None}
+    slot: Slot = router.sending(got)
     started = time.time()
     try:
         message = client.invoke("Reply with the single word OK.")
@@ -71,14 +70,18 @@ def check_provider(router: Router, name: str) -> dict[str, Any]:
 def daily_requests(router: Router, days: int = 30, now: float | None = None) -> dict[str, dict[str, int]]:
     """Requests that reached each provider per UTC day (cache hits excluded), last ``days`` days."""
     now = now or time.time()
-    rows = router.db.query(
+    since = now - days * 86400
+    rows = router.db.query(  # recent rows from the log, older days from its daily rollup
         "SELECT provider, date(ts, 'unixepoch') AS day, COUNT(*) FROM usage_log"
-        " WHERE cached=0 AND outcome!='auth' AND ts>=? GROUP BY provider, day ORDER BY day",
-        (now - days * 86400,),
+        " WHERE cached=0 AND outcome!='auth' AND ts>=? GROUP BY provider, day"
+        " UNION ALL SELECT provider, day, SUM(requests) FROM usage_daily"
+        " WHERE cached=0 AND outcome!='auth' AND day>=date(?, 'unixepoch') GROUP BY provider, day",
+        (since, since),
     )
     out: dict[str, dict[str, int]] = {}
-    for provider, day, count in rows:
-        out.setdefault(str(provider), {})[str(day)] = int(count)  # type: ignore[call-overload]
+    for provider, day, count in sorted(rows, key=lambda r: str(r[1])):
+        per = out.setdefault(str(provider), {})
+        per[str(day)] = per.get(str(day), 0) + int(count)  # type: ignore[call-overload]
     return out
 
 

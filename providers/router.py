@@ -32,7 +32,8 @@ from providers.errors import (
     wait_from_headers,
 )
 from providers.keys import usable_providers
-from providers.quota import QuotaStore, Slot, Unavailable, day_bounds
+from providers.ledger import QuotaLedger, Slot, Unavailable, day_bounds
+from providers.quota import QuotaStore
 from providers.registry import build_client
 from providers.usage import AutoOptimizer, UsageEvent, UsageTracker
 
@@ -56,8 +57,8 @@ class Router:
     def __init__(self, config: AppConfig, home: Path, keys: Mapping[str, str | None], *, offline: bool = False) -> None:
         self.config, self.home, self.keys, self.offline = config, home, dict(keys), offline
         self.db = Database(home / "agent.db")
-        self.quota = QuotaStore(self.db, config.limit_for)
         opt = config.limits.optimization
+        self.quota: QuotaLedger = QuotaStore(self.db, config.limit_for, margin=opt.window_margin_seconds)
         self.cache = ResponseCache(self.db, opt.cache_ttl_hours * 3600, opt.enable_caching)
         self.usage = UsageTracker(self.db, config)
         self.optimizer = AutoOptimizer(config, self.quota)
@@ -65,6 +66,7 @@ class Router:
         self._clients: dict[str, BaseChatModel] = {}  # by name, or name@timeout
         self._lock = threading.Lock()
         self.quota.prune(time.time())
+        self.usage.rollup(time.time())
 
     @classmethod
     def from_config(cls, config: AppConfig, home: Path, *, offline: bool = False) -> tuple[Router, list[str]]:
@@ -104,10 +106,24 @@ class Router:
     def _estimate(self, call: Call, name: str) -> int:
         return call.est_chars // 4 + self.config.providers[name].max_tokens // 4
 
-    def next_slot(self, call: Call) -> Slot:
-        """Reserve the next attempt's slot (maybe in the near future) or raise AllProvidersExhausted."""
+    def warm(self, names: Sequence[str], timeout: float | None = None) -> None:
+        """Build the clients of ``names`` now (a cold one takes seconds: imports, TLS set-up), so that
+        none is built between taking a slot and sending on it. A client that cannot be built fails
+        later, when its request is attempted, and is booked as that provider's failure."""
+        for name in names:
+            try:
+                self.client(name, timeout)
+            except Exception:  # reported by the attempt that needs it
+                continue
+
+    def next_slot(self, call: Call, timeout: float | None = None) -> Slot:
+        """Reserve the next attempt's slot (maybe in the near future) or raise AllProvidersExhausted.
+
+        The candidates' clients are built first (``timeout``: the call's), so the slot's time is
+        when the request can really go out; :meth:`sending` records when it does."""
+        names = [n for n in self.candidates(call.task_type, call.preferred) if n not in call.excluded]
+        self.warm(names, timeout)
         now = time.time()
-        names = [n for n in self.candidates(call.task_type, call.preferred, now) if n not in call.excluded]
         limit = 2 * len(self.config.providers) + 2
         if not names or call.attempts >= limit:
             # Every candidate failed during this call (or is disabled): an outage, not a spent quota.
@@ -125,6 +141,10 @@ class Router:
             retry_at = got.retry_at if got.retry_at != float("inf") else None
             raise AllProvidersExhausted(_dt(retry_at), {**call.errors, **got.reasons, **self.disabled})
         return got
+
+    def sending(self, slot: Slot) -> Slot:
+        """The request is leaving now: the ledger counts it from now (it may have waited for its slot)."""
+        return self.quota.sent(slot, time.time())
 
     # -- outcomes --------------------------------------------------------------
     def succeeded(self, call: Call, slot: Slot, message: AIMessage, started: float, cache_key: str | None) -> None:
@@ -206,12 +226,7 @@ class Router:
             used = self.quota.counts(provider, now)["requests_day"]
             missing = (lim.requests_per_day - used) - int(remaining)
             if missing > 0:
-                start = day_bounds(now, ZoneInfo(lim.timezone))[0]
-                with self.db.transaction() as conn:
-                    conn.executemany(
-                        "INSERT INTO requests(provider, ts, tokens) VALUES (?,?,0)",
-                        [(provider, start + 1)] * min(missing, lim.requests_per_day),
-                    )
+                self.quota.add_used(provider, min(missing, lim.requests_per_day), now)
 
 
 def _dt(epoch: float | None) -> datetime | None:

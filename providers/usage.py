@@ -1,15 +1,23 @@
-"""Usage log (every request, cached or not) and the auto-optimizer built on the quota counts."""
+"""Usage log (every request, cached or not) and the auto-optimizer built on the quota counts.
+
+The log keeps one row per request for ``optimization.usage_log_retention_days``; older rows
+are rolled up into ``usage_daily`` (one row per UTC day, provider, model, task type, outcome
+and cached flag: counts, tokens, summed latency), kept ``usage_summary_retention_days``.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config import AppConfig
 from providers.db import Database
-from providers.quota import QuotaStore, day_bounds
+from providers.ledger import QuotaLedger, day_bounds
+
+_ROLLUP_BATCH_S = 7 * 86400.0  # days rolled up per transaction: the write lock is never held long
 
 Recommendation = Literal["REDUCE_USAGE", "OPTIMAL", "CAN_INCREASE"]
 
@@ -50,6 +58,33 @@ class UsageTracker:
                 ),
             )
 
+    def rollup(self, now: float) -> int:
+        """Roll usage-log rows older than the retention (whole UTC days) up into ``usage_daily``,
+        delete them, and drop summaries past theirs. Returns the rows rolled up."""
+        opt = self.config.limits.optimization
+        cutoff = _utc_day_start(now - opt.usage_log_retention_days * 86400)
+        done = 0
+        while True:
+            with self.db.transaction() as conn:
+                first = conn.execute("SELECT MIN(ts) FROM usage_log").fetchone()[0]
+                if first is None or first >= cutoff:
+                    break
+                upto = min(cutoff, _utc_day_start(first) + _ROLLUP_BATCH_S)
+                conn.execute(
+                    "INSERT INTO usage_daily(day, provider, model, task_type, outcome, cached, requests, tokens_in,"
+                    " tokens_out, latency_ms) SELECT date(ts, 'unixepoch'), provider, model, task_type, outcome,"
+                    " cached, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(latency_ms) FROM usage_log WHERE ts<?"
+                    " GROUP BY 1, 2, 3, 4, 5, 6 ON CONFLICT(day, provider, model, task_type, outcome, cached)"
+                    " DO UPDATE SET requests=requests+excluded.requests, tokens_in=tokens_in+excluded.tokens_in,"
+                    " tokens_out=tokens_out+excluded.tokens_out, latency_ms=latency_ms+excluded.latency_ms",
+                    (upto,),
+                )
+                done += conn.execute("DELETE FROM usage_log WHERE ts<?", (upto,)).rowcount
+        oldest = datetime.fromtimestamp(now - opt.usage_summary_retention_days * 86400, UTC).date().isoformat()
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM usage_daily WHERE day<?", (oldest,))
+        return done
+
     def get_daily_usage(self, provider: str, now: float | None = None) -> dict[str, int]:
         """Today's (provider's timezone) requests, tokens and cache hits from the log."""
         tz = ZoneInfo(self.config.limit_for(provider).timezone)
@@ -67,7 +102,7 @@ class UsageTracker:
 class AutoOptimizer:
     """REDUCE_USAGE above 80 % of a daily/monthly limit, CAN_INCREASE below 30 %, else OPTIMAL."""
 
-    def __init__(self, config: AppConfig, quota: QuotaStore) -> None:
+    def __init__(self, config: AppConfig, quota: QuotaLedger) -> None:
         self.config, self.quota = config, quota
 
     def usage_ratio(self, provider: str, now: float) -> float:
@@ -109,3 +144,7 @@ class AutoOptimizer:
             return 1 if self.usage_ratio(name, now) >= margin else 0
 
         return sorted(candidates, key=rank)
+
+
+def _utc_day_start(t: float) -> float:
+    return t - t % 86400

@@ -22,7 +22,7 @@ import pytest
 from config import ProviderConfig, RateLimit, load_config
 from providers import AllProvidersExhausted, build_chat_model
 from providers.db import Database
-from providers.quota import QuotaStore, Slot, Unavailable
+from providers.quota import QuotaLedger, QuotaStore, Slot, Unavailable
 from providers.registry import build_client
 from providers.usage import AutoOptimizer
 from tests.conftest import ConfigFactory, FakeFactory
@@ -284,7 +284,7 @@ def two_providers(fake_server: FakeFactory, make_config: ConfigFactory) -> Calla
     return make
 
 
-def fill(store: QuotaStore, name: str, n: int, now: float) -> None:
+def fill(store: QuotaLedger, name: str, n: int, now: float) -> None:
     for i in range(n):
         assert isinstance(store.reserve([name], one_token, now - n + i, 0), Slot)
 

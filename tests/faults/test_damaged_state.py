@@ -49,7 +49,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = Database(home / "agent.db")
     with db.transaction() as conn:
         conn.execute("INSERT INTO cooldowns (provider, until, reason) VALUES ('prov', 4102444800, 'quota')")
-        conn.execute("INSERT INTO requests (provider, ts, tokens) VALUES ('prov', 1700000000, 12)")
+        conn.execute("INSERT INTO quota_periods (provider, period, start, requests, tokens)"
+                     " VALUES ('prov', 'day', 1700000000, 1, 12)")
     db.close()
     return home
 
