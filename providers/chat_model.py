@@ -11,11 +11,8 @@ kind. Streams fall back only before their first chunk.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -24,41 +21,20 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import var_child_runnable_config
-from langchain_core.tracers.context import _configure_hooks
+from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langsmith import tracing_context
 from pydantic import ConfigDict, Field, model_validator
 
 from config import load_config, load_env_files, resolve_home
 from providers.cache import cache_key
-from providers.errors import EmptyAnswer
+from providers.inner_calls import INNER, as_chunk, has_answer, not_empty, to_message, untraced
 from providers.quota import Slot
 from providers.registry import call_kwargs, last_response_headers
 from providers.router import Call, Router
 
 _CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers")
 _STANDARD = ("temperature", "max_tokens", "timeout")
-# The inner client's call is part of the wrapper's run, not a second chat-model run: no callbacks
-# (LangGraph's ``messages`` stream, usage callbacks, tracers) and no tracing of its own.
-_INNER: RunnableConfig = {"callbacks": [], "run_name": "inner_client"}
 _Client = Runnable[LanguageModelInput, Any]
-
-
-@contextmanager
-def _untraced() -> Iterator[None]:
-    """Tracing off, and the handlers that callback context managers register (such as
-    ``get_usage_metadata_callback``) unset: they are attached to every run, including the inner one.
-    The parent's config is unset too: ``RunnableBinding`` (a client with tools bound) merges it back."""
-    hooks: list[ContextVar[Any]] = [var_child_runnable_config, *(var for var, *_ in _configure_hooks)]
-    tokens = [(var, var.set(None)) for var in hooks]  # the parent run's config reaches bound clients otherwise
-    try:
-        with tracing_context(enabled=False):
-            yield
-    finally:
-        for var, token in reversed(tokens):
-            var.reset(token)
 
 
 class QuotaAwareChatModel(BaseChatModel):
@@ -217,8 +193,8 @@ class QuotaAwareChatModel(BaseChatModel):
             if client is None:
                 continue
             try:
-                with _untraced():
-                    message = _not_empty(client.invoke(messages, _INNER, stop=bind["stop"], **kwargs))
+                with untraced():
+                    message = not_empty(client.invoke(messages, INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 self._failed(call, slot, exc, started)
                 continue
@@ -244,8 +220,8 @@ class QuotaAwareChatModel(BaseChatModel):
                 continue
             last_response_headers.set(None)
             try:
-                with _untraced():
-                    message = _not_empty(await client.ainvoke(messages, _INNER, stop=bind["stop"], **kwargs))
+                with untraced():
+                    message = not_empty(await client.ainvoke(messages, INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
@@ -273,7 +249,7 @@ class QuotaAwareChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         call, key, bind, cached = self._prepare(messages, stop, kwargs)
         if cached is not None:
-            yield _as_chunk(cached)
+            yield as_chunk(cached)
             return
         while True:
             slot = self.router.next_slot(call, bind["timeout"])
@@ -281,9 +257,9 @@ class QuotaAwareChatModel(BaseChatModel):
             slot, client, started = self._go(call, slot, bind)
             if client is None:
                 continue
-            stream = client.stream(messages, _INNER, stop=bind["stop"], **kwargs)
+            stream = client.stream(messages, INNER, stop=bind["stop"], **kwargs)
             try:
-                with _untraced():  # the inner run's callbacks are set up at its first chunk
+                with untraced():  # the inner run's callbacks are set up at its first chunk
                     first = next(stream)
             except StopIteration:
                 first = AIMessageChunk(content="")
@@ -291,12 +267,12 @@ class QuotaAwareChatModel(BaseChatModel):
                 self._failed(call, slot, exc, started)
                 continue
             total = first
-            yield _as_chunk(first, self._meta(slot, kwargs.get("model")))
+            yield as_chunk(first, self._meta(slot, kwargs.get("model")))
             for chunk in stream:
                 total = total + chunk
-                yield _as_chunk(chunk)
-            message = self._finish(slot, _to_message(total), key, kwargs.get("model"))
-            self.router.succeeded(call, slot, message, started, key if _has_answer(message) else None)
+                yield as_chunk(chunk)
+            message = self._finish(slot, to_message(total), key, kwargs.get("model"))
+            self.router.succeeded(call, slot, message, started, key if has_answer(message) else None)
             return
 
     async def _astream(
@@ -308,7 +284,7 @@ class QuotaAwareChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call, key, bind, cached = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
         if cached is not None:
-            yield _as_chunk(cached)
+            yield as_chunk(cached)
             return
         while True:
             slot = await asyncio.to_thread(self.router.next_slot, call, bind["timeout"])
@@ -317,9 +293,9 @@ class QuotaAwareChatModel(BaseChatModel):
             if client is None:
                 continue
             last_response_headers.set(None)
-            stream = client.astream(messages, _INNER, stop=bind["stop"], **kwargs)
+            stream = client.astream(messages, INNER, stop=bind["stop"], **kwargs)
             try:
-                with _untraced():
+                with untraced():
                     first = await anext(stream)
             except StopAsyncIteration:
                 first = AIMessageChunk(content="")
@@ -327,57 +303,19 @@ class QuotaAwareChatModel(BaseChatModel):
                 await asyncio.to_thread(self._failed, call, slot, exc, started)
                 continue
             total = first
-            yield _as_chunk(first, self._meta(slot, kwargs.get("model")))
+            yield as_chunk(first, self._meta(slot, kwargs.get("model")))
             async for chunk in stream:
                 total = total + chunk
-                yield _as_chunk(chunk)
-            message = self._finish(slot, _to_message(total), key, kwargs.get("model"))
+                yield as_chunk(chunk)
+            message = self._finish(slot, to_message(total), key, kwargs.get("model"))
             await asyncio.to_thread(self.router.succeeded, call, slot, message, started,
-                                    key if _has_answer(message) else None)
+                                    key if has_answer(message) else None)
             return
 
     def _meta(self, slot: Slot, model: str | None = None) -> dict[str, Any]:
         """Who answered; ``model`` is a per-call override (``invoke(p, model=...)``), passed to that provider."""
         return {"provider": slot.provider, "model": model or self.router.config.providers[slot.provider].model,
                 "cached": False}
-
-
-def _as_chunk(message: BaseMessage, meta: dict[str, Any] | None = None) -> ChatGenerationChunk:
-    data = message.model_dump(exclude={"type"})
-    data["response_metadata"] = {**dict(data.get("response_metadata") or {}), **(meta or {})}
-    if not isinstance(message, AIMessageChunk):
-        data.pop("tool_calls", None)
-        data.pop("invalid_tool_calls", None)
-        data["tool_call_chunks"] = [
-            {
-                "name": tc["name"],
-                "args": json.dumps(tc["args"]),
-                "id": tc.get("id"),
-                "index": i,
-                "type": "tool_call_chunk",
-            }
-            for i, tc in enumerate(getattr(message, "tool_calls", []) or [])
-        ]
-    return ChatGenerationChunk(message=AIMessageChunk(**data))
-
-
-def _has_answer(message: AIMessage) -> bool:
-    """Some text or a tool call: what a caller can use at all."""
-    content = message.content
-    text = content if isinstance(content, str) else "".join(
-        str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
-    return bool(text.strip() or message.tool_calls or message.invalid_tool_calls)
-
-
-def _not_empty(message: AIMessage) -> AIMessage:
-    if not _has_answer(message):
-        raise EmptyAnswer("the provider answered with no text and no tool call (blocked or out of output budget)")
-    return message
-
-
-def _to_message(chunk: BaseMessage) -> AIMessage:
-    data = chunk.model_dump(exclude={"type", "tool_call_chunks"})
-    return AIMessage(**data)
 
 
 def _router(config_dir: str | Path | None, home: str | Path | None, *, offline: bool = False,
