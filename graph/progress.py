@@ -127,7 +127,10 @@ class Progress:
             return
         self._shown.add((tid, code))
         self.console.print(Text(f"task {tid} runs ({language}):", style="dim"))
-        self.console.print(Syntax(code, "bash" if language == "shell" else "python"))
+        if self.console.is_terminal:
+            self.console.print(Syntax(code, "bash" if language == "shell" else "python"))
+        else:  # a log: the code as written, without the highlighter's padding to the full width
+            self.console.print(Text(code.rstrip("\n")), soft_wrap=True)
 
     def _update(self, node: str, update: dict[str, Any]) -> None:
         for t in update.get("tasks") or []:
