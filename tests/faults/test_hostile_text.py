@@ -31,7 +31,7 @@ from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
 from tests.fakes.wire import Request
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "use [/x] then [bold red]this[/] and [link=file:///etc]that"
 PLAN = ((HOSTILE, "print('[/x] one')"), ("second [/] task", "print(2)"), ("third [red]task", "print(3)"))
 pytestmark = pytest.mark.timeout(180)
