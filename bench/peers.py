@@ -72,8 +72,8 @@ def peer_env() -> dict[str, str]:
 
 def main() -> int:
     python = ensure_peer_venv()
-    code = "import litellm, langchain_openai, importlib.metadata as m; " \
-        "print(*(f'{p} {m.version(p)}' for p in ('litellm', 'langchain-openai', 'langchain-core', 'openai')), sep='\\n')"
+    names = ", ".join(repr(p.split("==")[0]) for p in PEER_PACKAGES)
+    code = f"import importlib.metadata as m\nfor p in ({names},):\n    print(p, m.version(p))"
     subprocess.run([str(python), "-c", code], check=True, env=peer_env())
     return 0
 

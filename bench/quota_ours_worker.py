@@ -12,8 +12,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE / "peers")]
 
-from providers import build_chat_model  # noqa: E402
 from quota_protocol import load_spec, run  # noqa: E402
+
+from providers import build_chat_model  # noqa: E402
 
 
 def main() -> None:

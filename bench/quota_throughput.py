@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import REPO, add_output_args, loaded_note, markdown_table, plt_figure, png_path, save
-from limited_server import LimitedProvider, Limit, ideal_served
+from limited_server import Limit, LimitedProvider, ideal_served
 from peers import PEERS_DIR, ensure_peer_venv, peer_env
 
 from tests.conftest import write_config
@@ -126,7 +126,7 @@ def run_one(sc: Scenario, system: str, workers: int, tmp: Path) -> Outcome:
                     "go": str(go), "out": str(run_dir / f"out{w}.jsonl"), **extra}
             spec_path = run_dir / f"spec{w}.json"
             spec_path.write_text(json.dumps(spec))
-            outs.append(Path(spec["out"]))
+            outs.append(run_dir / f"out{w}.jsonl")
             procs.append(subprocess.Popen(_command(system, spec_path), cwd=REPO, env=env, start_new_session=True,
                                           stdout=subprocess.DEVNULL, stderr=(run_dir / f"err{w}.log").open("wb")))
         limit_t = time.time() + 300
