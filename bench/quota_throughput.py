@@ -77,8 +77,8 @@ class Outcome:
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
     if args.tiny:
-        minute = Scenario("per-minute", [Limit("a", rpm=2), Limit("b", rpm=3), Limit("c", rpm=1)], 10, 4.0)
-        day = Scenario("per-day", [Limit("a", rpd=2), Limit("b", rpd=2), Limit("c", rpd=1)], 8, 4.0)
+        minute = Scenario("per-minute", [Limit("a", rpm=2), Limit("b", rpm=3), Limit("c", rpm=1)], 10, 3.0)
+        day = Scenario("per-day", [Limit("a", rpd=2), Limit("b", rpd=2), Limit("c", rpd=1)], 8, 3.0)
     else:
         minute = Scenario("per-minute", [Limit("a", rpm=20), Limit("b", rpm=30), Limit("c", rpm=10)],
                           args.prompts or 150, args.seconds or 120.0)
@@ -170,7 +170,8 @@ def chart(results: list[Outcome], path: Path) -> None:
         ax.axhline(rows[0].limit, color="black", linestyle="--", linewidth=1, label=f"most servable ({rows[0].limit})")
         ax.set_xticks(list(xs), [SHORT[r.system] for r in rows])
         ax.set_title(f"{name} limits")
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, max(max(r.served, r.refused, r.failed) for r in rows) * 1.35 + 1)
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
     fig.suptitle("Requests under server-enforced quotas (same servers, limits, prompts, workers)")
     save(fig, path)
 

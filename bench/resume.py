@@ -3,8 +3,9 @@
 Each run is ``run_graph.py run GOAL --workdir W --thread-id T --yes --json`` (real CLI,
 real sandboxed executor) against a loopback ``FakeProvider`` answering like a good model
 (5 tasks, batches of 3, cache on). Every task's code appends a line to ``W/tasks.log``.
-Run 0 goes uncut and gives the duration; runs 1..N are killed (``os.killpg`` SIGKILL, the
-CLI and its executor) at a uniformly random point of that duration, then
+Run 0 goes uncut and gives the duration (``--tiny``: no run 0, one kill within 3 s); runs
+1..N are killed (``os.killpg`` SIGKILL, the CLI and its executor) at a uniformly random
+point of that duration, then
 ``run_graph.py resume T --yes --json`` finishes them (``run`` again if the kill came
 before the thread existed). Counted per run:
 
@@ -115,8 +116,11 @@ def main() -> int:
     runs = 1 if args.tiny else args.runs
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="fla-resume-") as tmp:
-        base, duration = one(0, None, Path(tmp))
-        print(f"uncut run: {base.status}, {base.requests} requests, {duration:.1f} s", file=sys.stderr)
+        if args.tiny:  # no uncut run: one kill in the first seconds (the resume then does most of the work)
+            base, duration = Crash(0, 0.0, "not run", 0, 0, TASKS), 3.0
+        else:
+            base, duration = one(0, None, Path(tmp))
+            print(f"uncut run: {base.status}, {base.requests} requests, {duration:.1f} s", file=sys.stderr)
         crashes: list[Crash] = []
         for i in range(1, runs + 1):
             crash, _ = one(i, rng.uniform(0.2, duration), Path(tmp))
@@ -124,7 +128,7 @@ def main() -> int:
             print(f"  run {i}: killed at {crash.kill_at:.1f} s -> {crash.status}, re-executed {crash.reexecuted}, "
                   f"repaid {crash.repaid}", file=sys.stderr)
     print(f"{runs} CLI runs of a {TASKS}-task goal killed with kill -9 at a random point of the uncut run "
-          f"({duration:.1f} s, {base.requests} requests), then resumed")
+          f"({duration:.1f} s, {base.requests} requests; {base.status}), then resumed")
     rows = [[c.run, f"{c.kill_at:.1f}", c.status, c.reexecuted, c.repaid, c.requests] for c in crashes]
     print(markdown_table(["run", "killed at s", "after resume", "re-executed tasks", "repaid requests",
                           "requests in all"], rows))
