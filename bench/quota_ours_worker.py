@@ -1,0 +1,29 @@
+"""quota_throughput worker: ours (``QuotaAwareChatModel`` over a home shared by every worker).
+
+Run by ``bench/quota_throughput.py`` with the project's interpreter; the spec adds
+``config_dir`` and ``home`` (see ``bench/peers/quota_protocol.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE / "peers")]
+
+from quota_protocol import load_spec, run  # noqa: E402
+
+from providers import build_chat_model  # noqa: E402
+
+
+def main() -> None:
+    spec = load_spec()
+    llm = build_chat_model(Path(spec["config_dir"]), Path(spec["home"]))
+    for name in llm.router.keys:  # build the clients (imports) before the start, as the peers do
+        llm.router.client(name)
+    run(spec, llm.invoke)
+
+
+if __name__ == "__main__":
+    main()
