@@ -124,7 +124,8 @@ class QuotaStore(QuotaLedger):
                     best = (at, name)
             if best is None:
                 return Unavailable(retry_at=float("inf"), reasons=reasons)
-            if best[0] - now <= max_wait:
+            # The margin is ours: it never shortens a wait the caller allows (0 still means never wait).
+            if best[0] - now <= (max_wait + self.margin if max_wait > 0 else 0):
                 return self._insert(conn, best[1], best[0], est_tokens(best[1]))
             return Unavailable(retry_at=best[0], reasons=reasons)
 
