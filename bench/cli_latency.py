@@ -1,0 +1,191 @@
+"""How long the CLI takes, end to end, when the model answers instantly.
+
+Run: ``uv run python bench/cli_latency.py [--rounds 3] [--code DIR] [--plot docs/cli_latency.png]``
+
+A loopback fake provider (``tests/fakes``) answers every request at once, as a good model would
+(plan, code for all tasks in one batch, verdicts); caching is off, so every run asks. Measured, as
+the median of ``--rounds`` (each in a fresh process, a fresh working directory, the same home):
+
+* ``--help``: the CLI's own start-up (imports, argument parsing);
+* start → first request: from starting ``run … --yes --json`` until the provider gets the plan request;
+* a whole ``run GOAL --yes --json`` of 1, 3 and 5 tasks (one batch: ``max_batch_size: 5``), real
+  executor and sandbox as configured (``execution.sandbox: auto``);
+* the cost of each extra task ((5 tasks − 1 task) / 4) and the 3-task run against ``--help``.
+
+Bytecode: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment and one unmeasured
+run comes first, so every measured process reads cached bytecode (as an installed CLI does).
+``--code DIR`` runs the CLI of another checkout (e.g. an export of an earlier commit) with this
+environment, to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder  # noqa: E402
+from tests.fakes.provider_server import FakeProvider, Reply, Request  # noqa: E402
+
+KEY_VAR = "BENCH_FAKE_KEY"
+
+
+class Clock:
+    """Wraps a responder; remembers when the first request of the current run arrived."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.responder = make_responder(DEFAULT_PLAN)
+        self._lock = threading.Lock()
+
+    def plan(self, tasks: int) -> None:
+        self.responder = make_responder(DEFAULT_PLAN[:tasks])
+        self.first = None
+
+    def __call__(self, req: Request) -> Reply:
+        with self._lock:
+            if self.first is None:
+                self.first = time.monotonic()
+        return self.responder(req)
+
+
+def write_config(directory: Path, base_url: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    providers = {"providers": {"groq_llama": {"kind": "groq", "model": "fake", "base_url": base_url,
+                                              "api_key_env": KEY_VAR, "timeout_s": 10}},
+                 "routing": {"priority": ["groq_llama"], "task_types": {}}}
+    limits = {"rate_limits": {}, "optimization": {"enable_caching": False, "max_batch_size": 5},
+              "fallback": {"max_wait_seconds": 0}, "execution": {"sandbox": "auto"}}
+    (directory / "providers.yaml").write_text(yaml.safe_dump(providers), encoding="utf-8")
+    (directory / "limits.yaml").write_text(yaml.safe_dump(limits), encoding="utf-8")
+    return directory
+
+
+class Bench:
+    def __init__(self, code: Path, tmp: Path) -> None:
+        self.clock = Clock()
+        self.fake = FakeProvider("openai", responder=self.clock).start()
+        self.config = write_config(tmp / "config", self.fake.base_url)
+        self.home = tmp / "home"
+        self.tmp = tmp
+        self.cli = [sys.executable, str(code / "run_graph.py")]
+        self.cwd = code
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env[KEY_VAR] = "bench-key"
+        self.env["NO_PROXY"] = self.env["no_proxy"] = "127.0.0.1,localhost"
+        self.runs = 0
+
+    def close(self) -> None:
+        self.fake.stop()
+
+    def help(self) -> float:
+        start = time.monotonic()
+        subprocess.run([*self.cli, "--help"], check=True, capture_output=True, cwd=self.cwd, env=self.env)
+        return time.monotonic() - start
+
+    def run(self, tasks: int) -> tuple[float, float]:
+        """(seconds to the first request, seconds for the whole run) of a ``tasks``-task goal."""
+        self.clock.plan(tasks)
+        self.runs += 1
+        workdir = self.tmp / f"work{self.runs}"
+        workdir.mkdir()
+        argv = [*self.cli, "--config-dir", str(self.config), "--home", str(self.home), "run",
+                f"bench goal {self.runs}", "--workdir", str(workdir), "--yes", "--json"]
+        start = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=self.cwd, env=self.env,
+                              stdin=subprocess.DEVNULL, timeout=300)
+        total = time.monotonic() - start
+        if proc.returncode != 0 or '"completed"' not in proc.stdout:
+            raise RuntimeError(f"the {tasks}-task run did not complete ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        assert self.clock.first is not None
+        return self.clock.first - start, total
+
+
+def measure(code: Path, rounds: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="fla-cli-latency-") as tmp:
+        bench = Bench(code, Path(tmp))
+        try:
+            bench.help()
+            bench.run(1)  # writes the bytecode caches, creates the home
+            helps, firsts = [], []
+            totals: dict[int, list[float]] = {1: [], 3: [], 5: []}
+            for _ in range(rounds):
+                helps.append(bench.help())
+                for tasks in totals:
+                    first, total = bench.run(tasks)
+                    firsts.append(first)
+                    totals[tasks].append(total)
+        finally:
+            bench.close()
+    med = statistics.median
+    result = {"help": med(helps), "first_request": med(firsts)}
+    result.update({f"run{n}": med(v) for n, v in totals.items()})
+    result["per_task"] = (result["run5"] - result["run1"]) / 4
+    result["ratio3"] = result["run3"] / result["help"]
+    return result
+
+
+ROWS = (("help", "`--help`", "s"), ("first_request", "start → first request", "s"),
+        ("run1", "run, 1 task", "s"), ("run3", "run, 3 tasks", "s"), ("run5", "run, 5 tasks", "s"),
+        ("per_task", "each extra task", "s"), ("ratio3", "3-task run / `--help`", "×"))
+
+
+def table(result: dict[str, float]) -> str:
+    lines = ["| what | result |", "|---|---:|"]
+    for key, label, unit in ROWS:
+        value = result[key]
+        lines.append(f"| {label} | {value:.2f} {unit} |" if unit == "s" else f"| {label} | {value:.1f}{unit} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k, _, unit in ROWS if unit == "s"]
+    labels = [label.replace("`", "") for k, label, unit in ROWS if unit == "s"]
+    values = [result[k] for k in keys]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    bars = ax.barh(labels[::-1], values[::-1], color="#7b6cf6")
+    ax.bar_label(bars, fmt="%.2f s", padding=3)
+    ax.set_xlabel("seconds (median), zero-latency fake provider")
+    ax.set_title(f"CLI latency: 3-task run = {result['ratio3']:.1f}× --help, "
+                 f"{result['per_task']:.2f} s per extra task")
+    ax.set_xlim(0, max(values) * 1.25)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose run_graph.py is measured")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "cli_latency.png",
+                        help="chart to write ('' for none)")
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = measure(args.code.resolve(), max(1, args.rounds))
+    print(table(result))
+    if str(args.plot):
+        plot(result, args.plot)
+        print(f"chart: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
