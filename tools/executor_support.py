@@ -93,12 +93,13 @@ del __fla_exec__
 get_ipython().display_formatter.formatters["text/html"].enabled = False  # plain-text reprs
 '''
 
-# Run by reset(): the namespace and environment of a fresh kernel (OI's start-up imports plt); modules stay loaded.
+# Run by reset(): the namespace and environment of a fresh kernel (with its ``plt``: tools.oi_parts); modules
+# stay loaded.
 PY_RESET = """get_ipython().reset(new_session=False)
 import builtins as _b, os as _o, sys as _s
 _o.environ.clear(); _o.environ.update(_b.__fla_environ__)
 _s.modules["matplotlib.pyplot"].close("all") if "matplotlib.pyplot" in _s.modules else None
-import matplotlib.pyplot as plt
+plt = _s.modules.get("matplotlib.pyplot") or _b.__fla_lazy_pyplot__("matplotlib.pyplot")
 del _b, _o, _s
 """
 
