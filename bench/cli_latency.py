@@ -1,6 +1,6 @@
 """How long the CLI takes, end to end, when the model answers instantly.
 
-Run: ``uv run python bench/cli_latency.py [--rounds 3] [--code DIR] [--plot docs/cli_latency.png]``
+Run: ``uv run python bench/cli_latency.py [--rounds 3] [--code DIR --label NAME …] [--plot docs/cli_latency.png]``
 
 A loopback fake provider (``tests/fakes``) answers every request at once, as a good model would
 (plan, code for all tasks in one batch, verdicts); caching is off, so every run asks. Measured, as
@@ -14,8 +14,9 @@ the median of ``--rounds`` (each in a fresh process, a fresh working directory, 
 
 Bytecode: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment and one unmeasured
 run comes first, so every measured process reads cached bytecode (as an installed CLI does).
-``--code DIR`` runs the CLI of another checkout (e.g. an export of an earlier commit) with this
-environment, to compare.
+``--code DIR`` (repeatable, each with a ``--label``) runs the CLI of other checkouts (e.g. an export of an
+earlier commit: ``git archive COMMIT | tar -x -C DIR``) with this environment; their rounds alternate, so a
+busy machine weighs on each alike, and the table gets a column per checkout.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -113,28 +113,33 @@ class Bench:
         return self.clock.first - start, total
 
 
-def measure(code: Path, rounds: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="fla-cli-latency-") as tmp:
-        bench = Bench(code, Path(tmp))
-        try:
-            bench.help()
-            bench.run(1)  # writes the bytecode caches, creates the home
-            helps, firsts = [], []
-            totals: dict[int, list[float]] = {1: [], 3: [], 5: []}
-            for _ in range(rounds):
-                helps.append(bench.help())
-                for tasks in totals:
-                    first, total = bench.run(tasks)
-                    firsts.append(first)
-                    totals[tasks].append(total)
-        finally:
-            bench.close()
+def measure(codes: list[Path], rounds: int) -> list[dict[str, float]]:
+    """One result per checkout; the rounds alternate between them, so a busy machine weighs on all alike."""
     med = statistics.median
-    result = {"help": med(helps), "first_request": med(firsts)}
-    result.update({f"run{n}": med(v) for n, v in totals.items()})
-    result["per_task"] = (result["run5"] - result["run1"]) / 4
-    result["ratio3"] = result["run3"] / result["help"]
-    return result
+    with tempfile.TemporaryDirectory(prefix="fla-cli-latency-") as tmp:
+        benches = [Bench(code, Path(tmp) / f"code{i}") for i, code in enumerate(codes)]
+        samples: list[dict[str, list[float]]] = [{} for _ in codes]
+        try:
+            for bench in benches:
+                bench.help()
+                bench.run(1)  # writes the bytecode caches, creates the home
+            for _ in range(rounds):
+                for bench, got in zip(benches, samples, strict=True):
+                    got.setdefault("help", []).append(bench.help())
+                    for tasks in (1, 3, 5):
+                        first, total = bench.run(tasks)
+                        got.setdefault("first_request", []).append(first)
+                        got.setdefault(f"run{tasks}", []).append(total)
+        finally:
+            for bench in benches:
+                bench.close()
+    results = []
+    for got in samples:
+        result = {key: med(values) for key, values in got.items()}
+        result["per_task"] = (result["run5"] - result["run1"]) / 4
+        result["ratio3"] = result["run3"] / result["help"]
+        results.append(result)
+    return results
 
 
 ROWS = (("help", "`--help`", "s"), ("first_request", "start → first request", "s"),
@@ -142,30 +147,36 @@ ROWS = (("help", "`--help`", "s"), ("first_request", "start → first request", 
         ("per_task", "each extra task", "s"), ("ratio3", "3-task run / `--help`", "×"))
 
 
-def table(result: dict[str, float]) -> str:
-    lines = ["| what | result |", "|---|---:|"]
+def table(labels: list[str], results: list[dict[str, float]]) -> str:
+    lines = ["| what | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
     for key, label, unit in ROWS:
-        value = result[key]
-        lines.append(f"| {label} | {value:.2f} {unit} |" if unit == "s" else f"| {label} | {value:.1f}{unit} |")
+        cells = [f"{r[key]:.2f} s" if unit == "s" else f"{r[key]:.1f}×" for r in results]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(result: dict[str, float], path: Path) -> None:
+def plot(labels: list[str], results: list[dict[str, float]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     keys = [k for k, _, unit in ROWS if unit == "s"]
-    labels = [label.replace("`", "") for k, label, unit in ROWS if unit == "s"]
-    values = [result[k] for k in keys]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    bars = ax.barh(labels[::-1], values[::-1], color="#7b6cf6")
-    ax.bar_label(bars, fmt="%.2f s", padding=3)
-    ax.set_xlabel("seconds (median), zero-latency fake provider")
-    ax.set_title(f"CLI latency: 3-task run = {result['ratio3']:.1f}× --help, "
-                 f"{result['per_task']:.2f} s per extra task")
-    ax.set_xlim(0, max(values) * 1.25)
+    names = [label.replace("`", "") for _, label, unit in ROWS if unit == "s"]
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    height = 0.8 / len(results)
+    colors = ["#c9c3f5", "#7b6cf6", "#3d2fb0"]
+    for i, (label, result) in enumerate(zip(labels, results, strict=True)):
+        ys = [len(keys) - 1 - j + (len(results) - 1 - i) * height - 0.4 + height / 2 for j in range(len(keys))]
+        bars = ax.barh(ys, [result[k] for k in keys], height=height, color=colors[i % len(colors)],
+                       label=f"{label}: 3 tasks = {result['ratio3']:.1f}× --help, {result['per_task']:.2f} s/task")
+        ax.bar_label(bars, fmt="%.2f s", padding=3, fontsize=8)
+    ax.set_yticks(range(len(keys)))
+    ax.set_yticklabels(names[::-1])
+    ax.set_xlabel("seconds (median), zero-latency fake provider, --yes --json")
+    ax.set_title("CLI latency")
+    ax.set_xlim(0, max(r[k] for r in results for k in keys) * 1.3)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -175,14 +186,18 @@ def plot(result: dict[str, float], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose run_graph.py is measured")
+    parser.add_argument("--code", type=Path, action="append", default=[],
+                        help="checkout whose run_graph.py is measured (repeat to compare; default: this one)")
+    parser.add_argument("--label", action="append", default=[], help="a name for each --code")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "cli_latency.png",
                         help="chart to write ('' for none)")
     args = parser.parse_args(argv)
-    result: dict[str, Any] = measure(args.code.resolve(), max(1, args.rounds))
-    print(table(result))
+    codes = [c.resolve() for c in args.code] or [ROOT]
+    labels = args.label + [str(c) for c in codes[len(args.label):]] if args.code else ["this checkout"]
+    results = measure(codes, max(1, args.rounds))
+    print(table(labels, results))
     if str(args.plot):
-        plot(result, args.plot)
+        plot(labels, results, args.plot)
         print(f"chart: {args.plot}")
     return 0
 
