@@ -10,7 +10,8 @@ the median of ``--rounds`` (each in a fresh process, a fresh working directory, 
 * start → first request: from starting ``run … --yes --json`` until the provider gets the plan request;
 * a whole ``run GOAL --yes --json`` of 1, 3 and 5 tasks (one batch: ``max_batch_size: 5``), real
   executor and sandbox as configured (``execution.sandbox: auto``);
-* the cost of each extra task ((5 tasks − 1 task) / 4) and the 3-task run against ``--help``.
+* the cost of each extra task ((5 tasks − 1 task) / 4) and the 3-task run against ``--help``;
+* the sandboxed executor on its own (no prewarm): its first Python task, warm tasks (median of 10), close.
 
 Bytecode: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment and one unmeasured
 run comes first, so every measured process reads cached bytecode (as an installed CLI does).
@@ -22,6 +23,7 @@ busy machine weighs on each alike, and the table gets a column per checkout.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -113,6 +115,36 @@ class Bench:
         return self.clock.first - start, total
 
 
+EXECUTOR_PROBE = """
+import json, statistics, tempfile, time
+from pathlib import Path
+from tools.isolated_executor import IsolatedExecutor
+from tools.sandbox import resolve
+ex = IsolatedExecutor(Path(tempfile.mkdtemp()), sandbox=resolve("auto", Path(tempfile.mkdtemp())))
+start = time.monotonic()
+assert ex.run("python", "print(1)").ok
+cold = time.monotonic() - start
+assert ex.run("shell", "echo 1").ok
+def timed(language, code):
+    start = time.monotonic()
+    assert ex.run(language, code).ok
+    return time.monotonic() - start
+py = statistics.median(timed("python", "print(1)") for _ in range(10))
+sh = statistics.median(timed("shell", "echo 1") for _ in range(10))
+start = time.monotonic()
+ex.close()
+print(json.dumps({"exec_cold": cold, "exec_python": py, "exec_shell": sh, "exec_close": time.monotonic() - start}))
+"""
+
+
+def executor_numbers(bench: Bench) -> dict[str, float]:
+    """The sandboxed executor on its own: first Python task of a fresh one, warm tasks, close."""
+    env = {**bench.env, "PYTHONPATH": str(bench.cwd)}
+    proc = subprocess.run([sys.executable, "-c", EXECUTOR_PROBE], capture_output=True, text=True, cwd=bench.cwd,
+                          env=env, timeout=300, check=True)
+    return {k: float(v) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+
+
 def measure(codes: list[Path], rounds: int) -> list[dict[str, float]]:
     """One result per checkout; the rounds alternate between them, so a busy machine weighs on all alike."""
     med = statistics.median
@@ -126,6 +158,8 @@ def measure(codes: list[Path], rounds: int) -> list[dict[str, float]]:
             for _ in range(rounds):
                 for bench, got in zip(benches, samples, strict=True):
                     got.setdefault("help", []).append(bench.help())
+                    for key, value in executor_numbers(bench).items():
+                        got.setdefault(key, []).append(value)
                     for tasks in (1, 3, 5):
                         first, total = bench.run(tasks)
                         got.setdefault("first_request", []).append(first)
@@ -144,13 +178,19 @@ def measure(codes: list[Path], rounds: int) -> list[dict[str, float]]:
 
 ROWS = (("help", "`--help`", "s"), ("first_request", "start → first request", "s"),
         ("run1", "run, 1 task", "s"), ("run3", "run, 3 tasks", "s"), ("run5", "run, 5 tasks", "s"),
-        ("per_task", "each extra task", "s"), ("ratio3", "3-task run / `--help`", "×"))
+        ("per_task", "each extra task", "s"), ("ratio3", "3-task run / `--help`", "×"),
+        ("exec_cold", "executor alone: first Python task of a fresh one", "s"),
+        ("exec_python", "executor alone: warm Python task", "ms"),
+        ("exec_shell", "executor alone: warm shell task", "ms"),
+        ("exec_close", "executor alone: close", "ms"))
+PLOTTED = ("help", "first_request", "run1", "run3", "run5", "per_task")
 
 
 def table(labels: list[str], results: list[dict[str, float]]) -> str:
     lines = ["| what | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
     for key, label, unit in ROWS:
-        cells = [f"{r[key]:.2f} s" if unit == "s" else f"{r[key]:.1f}×" for r in results]
+        cells = [f"{r[key]:.2f} s" if unit == "s" else f"{r[key] * 1000:.0f} ms" if unit == "ms" else f"{r[key]:.1f}×"
+                 for r in results]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -161,8 +201,8 @@ def plot(labels: list[str], results: list[dict[str, float]], path: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k, _, unit in ROWS if unit == "s"]
-    names = [label.replace("`", "") for _, label, unit in ROWS if unit == "s"]
+    keys = list(PLOTTED)
+    names = [label.replace("`", "") for key, label, _ in ROWS if key in PLOTTED]
     fig, ax = plt.subplots(figsize=(8.5, 4))
     height = 0.8 / len(results)
     colors = ["#c9c3f5", "#7b6cf6", "#3d2fb0"]

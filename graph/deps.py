@@ -38,6 +38,9 @@ _log = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
+    """Runs a task's code. Optional: ``start()`` (warm up now, without waiting), ``reset()`` (forget the
+    earlier tasks' state before another thread's), ``abort()`` (stop the task in flight), ``timeout_s``."""
+
     workspace: Path
 
     def run(self, language: str, code: str) -> Any: ...
