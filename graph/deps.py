@@ -170,10 +170,10 @@ class Deps:
 
         def warm() -> None:
             try:
-                ex = self.executor(thread_id, workdir, timeout_s, network)
-                start = getattr(ex, "start", None)
-                if start is not None:
-                    start()
+                ex = self._pool.get(thread_id, self._key(workdir, network), self._maker(workdir, timeout_s, network),
+                                    start=True)
+                if hasattr(ex, "timeout_s"):
+                    ex.timeout_s = timeout_s
             except Exception:
                 _log.debug("prewarming the executor failed", exc_info=True)
 

@@ -43,9 +43,15 @@ class ExecutorPool:
         self._changed = threading.Condition(self._lock)
         self._reaper: threading.Thread | None = None
 
-    def get(self, thread: str, key: PoolKey, make: Callable[[], Any]) -> Any:
-        """``thread``'s executor for ``key``: the one it holds, else a warm one from the pool, else a new one."""
-        return self._checkout(thread, key, make).executor
+    def get(self, thread: str, key: PoolKey, make: Callable[[], Any], *, start: bool = False) -> Any:
+        """``thread``'s executor for ``key``: the one it holds, else a warm one from the pool, else a new one;
+        ``start``: have it start warming up now (under the pool's lock: the reaper cannot close it meanwhile)."""
+        with self._lock:
+            executor = self._checkout(thread, key, make).executor
+            begin = getattr(executor, "start", None) if start else None
+            if begin is not None:
+                begin()
+            return executor
 
     @contextlib.contextmanager
     def using(self, thread: str, key: PoolKey, make: Callable[[], Any]) -> Iterator[Any]:
