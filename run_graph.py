@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -14,11 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
-from config import ConfigError, load_env_files, resolve_home
+from config import ConfigError, load_config, load_env_files, resolve_home
 from graph.cli_support import BadInput, err, hint, out, resume_hint, router_for
-from graph.cli_views import cmd_check, cmd_doctor, cmd_graph, cmd_show, cmd_threads, cmd_usage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +61,8 @@ def _print_result(result: Any, args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
+    from rich.markup import escape
+
     if result.summary:
         out.print(result.summary, markup=False)
     err.print(f"[bold]status:[/bold] {result.status}   thread: {result.thread_id}   "
@@ -87,13 +87,16 @@ def _check_sandbox(runner: Any, router: Any) -> None:
         raise BadInput(f"{router.config.config_dir / 'limits.yaml'}: {exc}") from None
 
 
+def _prewarm(deps: Any, context: Any, thread_id: str, workdir: str | None, network: bool) -> None:
+    """Start the run's executor now (in the background): its kernel boots while the CLI imports the model
+    clients and the plan is asked for, so the first task finds it warm."""
+    where = Path(workdir) if workdir else deps.workdir(None, thread_id)
+    deps.prewarm(thread_id, where, context.executor_timeout_s, context.network and network)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from graph.approval_prompt import terminal_approver
     from graph.context import Context
-    from graph.guard import ThreadBusy
-    from graph.progress import Progress
-    from graph.runner import Runner
-    from providers import QuotaAwareChatModel
+    from graph.deps import Deps
     from tools.workspace import WorkdirError, check_thread_id
 
     if args.command == "run" and not args.goal.strip():
@@ -103,22 +106,37 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_thread_id(args.thread_id)
         except ValueError as exc:
             raise BadInput(f"--thread-id: {exc}") from None
-    router = router_for(args, offline=args.offline)
-    opt = router.config.limits.optimization
-    context = Context(auto_approve=args.yes, max_batch_size=opt.max_batch_size,
+    config = load_config(getattr(args, "config_dir", None))
+    deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config)
+    context = Context(auto_approve=args.yes, max_batch_size=config.limits.optimization.max_batch_size,
                       network=not getattr(args, "no_network", False))
-    runner = Runner(router.home, llm=QuotaAwareChatModel(router=router), context=context)
+    new_thread = args.command == "run" and args.thread_id is None  # a fresh id: no thread has it yet
+    if args.command == "run":
+        args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
+        if not args.scratch:
+            try:
+                context.workdir = str(deps.workdir(args.workdir or os.getcwd(), args.thread_id))
+            except WorkdirError as exc:
+                raise BadInput(str(exc)) from None
+        if new_thread:
+            _prewarm(deps, context, args.thread_id, context.workdir, True)
+    _block_unused_imports()
+    from graph.guard import ThreadBusy
+    from graph.runner import Runner
+    from providers import QuotaAwareChatModel
+
+    router = router_for(args, offline=args.offline, config=config)
+    deps.llm = QuotaAwareChatModel(router=router)
+    runner = Runner(router.home, context=context, deps=deps)
     try:
-        if args.command == "run":
-            args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
-            if runner.graph.get_state(runner.config_for(args.thread_id)).values:
-                raise BadInput(f"thread {args.thread_id!r} already exists: continue it with "
-                               f"'resume {args.thread_id}' or pick another --thread-id")
-            if not args.scratch:
-                try:
-                    context.workdir = str(runner.deps.workdir(args.workdir or os.getcwd(), args.thread_id))
-                except WorkdirError as exc:
-                    raise BadInput(str(exc)) from None
+        values = runner.graph.get_state(runner.config_for(args.thread_id)).values
+        if args.command == "run" and values:
+            raise BadInput(f"thread {args.thread_id!r} already exists: continue it with "
+                           f"'resume {args.thread_id}' or pick another --thread-id")
+        if args.command == "run" and not new_thread:
+            _prewarm(deps, context, args.thread_id, context.workdir, True)
+        elif args.command == "resume" and values.get("workdir") and values.get("status") == "running":
+            _prewarm(deps, context, args.thread_id, values["workdir"], bool(values.get("network", True)))
         _check_sandbox(runner, router)
     except BaseException:
         runner.close()
@@ -128,15 +146,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     previous_handler = signal.signal(signal.SIGINT, stop)
-    progress = Progress(err, router, live=False if args.json else None)
-    if not args.json:
-        err.print(f"thread [bold]{args.thread_id}[/bold]")
     try:
-        if args.command == "resume" and not args.json:
-            progress.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
-        with progress:
-            listener = None if args.json else progress
-            approver = None if args.json else terminal_approver(progress, err)
+        listener: Any = None
+        approver: Any = None
+        shown: Any = contextlib.nullcontext()
+        if not args.json:  # --json shows nothing while it runs (and needs no rich widgets)
+            from graph.approval_prompt import terminal_approver
+            from graph.progress import Progress
+
+            err.print(f"thread [bold]{args.thread_id}[/bold]")
+            listener = shown = Progress(err, router)
+            approver = terminal_approver(listener, err)
+            if args.command == "resume":
+                listener.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
+        with shown:
             if args.command == "run":
                 result = runner.run(args.goal, args.thread_id, approver=approver, listener=listener)
             else:
@@ -154,8 +177,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": cmd_threads, "show": cmd_show, "usage": cmd_usage,
-            "check": cmd_check, "graph": cmd_graph, "doctor": cmd_doctor}
+def _view(name: str) -> Any:
+    """A command of :mod:`graph.cli_views`, imported only when that command runs."""
+
+    def command(args: argparse.Namespace) -> int:
+        from graph import cli_views
+
+        return int(getattr(cli_views, name)(args))
+
+    return command
+
+
+COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
+            "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
+            "doctor": _view("cmd_doctor")}
+
+
+def _block_unused_imports() -> None:
+    """``run``/``resume`` never use trio (installed for Open Interpreter's selenium, which runs in the
+    executor's own process); httpcore imports it when present (≈0.1 s before the first request)."""
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:

@@ -21,10 +21,10 @@ class BadInput(Exception):
     """Wrong arguments: message printed, exit 2."""
 
 
-def router_for(args: argparse.Namespace, offline: bool = False) -> Any:
+def router_for(args: argparse.Namespace, offline: bool = False, config: Any = None) -> Any:
     from providers import NoUsableProvider, Router
 
-    config = load_config(getattr(args, "config_dir", None))
+    config = config or load_config(getattr(args, "config_dir", None))
     try:
         router, notices = Router.from_config(config, resolve_home(getattr(args, "home", None)), offline=offline)
     except NoUsableProvider:

@@ -3,34 +3,44 @@ sandbox it runs in, and the exactly-once guards (thread lock, task journal).
 
 ``build_graph`` takes them as arguments (tests pass scripted fakes); by default
 the chat model is built from ``$FREE_AGENT_CONFIG_DIR`` / ``$FREE_AGENT_HOME``
-on first use, and each thread gets its own warm executor, sandboxed as
+on first use, and each thread holds a warm executor, sandboxed as
 ``execution.sandbox`` in limits.yaml says, in the thread's working directory.
+:meth:`Deps.prewarm` starts it in the background as a run begins (the CLI before its
+first request, the plan node in a server), so the first task finds the kernel warm;
+when the run ends it goes back to a pool (:mod:`graph.executor_pool`) for the next
+thread with the same working directory, network and sandbox, and is closed after
+``execution.idle_close_seconds`` unused (the CLI closes all at exit).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from langchain_core.language_models import BaseChatModel
-
-from config import ENV_FILES_READ, Execution, Fallback, resolve_home
+from config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
 from config.loader import REPO_CONFIG_DIR
+from graph.executor_pool import ExecutorPool, PoolKey
 from graph.guard import TaskJournal, ThreadLock
-from providers.keys import key_vars
 from tools.sandbox import Sandbox, hidden_paths, resolve
 from tools.workspace import check_workdir, scratch_dir
+
+if TYPE_CHECKING:  # langchain is imported when the model is built, not before the CLI's executor starts
+    from langchain_core.language_models import BaseChatModel
 
 _log = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
+    """Runs a task's code. Optional: ``start()`` (warm up now, without waiting), ``reset()`` (forget the
+    earlier tasks' state before another thread's), ``abort()`` (stop the task in flight), ``timeout_s``."""
+
     workspace: Path
 
     def run(self, language: str, code: str) -> Any: ...
@@ -48,11 +58,13 @@ class Deps:
     executor_factory: ExecutorFactory | None = None  # None: the sandboxed IsolatedExecutor
     home: Path | None = None
     execution: Execution | None = None  # None: limits.yaml's ``execution`` section
-    _executors: dict[str, tuple[tuple[str, bool], Executor]] = field(default_factory=dict)
+    config: AppConfig | None = None  # None: the chat model's (the CLI gives it before the model is built)
     _sandbox: Sandbox | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _pool: ExecutorPool = field(init=False)
 
     def __post_init__(self) -> None:
+        self._pool = ExecutorPool(lambda: self.execution_settings().idle_close_seconds)
         atexit.register(self.close_all)
 
     def chat_model(self) -> BaseChatModel:
@@ -64,8 +76,10 @@ class Deps:
             return self.llm
 
     def _config(self) -> Any:
-        router = getattr(self.chat_model(), "router", None)
-        return router.config if router is not None else None
+        if self.config is None:
+            router = getattr(self.chat_model(), "router", None)
+            return router.config if router is not None else None
+        return self.config
 
     def fallback_settings(self) -> Fallback:
         """limits.yaml's ``fallback`` section (defaults when the model is not ours)."""
@@ -83,10 +97,14 @@ class Deps:
 
     def sandbox(self) -> Sandbox:
         """The sandbox generated code runs in (resolved once); SandboxUnavailable when required and missing."""
+        with self._lock:  # once, even when the prewarm thread asks at the same time
+            return self._resolve_sandbox()
+
+    def _resolve_sandbox(self) -> Sandbox:
         if self._sandbox is None:
             settings = self.execution_settings()
             env_files = [*ENV_FILES_READ, REPO_CONFIG_DIR.parent / ".env"]
-            config = getattr(getattr(self.llm, "router", None), "config", None)  # only if built already
+            config = self.config or getattr(getattr(self.llm, "router", None), "config", None)  # if known yet
             own = [REPO_CONFIG_DIR.parent, Path(sys.prefix), *([config.config_dir] if config is not None else [])]
             self._sandbox = resolve(settings.sandbox, self.home_dir(), env_files=env_files,
                                     extra_hidden=settings.hidden_paths, protected=own)
@@ -96,6 +114,8 @@ class Deps:
         return self._sandbox
 
     def key_vars(self) -> list[str]:
+        from providers.keys import key_vars
+
         config = self._config()
         return [var for p in config.providers.values() for var in key_vars(p)] if config is not None else []
 
@@ -119,38 +139,65 @@ class Deps:
         return IsolatedExecutor(workdir, timeout_s=timeout_s, sandbox=self.sandbox(), network=network,
                                 key_vars=self.key_vars())
 
-    def executor(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True) -> Executor:
-        """The thread's warm executor (created on first use, again when workdir or network change)."""
+    def _key(self, workdir: Path, network: bool) -> PoolKey:
+        sandbox = "" if self.executor_factory else repr((self.sandbox().kind, self.sandbox().hidden,
+                                                         self.sandbox().protected))
+        return (str(Path(workdir).expanduser().resolve()), network, sandbox)
+
+    def _maker(self, workdir: Path, timeout_s: float, network: bool) -> Callable[[], Executor]:
         factory = self.executor_factory or self._default_executor
-        with self._lock:
-            spec = (str(workdir), network)
-            held = self._executors.get(thread_id)
-            stale = held is not None and held[0] != spec
-            if held is None or stale:
-                if held is not None:
-                    held[1].close()
-                held = self._executors[thread_id] = (spec, factory(workdir, timeout_s, network))
-            ex = held[1]
+        return lambda: factory(workdir, timeout_s, network)
+
+    def executor(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True) -> Executor:
+        """The thread's warm executor: the one it holds, else one from the pool, else a new one."""
+        ex = self._pool.get(thread_id, self._key(workdir, network), self._maker(workdir, timeout_s, network))
+        if hasattr(ex, "timeout_s"):
+            ex.timeout_s = timeout_s
+        return ex  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def using_executor(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True
+                       ) -> Iterator[Executor]:
+        """:meth:`executor`, never closed as idle while the block runs (a task on it)."""
+        with self._pool.using(thread_id, self._key(workdir, network), self._maker(workdir, timeout_s, network)) as ex:
             if hasattr(ex, "timeout_s"):
                 ex.timeout_s = timeout_s
-            return ex
+            yield ex
+
+    def prewarm(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True) -> threading.Thread:
+        """Have the thread's executor started in the background, so its first task finds the kernel warm.
+        Nothing here delays or fails the run: what goes wrong shows at the first task."""
+
+        def warm() -> None:
+            try:
+                ex = self._pool.get(thread_id, self._key(workdir, network), self._maker(workdir, timeout_s, network),
+                                    start=True)
+                if hasattr(ex, "timeout_s"):
+                    ex.timeout_s = timeout_s
+            except Exception:
+                _log.debug("prewarming the executor failed", exc_info=True)
+
+        worker = threading.Thread(target=warm, name="fla-prewarm", daemon=True)
+        worker.start()
+        return worker
 
     def release(self, thread_id: str) -> None:
-        with self._lock:
-            held = self._executors.pop(thread_id, None)
-        if held is not None:
-            held[1].close()
+        """The thread's run is over: its executor goes back to the pool (see the module docstring)."""
+        self._pool.release(thread_id)
+
+    def executors(self) -> list[Executor]:
+        """Every executor held by a thread or idle in the pool."""
+        return self._pool.executors()
 
     def abort_all(self) -> None:
         """Stop every task in flight now (Ctrl-C): it ends as interrupted, not as a result."""
-        for _, ex in list(self._executors.values()):
+        for ex in self._pool.executors():
             abort = getattr(ex, "abort", None)
             if abort is not None:
                 abort()
 
     def close_all(self) -> None:
-        for thread_id in list(self._executors):
-            self.release(thread_id)
+        self._pool.close_all()
 
 
 def sandbox_report(router: Any) -> dict[str, Any]:

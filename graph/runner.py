@@ -70,15 +70,18 @@ class Runner:
         llm: BaseChatModel | None = None,
         context: Context | None = None,
         executor_factory: ExecutorFactory | None = None,
+        deps: Deps | None = None,
     ) -> None:
         self.home = home
         self.conn, self.saver = open_checkpoints(home)
-        self.deps = Deps(llm=llm, executor_factory=executor_factory, home=home)
+        self.deps = deps or Deps(llm=llm, executor_factory=executor_factory, home=home)
         self.graph = build_graph(checkpointer=self.saver, deps=self.deps)
         self.context = context or Context()
         self._owner = f"runner-{uuid.uuid4().hex}"  # this runner's runs hold the thread lock as this owner
 
     def close(self) -> None:
+        """Close the checkpoints and every executor (the CLI's run is over: nothing is kept warm)."""
+        self.deps.close_all()
         self.conn.close()
 
     @staticmethod

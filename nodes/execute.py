@@ -101,10 +101,10 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
         else:
             _emit({"event": "task_running", "task_id": tid, "description": task["description"],
                    "language": task.get("language", "python"), "code": task["code"]})
-            executor = deps.executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
-                                     runtime.context.network and state.get("network", True))
-            journal.started(thread, key, tid)
-            result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
+            with deps.using_executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
+                                     runtime.context.network and state.get("network", True)) as executor:
+                journal.started(thread, key, tid)
+                result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
             journal.finished(thread, key, tid, result)
     status = "done" if result["ok"] else "failed"
     _emit(

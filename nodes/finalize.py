@@ -20,7 +20,7 @@ def _first_line(text: str, limit: int = 160) -> str:
 
 
 def finalize(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
-    deps.release(thread_id(config))
+    deps.release(thread_id(config))  # back to the pool, warm, for the next thread with the same workdir
     deps.journal().clear(thread_id(config))  # the run is over: no task of it is in flight
     leftovers: list[Task] = [
         {"id": t["id"], "status": "skipped"}

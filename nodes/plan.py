@@ -26,7 +26,11 @@ def plan(state: State, runtime: Runtime[Context], config: RunnableConfig, *, dep
     replanning = state.get("decision") == "replan" and bool(tasks)
     # The working directory is chosen once per thread; resume and replans keep it.
     workdir = state.get("workdir") or str(deps.workdir(runtime.context.workdir, thread_id(config)))
-    chosen = {"workdir": workdir, "network": state.get("network", runtime.context.network)}
+    network = bool(state.get("network", runtime.context.network))
+    chosen = {"workdir": workdir, "network": network}
+    # The executor starts while the plan is asked for (a no-op when the CLI started it already).
+    deps.prewarm(thread_id(config), Path(workdir), runtime.context.executor_timeout_s,
+                 runtime.context.network and network)
     if replanning:
         advice = "; ".join(str(v.get("hint", "")) for v in state.get("verdicts", []) if v.get("hint"))
         messages = prompts.replan(state["goal"], tasks, advice, describe_workdir(Path(workdir)), max_tasks=MAX_TASKS)

@@ -1,7 +1,27 @@
-"""The quota-aware provider layer (see DESIGN.md, "Python API")."""
+"""The quota-aware provider layer (see DESIGN.md, "Python API").
 
-from providers.chat_model import QuotaAwareChatModel, build_chat_model
-from providers.errors import AllProvidersExhausted, NoUsableProvider
-from providers.router import Router
+The names are imported on first use (PEP 562): ``providers.db``, ``providers.errors`` … load
+without langchain, so the CLI starts its executor before the model clients are imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from providers.chat_model import QuotaAwareChatModel, build_chat_model
+    from providers.errors import AllProvidersExhausted, NoUsableProvider
+    from providers.router import Router
 
 __all__ = ["AllProvidersExhausted", "NoUsableProvider", "QuotaAwareChatModel", "Router", "build_chat_model"]
+_HOME = {"QuotaAwareChatModel": "providers.chat_model", "build_chat_model": "providers.chat_model",
+         "AllProvidersExhausted": "providers.errors", "NoUsableProvider": "providers.errors",
+         "Router": "providers.router"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'providers' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

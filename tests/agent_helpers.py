@@ -234,6 +234,7 @@ class Harness:
     llm: ScriptedChatModel
     executor: FakeExecutor
     config: RunnableConfig
+    deps: Deps
 
     def invoke(self, value: Any, **context: Any) -> dict[str, Any]:
         return cast(dict[str, Any], self.graph.invoke(value, self.config, context=Context(**context)))
@@ -251,8 +252,9 @@ class Harness:
 def harness(tmp_path: Path, brain: Brain, executor: FakeExecutor | None = None, thread: str = "t1") -> Harness:
     ex = executor or FakeExecutor()
     llm = brain.model()
-    graph = build_graph(checkpointer=InMemorySaver(), llm=llm, executor_factory=ex.factory, home=tmp_path)
-    return Harness(graph, brain, llm, ex, {"configurable": {"thread_id": thread}, "recursion_limit": 100})
+    deps = Deps(llm=llm, executor_factory=ex.factory, home=tmp_path)
+    graph = build_graph(checkpointer=InMemorySaver(), deps=deps)
+    return Harness(graph, brain, llm, ex, {"configurable": {"thread_id": thread}, "recursion_limit": 100}, deps)
 
 
 def ran(tid: int, status: str = "done", attempts: int = 1, **extra: Any) -> Task:

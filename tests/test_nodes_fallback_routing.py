@@ -156,7 +156,9 @@ def test_finalize_summarises_every_task_and_skips_leftovers(tmp_path: Path) -> N
     assert "Task 2: parse file — exit status 1" in summary
     assert "Task 3: report" in summary
     assert "1 of 3 tasks done." in summary
-    assert ex.closed == 1  # the thread's executor is released
+    assert deps.executors() == [ex] and ex.closed == 0  # released: back in the pool, still warm
+    deps.close_all()
+    assert ex.closed == 1
 
 
 def test_finalize_status_completed_only_when_work_was_done_and_nothing_failed(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Output handling of the local executor: collecting streamed output within a size budget,
-rendering Open Interpreter's output chunks as text, and capping the final output."""
+"""Parts of the local executor: collecting streamed output within a size budget, rendering Open
+Interpreter's output chunks as text, capping the final output; the code run in the Python kernel
+(the per-run helper, the reset between threads) and the quoting of shell code."""
 
 from __future__ import annotations
 
@@ -67,3 +68,44 @@ def render_chunk(chunk: dict[str, Any]) -> str:
     if fmt == "html":
         return _TAG.sub("", str(content)) + "\n"
     return f"[{kind} output: {fmt}]\n"
+
+
+_BASH_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t"}
+
+# Defined (by the first run) once per kernel, in builtins: survives %reset, stays out of user vars.
+PY_INIT = r'''
+def __fla_exec__(code, cwd, mark):
+    import builtins, getpass, json, os, sys
+    os.makedirs(cwd, exist_ok=True)
+    os.chdir(cwd)
+    def _no_stdin(*args, **kwargs):
+        raise EOFError("stdin is not available in this executor")
+    builtins.input = _no_stdin
+    getpass.getpass = _no_stdin
+    res = get_ipython().run_cell(code, store_history=False)
+    err = None if res.success else (res.error_in_exec or res.error_before_exec)
+    sys.stderr.flush()
+    info = None if err is None else [type(err).__name__, str(err)[:500]]
+    print("\n" + mark + json.dumps(info))
+__import__("builtins").__fla_exec__ = __fla_exec__
+__import__("builtins").__fla_environ__ = dict(__import__("os").environ)  # for reset(): the kernel's own
+del __fla_exec__
+get_ipython().display_formatter.formatters["text/html"].enabled = False  # plain-text reprs
+'''
+
+# Run by reset(): the namespace and environment of a fresh kernel (with its ``plt``: tools.oi_parts); modules
+# stay loaded.
+PY_RESET = """get_ipython().reset(new_session=False)
+import builtins as _b, os as _o, sys as _s
+_o.environ.clear(); _o.environ.update(_b.__fla_environ__)
+_s.modules["matplotlib.pyplot"].close("all") if "matplotlib.pyplot" in _s.modules else None
+plt = _s.modules.get("matplotlib.pyplot") or _b.__fla_lazy_pyplot__("matplotlib.pyplot")
+del _b, _o, _s
+"""
+
+
+def ansi_c_quote(code: str) -> str:
+    """Quote ``code`` as a one-line bash $'...' string (OI mangles multi-line shell code)."""
+    out = [_BASH_ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ord(ch) == 0x7F
+                                     else ch) for ch in code]
+    return "$'" + "".join(out) + "'"

@@ -2,8 +2,10 @@
 
 Started by :class:`tools.isolated_executor.IsolatedExecutor`. Each request line is
 ``{"language", "code", "timeout_s"}``; each answer line is an ExecutionResult as
-JSON. Everything the kernel machinery prints goes to stderr, so stdout carries
-only answers. The worker exits when stdin closes (its parent is gone).
+JSON. A control line ``{"control": "warm"}`` (start the kernels now) or ``{"control": "reset"}``
+(forget the earlier tasks' Python namespace) is answered with ``{"control": …, "error": …}``.
+Everything the kernel machinery prints goes to stderr, so stdout carries only answers. The worker
+exits when stdin closes (its parent is gone).
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ def main(workspace: str, max_output_chars: int) -> int:
             if not line.strip():
                 continue
             request = json.loads(line)
+            if "control" in request:
+                error = executor.warm() if request["control"] == "warm" else executor.reset()
+                answers.write(json.dumps({"control": request["control"], "error": error}) + "\n")
+                answers.flush()
+                continue
             executor.timeout_s = float(request["timeout_s"])
             result = executor.run(str(request["language"]), str(request["code"]))
             answers.write(json.dumps(dataclasses.asdict(result)) + "\n")

@@ -14,6 +14,12 @@ Linux without a sandbox the child still sets ``PR_SET_PDEATHSIG`` for itself,
 so it dies with the agent. Children are spawned from one long-lived thread: the parent
 death signal fires when the *thread* that forked exits, and LangGraph runs
 nodes in short-lived pool threads.
+
+:meth:`IsolatedExecutor.start` starts the child and its kernels without waiting (the first ``run``
+then waits only for what is left of the start); :meth:`IsolatedExecutor.reset` clears the Python
+namespace before another thread's tasks use the same warm child; :meth:`IsolatedExecutor.close`
+kills the child's whole tree at once (nothing in it needs a polite shutdown: the kernels' runtime
+files are in the sandbox's private ``/tmp``, or unsandboxed in a folder removed with it).
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -71,6 +79,8 @@ class IsolatedExecutor:
         self._aborted = False
         self._proc: subprocess.Popen[str] | None = None
         self._answers: queue.Queue[str | None] = queue.Queue()
+        self._runtime_dir: str | None = None  # unsandboxed: the kernels' connection files, removed on close
+        self._warm = False  # the running child was asked to start its kernels
         self._lock = threading.Lock()
 
     def command(self) -> list[str]:
@@ -85,6 +95,7 @@ class IsolatedExecutor:
         env["PYTHONUNBUFFERED"] = "1"  # the worker's LocalExecutor sets OI's own env
         if not self.sandbox.active:  # bubblewrap's --die-with-parent does it in the sandbox
             env["FLA_PARENT_PID"] = str(os.getpid())  # the worker dies with this process (PR_SET_PDEATHSIG)
+            self._runtime_dir = env["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="fla-jupyter-")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         argv = self.command()
         proc = _spawn(lambda: subprocess.Popen(
@@ -92,22 +103,67 @@ class IsolatedExecutor:
             env=env, process_group=0,  # a Ctrl-C in the agent's terminal is the agent's to handle
         ))
         self._answers = queue.Queue()
+        self._warm = False
         threading.Thread(target=_pump, args=(proc.stdout, self._answers), daemon=True).start()
         return proc
+
+    def _ready(self) -> subprocess.Popen[str]:
+        """The running child: a fresh one if there is none, or if a hidden path changed since it started
+        (its hiding mount no longer covers a path replaced or created since)."""
+        if self._proc is not None and self.sandbox.active and self.sandbox.fingerprint() != self._hidden_marks:
+            self._kill()
+        if self._proc is None or self._proc.poll() is not None:
+            self._kill()
+            self._proc = self._start()
+        return self._proc
+
+    def _send(self, proc: subprocess.Popen[str], request: dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+
+    def start(self) -> None:
+        """Start the child and its kernels now, without waiting for them (see the module docstring)."""
+        with self._lock:
+            try:
+                proc = self._ready()
+                if not self._warm:
+                    self._send(proc, {"control": "warm"})
+                    self._warm = True
+            except OSError:
+                self._kill()  # the first run starts it again, and reports what goes wrong
+
+    def reset(self) -> None:
+        """Before another thread's tasks: forget the Python namespace of the earlier ones (without waiting)."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                return  # the next run starts a fresh child anyway
+            try:
+                self._send(proc, {"control": "reset"})
+            except OSError:
+                self._kill()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (bubblewrap's, when sandboxed), while it runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def _answer(self, deadline: float) -> str | None:
+        """The next answer to a task (answers to control lines are skipped); None: the child is gone or silent."""
+        while True:
+            line = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None or not line.startswith('{"control"'):
+                return line
 
     def run(self, language: str, code: str) -> ExecutionResult:
         start = time.monotonic()
         with self._lock:
-            if self._proc is not None and self.sandbox.active and self.sandbox.fingerprint() != self._hidden_marks:
-                self._kill()  # a hidden path was replaced or created: its hiding mount no longer covers it
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
-            proc = self._proc
             try:
-                assert proc.stdin is not None
-                proc.stdin.write(json.dumps({"language": language, "code": code, "timeout_s": self.timeout_s}) + "\n")
-                proc.stdin.flush()
-                line = self._answers.get(timeout=self.timeout_s + GRACE_S)
+                proc = self._ready()
+                self._send(proc, {"language": language, "code": code, "timeout_s": self.timeout_s})
+                line = self._answer(time.monotonic() + self.timeout_s + GRACE_S)
             except (OSError, queue.Empty):
                 line = None
             if line is None:
@@ -130,26 +186,23 @@ class IsolatedExecutor:
         if proc is None or proc.poll() is not None:
             return
         self._aborted = True
-        _kill_tree(proc)
+        _kill_tree(proc, self.sandbox.active)
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            _kill_tree(proc)
-
-    def close(self) -> None:
-        """Let the child terminate its kernels, then make sure nothing is left."""
-        with self._lock:
-            proc = self._proc
-            if proc is None:
-                return
-            try:
+            _kill_tree(proc, self.sandbox.active)
+            with contextlib.suppress(OSError):
                 assert proc.stdin is not None
                 proc.stdin.close()
-                proc.wait(timeout=15)
-                self._proc = None
-            except (OSError, subprocess.TimeoutExpired):
-                self._kill()
+        runtime, self._runtime_dir = self._runtime_dir, None
+        if runtime is not None:
+            shutil.rmtree(runtime, ignore_errors=True)
+
+    def close(self) -> None:
+        """Kill the child and everything it started, at once (see the module docstring)."""
+        with self._lock:
+            self._kill()
 
     def __enter__(self) -> IsolatedExecutor:
         return self
@@ -163,16 +216,32 @@ _spawner_lock = threading.Lock()
 _spawner: threading.Thread | None = None
 
 
-def _kill_tree(proc: subprocess.Popen[str]) -> None:
+def _kill_tree(proc: subprocess.Popen[str], sandboxed: bool) -> None:
+    """SIGKILL ``proc`` and its descendants; return when they are gone. ``sandboxed``: ``proc`` is bubblewrap,
+    which exits by itself once its child is killed (killed with it, its child would be left a zombie)."""
     try:
         tree = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
         tree = []
-    for p in [*tree, proc]:
+    for p in tree:  # first what runs inside: a sandbox's bubblewrap then reaps its child and exits itself
         with contextlib.suppress(psutil.Error, ProcessLookupError):
             p.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.5 if tree and sandboxed else 0)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
+    deadline = time.monotonic() + 5  # SIGKILL is delivered at once, but a process takes a moment to be gone
+    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+        time.sleep(0.005)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _spawn_loop() -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import psutil
 
-from tools.executor_support import ANSI, Collector, cap_output, render_chunk
+from tools.executor_support import ANSI, PY_INIT, PY_RESET, Collector, ansi_c_quote, cap_output, render_chunk
 from tools.safety import check_code
 
 _log = logging.getLogger(__name__)
@@ -42,27 +42,6 @@ _OI_CLASS: Any = None
 KERNEL_START_TIMEOUT_S = 60.0
 _ALIASES = {"python": "python", "py": "python", "python3": "python",
             "shell": "shell", "bash": "shell", "sh": "shell"}
-_BASH_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t"}
-
-# Defined (by the first run) once per kernel, in builtins: survives %reset, stays out of user vars.
-_PY_INIT = r'''
-def __fla_exec__(code, cwd, mark):
-    import builtins, getpass, json, os, sys
-    os.makedirs(cwd, exist_ok=True)
-    os.chdir(cwd)
-    def _no_stdin(*args, **kwargs):
-        raise EOFError("stdin is not available in this executor")
-    builtins.input = _no_stdin
-    getpass.getpass = _no_stdin
-    res = get_ipython().run_cell(code, store_history=False)
-    err = None if res.success else (res.error_in_exec or res.error_before_exec)
-    sys.stderr.flush()
-    info = None if err is None else [type(err).__name__, str(err)[:500]]
-    print("\n" + mark + json.dumps(info))
-__import__("builtins").__fla_exec__ = __fla_exec__
-del __fla_exec__
-get_ipython().display_formatter.formatters["text/html"].enabled = False  # plain-text reprs
-'''
 
 
 @dataclass
@@ -72,13 +51,6 @@ class ExecutionResult:
     timed_out: bool
     duration_s: float
     error: str | None  # short reason, e.g. "timeout after 60s", "exit status 2"
-
-
-def _ansi_c_quote(code: str) -> str:
-    """Quote ``code`` as a one-line bash $'...' string (OI mangles multi-line shell code)."""
-    out = [_BASH_ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ord(ch) == 0x7F
-                                     else ch) for ch in code]
-    return "$'" + "".join(out) + "'"
 
 
 def _load_oi() -> Any:
@@ -167,6 +139,32 @@ class LocalExecutor:
                 return self._fail(start, f"could not start {lang} kernel: {exc}")
             return self._execute(lang, inst, self._wrap(lang, code), start)
 
+    def warm(self, languages: tuple[str, ...] = ("python", "shell")) -> str | None:
+        """Start the kernels now (and the Python helper), so that the first task finds them warm; the error, if any."""
+        start = time.monotonic()
+        with self._lock:
+            for lang in (lang for lang in languages if lang in self.languages):
+                try:
+                    inst = self._ensure(lang)
+                except Exception as exc:
+                    self._terminate(lang)
+                    return f"could not start {lang} kernel: {exc}"
+                if lang == "python":
+                    error = self._execute(lang, inst, self._wrap(lang, "pass"), start).error
+                    if error:
+                        return error
+        return None
+
+    def reset(self) -> str | None:
+        """Forget what earlier tasks defined before another thread's tasks run here: the Python namespace and
+        environment become a fresh kernel's (modules stay imported). Shell tasks each run in their own
+        subshell already. The error, if any."""
+        with self._lock:
+            inst = self._computer.terminal._active_languages.get("python") if self._computer else None
+            if inst is None:
+                return None
+            return self._execute("python", inst, self._wrap("python", PY_RESET), time.monotonic()).error
+
     def close(self) -> None:
         with self._lock:
             if self._computer is None:
@@ -189,11 +187,11 @@ class LocalExecutor:
 
     def _wrap(self, lang: str, code: str) -> str:
         if lang == "python":  # one line: OI re-renders multi-line python through ast.unparse
-            boot = f"exec({_PY_INIT!r}) if not hasattr(__import__('builtins'), '__fla_exec__')"
+            boot = f"exec({PY_INIT!r}) if not hasattr(__import__('builtins'), '__fla_exec__')"
             return f"{boot} else None; __fla_exec__({code!r}, {str(self.workspace)!r}, " \
                 f"{self._mark!r})"
-        workspace = _ansi_c_quote(str(self.workspace))
-        return (f"cd {workspace} && bash -c {_ansi_c_quote(code)} </dev/null 2>&1; "
+        workspace = ansi_c_quote(str(self.workspace))
+        return (f"cd {workspace} && bash -c {ansi_c_quote(code)} </dev/null 2>&1; "
                 f'echo "{self._mark}$?"')
 
     def _ensure(self, lang: str) -> Any:

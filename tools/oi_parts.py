@@ -18,10 +18,11 @@ Both stand-ins leave ``sys.modules`` again once the import is done: a later ``im
 languages read.
 
 OI's Python and Shell languages poll with fixed sleeps: 0.1 s per output message and ≈0.3 s at the end
-of a Python run, ≈1 s at the end of every shell run (three 0.2 s "yank" naps after the end marker).
-The languages the terminal gets here are OI's own with only that wait replaced: they block on
-the output queue and stop as soon as OI's own end signal is set (the kernel's idle status, the
-shell's end-of-execution marker), after which nothing more of the run is queued.
+of a Python run, ≈1 s at the end of every shell run (three 0.2 s "yank" naps after the end marker),
+0.5 s when the Python kernel starts. The languages the terminal gets here are OI's own with only
+those waits replaced: they block on the output queue and stop as soon as OI's own end signal is set
+(the kernel's idle status, the shell's end-of-execution marker), after which nothing more of the run
+is queued; the kernel start waits for the kernel's answer instead.
 """
 
 from __future__ import annotations
@@ -40,6 +41,21 @@ from typing import Any
 TERMINAL_MODULE = "interpreter.core.computer.terminal.terminal"
 _LANGUAGES = "interpreter.core.computer.terminal.languages."
 _POLL_S = 0.02
+KERNEL_READY_S = 60.0
+# OI binds ``plt`` when the kernel starts; here matplotlib is imported when ``plt`` is first used (ipykernel
+# makes the inline backend the default, which shows figures as OI's ``%matplotlib inline`` does).
+LAZY_PYPLOT = """
+import types as _types
+class _LazyPyplot(_types.ModuleType):
+    def __getattr__(self, name):
+        import matplotlib.pyplot as real
+        if get_ipython().user_ns.get("plt") is self:
+            get_ipython().user_ns["plt"] = real
+        return getattr(real, name)
+__import__("builtins").__fla_lazy_pyplot__ = _LazyPyplot
+plt = _LazyPyplot("matplotlib.pyplot")
+del _types, _LazyPyplot
+""".strip()
 
 
 class _Deferred(types.ModuleType):
@@ -84,7 +100,24 @@ def parts() -> Parts:
 
 
 def _quick_python(base: Any) -> Any:
+    kernel_manager = sys.modules[base.__mro__[1].__module__].KernelManager  # what OI's module uses
+
     class Python(base):  # type: ignore[misc,valid-type]
+        def __init__(self, computer: Any) -> None:
+            """OI's start-up with its fixed 0.5 s nap replaced by jupyter_client's readiness check (a
+            kernel_info reply, and IOPub delivering: no output of the first run is lost), and its
+            ``%matplotlib inline; import matplotlib.pyplot as plt`` (≈0.5 s) by :data:`LAZY_PYPLOT`."""
+            self.computer = computer
+            self.km = kernel_manager(kernel_name="python3")
+            self.km.start_kernel()
+            self.kc = self.km.client()
+            self.kc.start_channels()
+            self.kc.wait_for_ready(timeout=KERNEL_READY_S)
+            self.listener_thread = None
+            self.finish_flag = False
+            for _ in self.run(LAZY_PYPLOT):
+                pass
+
         def _capture_output(self, message_queue: queue.Queue[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             """OI's loop, waiting on the queue: the listener thread queues every message of the run
             before it sets ``finish_flag`` (on the kernel's idle status, or when told to stop)."""
