@@ -28,6 +28,7 @@ import yaml
 
 from tests.client_helpers import CLIENTS, kind_of
 from tests.fakes.provider_server import FakeProvider
+from tests.pg import Cluster, PostgresUnavailable, start_cluster
 from tests.provider_client_helpers import KINDS, ConfigFactory, FakeFactory, SetupFactory, setup_factory
 
 # Every env var a real key (or a redirect of a client) could come from.
@@ -215,3 +216,23 @@ def kind(request: pytest.FixtureRequest) -> str:
 def setup(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
     """``setup(kind, primary=..., backup=..., fallback=..., optimization=...)``: a wrapper over two fakes."""
     return setup_factory(fake_server, make_config, home)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A private PostgreSQL cluster for the whole session (stopped and removed at the end)."""
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as exc:
+        print(f"\nPostgreSQL tests skipped: {exc}")
+        pytest.skip(f"no PostgreSQL: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(pg_cluster: Cluster) -> str:
+    """The URL of a fresh, empty database in the session's cluster."""
+    return pg_cluster.create_database()
