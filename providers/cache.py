@@ -13,7 +13,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
 
-from providers.db import Database
+from providers.backends import StateDatabase
 
 # Message fields that differ between identical requests and must not split the cache.
 _VOLATILE = {"id", "response_metadata", "usage_metadata", "additional_kwargs"}
@@ -34,7 +34,7 @@ def cache_key(messages: Sequence[BaseMessage], params: Mapping[str, Any]) -> str
 
 
 class ResponseCache:
-    def __init__(self, db: Database, ttl_s: float, enabled: bool = True) -> None:
+    def __init__(self, db: StateDatabase, ttl_s: float, enabled: bool = True) -> None:
         self.db, self.ttl_s, self.enabled = db, ttl_s, enabled
 
     def get(self, key: str, now: float) -> AIMessage | None:
@@ -60,6 +60,7 @@ class ResponseCache:
         blob = json.dumps(message_to_dict(message), default=str)
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO response_cache(key, created, message) VALUES (?,?,?)", (key, now, blob)
+                "INSERT INTO response_cache(key, created, message) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE"
+                " SET created=excluded.created, message=excluded.message", (key, now, blob)
             )
             conn.execute("DELETE FROM response_cache WHERE created<?", (now - self.ttl_s,))

@@ -26,6 +26,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
 from config import load_config, load_env_files, resolve_home
+from providers.backends import resolve_database_url
 from providers.cache import cache_key
 from providers.inner_calls import INNER, as_chunk, has_answer, not_empty, to_message, untraced
 from providers.quota import Slot
@@ -47,6 +48,7 @@ class QuotaAwareChatModel(BaseChatModel):
     router: Router = Field(default=None, exclude=True)  # type: ignore[assignment]
     config_dir: str | None = None
     home: str | None = None
+    database_url: str | None = None  # else $FREE_AGENT_DATABASE_URL, else agent.db in the home
     default_task_type: str = "general"
     preferred: tuple[str, ...] = ()  # providers to try first, e.g. from a run's context
     # LangChain's standard parameters; None keeps each provider's own setting from providers.yaml.
@@ -60,7 +62,8 @@ class QuotaAwareChatModel(BaseChatModel):
     @classmethod
     def _router_from_the_environment(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("router") is None:
-            data = {**data, "router": _router(data.get("config_dir"), data.get("home"))}
+            data = {**data, "router": _router(data.get("config_dir"), data.get("home"),
+                                              database_url=data.get("database_url"))}
         return data
 
     @classmethod
@@ -319,10 +322,11 @@ class QuotaAwareChatModel(BaseChatModel):
 
 
 def _router(config_dir: str | Path | None, home: str | Path | None, *, offline: bool = False,
-            notices: list[str] | None = None) -> Router:
+            notices: list[str] | None = None, database_url: str | None = None) -> Router:
     load_env_files(home)  # the same .env files as the CLI, in the same order (README: Free keys)
     config = load_config(config_dir)
-    router, skipped = Router.from_config(config, resolve_home(home), offline=offline)
+    router, skipped = Router.from_config(config, resolve_home(home), offline=offline,
+                                         database_url=resolve_database_url(database_url))
     if notices is not None:
         notices.extend(skipped)
     return router
@@ -335,11 +339,13 @@ def build_chat_model(
     offline: bool = False,
     preferred: Sequence[str] = (),
     notices: list[str] | None = None,
+    database_url: str | None = None,
 ) -> QuotaAwareChatModel:
     """The agent's chat model for a config dir and home (see DESIGN.md for the defaults).
 
     Raises ConfigError for bad files and NoUsableProvider when no provider has a key.
-    Skipped-provider notices are appended to ``notices`` when given.
+    Skipped-provider notices are appended to ``notices`` when given. ``database_url`` (else
+    ``$FREE_AGENT_DATABASE_URL``) puts the shared state in PostgreSQL instead of the home's ``agent.db``.
     """
-    router = _router(config_dir, home, offline=offline, notices=notices)
+    router = _router(config_dir, home, offline=offline, notices=notices, database_url=database_url)
     return QuotaAwareChatModel(router=router, preferred=tuple(preferred))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from providers.dialect import SQLITE, Dialect
 from providers.fifo_lock import fifo_lock
 
 DAMAGED, UNWRITABLE = "damaged", "unwritable"
@@ -161,8 +162,11 @@ class Database:
     :mod:`providers.fifo_lock`) before ``BEGIN IMMEDIATE``: SQLite's busy handler alone lets
     a process wait for seconds while others write again and again."""
 
+    dialect: Dialect = SQLITE
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.label = str(path)
         self._local = threading.local()
         with translated(path):
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,12 +19,12 @@ slot in the near future and sleep until then: later callers see that row and que
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from config import RateLimit
-from providers.db import Database
+from providers.backends import StateDatabase
 from providers.ledger import (
     MINUTE,
     PERIODS,
@@ -46,7 +46,7 @@ _PRUNE_EVERY_S = 300.0
 class _Windows:
     """:class:`~providers.ledger.WindowReader` on one SQLite connection (inside its transaction)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
     def cooldown(self, provider: str) -> tuple[float, str] | None:
@@ -76,7 +76,7 @@ class QuotaStore(QuotaLedger):
     ``margin`` (``optimization.window_margin_seconds``) lengthens the minute window for the
     network round trip; 0 gives the exact 60-second window."""
 
-    def __init__(self, db: Database, limits: Callable[[str], RateLimit], *, margin: float = 0.0) -> None:
+    def __init__(self, db: StateDatabase, limits: Callable[[str], RateLimit], *, margin: float = 0.0) -> None:
         self.db = db
         self.limits = limits
         self.margin = margin
@@ -93,11 +93,11 @@ class QuotaStore(QuotaLedger):
         return day_bounds(t, tz)[0], month_bounds(t, tz)[0]
 
     @staticmethod
-    def _bump(conn: sqlite3.Connection, provider: str, starts: tuple[float, float], requests: int, tokens: int) -> None:
+    def _bump(conn: Any, provider: str, starts: tuple[float, float], requests: int, tokens: int) -> None:
         conn.executemany(
             "INSERT INTO quota_periods(provider, period, start, requests, tokens) VALUES (?,?,?,?,?) "
             "ON CONFLICT(provider, period, start) DO UPDATE SET "
-            "requests=requests+excluded.requests, tokens=tokens+excluded.tokens",
+            "requests=quota_periods.requests+excluded.requests, tokens=quota_periods.tokens+excluded.tokens",
             [(provider, per, start, requests, tokens) for (per, _), start in zip(PERIODS, starts, strict=True)],
         )
 
@@ -129,16 +129,16 @@ class QuotaStore(QuotaLedger):
                 return self._insert(conn, best[1], best[0], est_tokens(best[1]))
             return Unavailable(retry_at=best[0], reasons=reasons)
 
-    def _insert(self, conn: sqlite3.Connection, provider: str, at: float, tokens: int) -> Slot:
+    def _insert(self, conn: Any, provider: str, at: float, tokens: int) -> Slot:
         starts = self._starts(provider, at)
-        cur = conn.execute(
-            "INSERT INTO quota_slots(provider, ts, tokens, day_start, month_start) VALUES (?,?,?,?,?)",
+        (slot_id,) = conn.execute(
+            "INSERT INTO quota_slots(provider, ts, tokens, day_start, month_start) VALUES (?,?,?,?,?) RETURNING id",
             (provider, at, tokens, *starts),
-        )
+        ).fetchone()
         self._bump(conn, provider, starts, 1, tokens)
-        return Slot(id=int(cur.lastrowid or 0), provider=provider, at=at)
+        return Slot(id=int(slot_id), provider=provider, at=at)
 
-    def _row(self, conn: sqlite3.Connection, slot: Slot) -> tuple[int, tuple[float, float] | None] | None:
+    def _row(self, conn: Any, slot: Slot) -> tuple[int, tuple[float, float] | None] | None:
         """The slot's tokens and the periods it is counted in (None: counted by the backlog), or None if gone."""
         row = conn.execute("SELECT tokens, day_start, month_start FROM quota_slots WHERE id=?", (slot.id,)).fetchone()
         if row is None:
@@ -191,8 +191,9 @@ class QuotaStore(QuotaLedger):
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cooldowns(provider, until, reason) VALUES (?,?,?) "
-                "ON CONFLICT(provider) DO UPDATE SET reason=CASE WHEN excluded.until>until "
-                "THEN excluded.reason ELSE reason END, until=MAX(until, excluded.until)",
+                "ON CONFLICT(provider) DO UPDATE SET reason=CASE WHEN excluded.until>cooldowns.until "
+                "THEN excluded.reason ELSE cooldowns.reason END, until="
+                + self.db.dialect.greatest("cooldowns.until", "excluded.until"),
                 (provider, until, reason),
             )
 
@@ -200,14 +201,15 @@ class QuotaStore(QuotaLedger):
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cooldowns(provider, failures) VALUES (?,1) "
-                "ON CONFLICT(provider) DO UPDATE SET failures=failures+1",
+                "ON CONFLICT(provider) DO UPDATE SET failures=cooldowns.failures+1",
                 (provider,),
             )
             failures = conn.execute("SELECT failures FROM cooldowns WHERE provider=?", (provider,)).fetchone()[0]
             if failures < threshold:
                 return False
             conn.execute(
-                "UPDATE cooldowns SET failures=0, until=MAX(until, ?), reason=? WHERE provider=?",
+                f"UPDATE cooldowns SET failures=0, until={self.db.dialect.greatest('until', '?')}, reason=?"
+                " WHERE provider=?",
                 (now + cooldown_s, f"{failures} failures in a row", provider),
             )
             return True
@@ -238,13 +240,13 @@ class QuotaStore(QuotaLedger):
             self._prune_slots(conn, now)
             conn.execute("DELETE FROM quota_periods WHERE start < ?", (now - _PERIOD_KEEP_S,))
 
-    def _prune_slots(self, conn: sqlite3.Connection, now: float) -> None:
+    def _prune_slots(self, conn: Any, now: float) -> None:
         """Drop slots no minute window holds any more (one never settled: after an hour, its process is gone)."""
         horizon = now - 2 * MINUTE - self.margin
         conn.execute("DELETE FROM quota_slots WHERE ts < ? AND (pending=0 OR ts < ?)", (horizon, now - _STALE_OPEN_S))
         self._pruned = now
 
-    def _fold_backlog(self, conn: sqlite3.Connection) -> None:
+    def _fold_backlog(self, conn: Any) -> None:
         """Count schema-1 request rows (kept per 15 minutes by migration 2) in their day and month."""
         rows = conn.execute("SELECT provider, bucket, requests, tokens FROM quota_backlog").fetchall()
         for provider, bucket, requests, tokens in rows:

@@ -71,11 +71,12 @@ def daily_requests(router: Router, days: int = 30, now: float | None = None) -> 
     """Requests that reached each provider per UTC day (cache hits excluded), last ``days`` days."""
     now = now or time.time()
     since = now - days * 86400
+    sql = router.db.dialect
     rows = router.db.query(  # recent rows from the log, older days from its daily rollup
-        "SELECT provider, date(ts, 'unixepoch') AS day, COUNT(*) FROM usage_log"
-        " WHERE cached=0 AND outcome!='auth' AND ts>=? GROUP BY provider, day"
+        f"SELECT provider, {sql.utc_date('ts')} AS day, COUNT(*) FROM usage_log"
+        " WHERE cached=0 AND outcome!='auth' AND ts>=? GROUP BY 1, 2"
         " UNION ALL SELECT provider, day, SUM(requests) FROM usage_daily"
-        " WHERE cached=0 AND outcome!='auth' AND day>=date(?, 'unixepoch') GROUP BY provider, day",
+        f" WHERE cached=0 AND outcome!='auth' AND day>={sql.utc_date('?')} GROUP BY 1, 2",
         (since, since),
     )
     out: dict[str, dict[str, int]] = {}

@@ -22,8 +22,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from config import AppConfig
+from providers.backends import StateDatabase, open_state
 from providers.cache import ResponseCache
-from providers.db import Database
 from providers.errors import (
     AllProvidersExhausted,
     ErrorInfo,
@@ -54,9 +54,11 @@ class Call:
 
 
 class Router:
-    def __init__(self, config: AppConfig, home: Path, keys: Mapping[str, str | None], *, offline: bool = False) -> None:
+    def __init__(self, config: AppConfig, home: Path, keys: Mapping[str, str | None], *, offline: bool = False,
+                 database_url: str | None = None) -> None:
         self.config, self.home, self.keys, self.offline = config, home, dict(keys), offline
-        self.db = Database(home / "agent.db")
+        self.database_url = database_url
+        self.db: StateDatabase = open_state(database_url, home)
         opt = config.limits.optimization
         self.quota: QuotaLedger = QuotaStore(self.db, config.limit_for, margin=opt.window_margin_seconds)
         self.cache = ResponseCache(self.db, opt.cache_ttl_hours * 3600, opt.enable_caching)
@@ -69,9 +71,10 @@ class Router:
         self.usage.rollup(time.time())
 
     @classmethod
-    def from_config(cls, config: AppConfig, home: Path, *, offline: bool = False) -> tuple[Router, list[str]]:
+    def from_config(cls, config: AppConfig, home: Path, *, offline: bool = False,
+                    database_url: str | None = None) -> tuple[Router, list[str]]:
         keys, notices = usable_providers(config)
-        return cls(config, home, keys, offline=offline), notices
+        return cls(config, home, keys, offline=offline, database_url=database_url), notices
 
     def client(self, name: str, timeout: float | None = None) -> BaseChatModel:
         """The provider's client (built once); with ``timeout``, one whose requests give up after that long."""

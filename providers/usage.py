@@ -14,7 +14,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config import AppConfig
-from providers.db import Database
+from providers.backends import StateDatabase
 from providers.ledger import QuotaLedger, day_bounds
 
 _ROLLUP_BATCH_S = 7 * 86400.0  # days rolled up per transaction: the write lock is never held long
@@ -36,7 +36,7 @@ class UsageEvent:
 
 
 class UsageTracker:
-    def __init__(self, db: Database, config: AppConfig) -> None:
+    def __init__(self, db: StateDatabase, config: AppConfig) -> None:
         self.db, self.config = db, config
 
     def log(self, event: UsageEvent, now: float | None = None) -> None:
@@ -72,11 +72,14 @@ class UsageTracker:
                 upto = min(cutoff, _utc_day_start(first) + _ROLLUP_BATCH_S)
                 conn.execute(
                     "INSERT INTO usage_daily(day, provider, model, task_type, outcome, cached, requests, tokens_in,"
-                    " tokens_out, latency_ms) SELECT date(ts, 'unixepoch'), provider, model, task_type, outcome,"
+                    f" tokens_out, latency_ms) SELECT {self.db.dialect.utc_date('ts')}, provider, model, task_type,"
+                    " outcome,"
                     " cached, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(latency_ms) FROM usage_log WHERE ts<?"
                     " GROUP BY 1, 2, 3, 4, 5, 6 ON CONFLICT(day, provider, model, task_type, outcome, cached)"
-                    " DO UPDATE SET requests=requests+excluded.requests, tokens_in=tokens_in+excluded.tokens_in,"
-                    " tokens_out=tokens_out+excluded.tokens_out, latency_ms=latency_ms+excluded.latency_ms",
+                    " DO UPDATE SET requests=usage_daily.requests+excluded.requests,"
+                    " tokens_in=usage_daily.tokens_in+excluded.tokens_in,"
+                    " tokens_out=usage_daily.tokens_out+excluded.tokens_out,"
+                    " latency_ms=usage_daily.latency_ms+excluded.latency_ms",
                     (upto,),
                 )
                 done += conn.execute("DELETE FROM usage_log WHERE ts<?", (upto,)).rowcount

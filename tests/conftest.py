@@ -236,3 +236,11 @@ def pg_cluster() -> Iterator[Cluster]:
 def postgres_url(pg_cluster: Cluster) -> str:
     """The URL of a fresh, empty database in the session's cluster."""
     return pg_cluster.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each state backend in turn: None (``agent.db`` in the home), then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))

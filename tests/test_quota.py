@@ -21,7 +21,7 @@ import pytest
 
 from config import ProviderConfig, RateLimit, load_config
 from providers import AllProvidersExhausted, build_chat_model
-from providers.db import Database
+from providers.backends import StateDatabase, open_state
 from providers.quota import QuotaLedger, QuotaStore, Slot, Unavailable
 from providers.registry import build_client
 from providers.usage import AutoOptimizer
@@ -35,11 +35,14 @@ def one_token(_: str) -> int:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    yield Database(tmp_path / "agent.db")
+def db(tmp_path: Path, database_url: str | None) -> Iterator[StateDatabase]:
+    """The state database of each backend in turn (SQLite in a home, a fresh PostgreSQL database)."""
+    state = open_state(database_url, tmp_path)
+    yield state
+    state.close()
 
 
-def store_with(db: Database, limits: dict[str, RateLimit]) -> QuotaStore:
+def store_with(db: StateDatabase, limits: dict[str, RateLimit]) -> QuotaStore:
     return QuotaStore(db, lambda name: limits.get(name) or RateLimit())
 
 
@@ -56,9 +59,10 @@ def _mp() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def fire_six_calls(config_dir: str, home: str, ready: str, go: str, index: int, out: str) -> None:
-    """One agent process: its own chat model on the shared home, 6 calls once ``go`` exists."""
-    llm = build_chat_model(config_dir, home)
+def fire_six_calls(config_dir: str, home: str, ready: str, go: str, index: int, out: str,
+                   database_url: str | None = None) -> None:
+    """One agent process: its own chat model on the shared state, 6 calls once ``go`` exists."""
+    llm = build_chat_model(config_dir, home, database_url=database_url)
     for name in ("limited", "other"):
         llm.router.client(name)  # build the clients before the race starts
     Path(ready).touch()
@@ -70,8 +74,9 @@ def fire_six_calls(config_dir: str, home: str, ready: str, go: str, index: int, 
 
 
 def test_daily_limit_holds_across_four_processes(
-    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, tmp_path: Path
+    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, tmp_path: Path, database_url: str | None
 ) -> None:
+    """SQLite: four processes share one home. PostgreSQL: four "machines", each its own home, one database."""
     limited, other = fake_server("openai"), fake_server("openai")
     cfg = make_config(
         {
@@ -86,7 +91,8 @@ def test_daily_limit_holds_across_four_processes(
     procs = [
         ctx.Process(  # type: ignore[attr-defined]
             target=fire_six_calls,
-            args=(str(cfg), str(home), str(tmp_path / f"ready{i}"), str(go), i, str(tmp_path / f"out{i}.json")),
+            args=(str(cfg), str(home if database_url is None else tmp_path / f"machine{i}"),
+                  str(tmp_path / f"ready{i}"), str(go), i, str(tmp_path / f"out{i}.json"), database_url),
         )
         for i in range(4)
     ]
@@ -114,14 +120,14 @@ def test_daily_limit_holds_across_four_processes(
     assert answered.count("other") == 19
     assert sum(1 for r in other.requests if r.method == "POST") == 19
     # and the shared store agrees
-    llm = build_chat_model(cfg, home)
+    llm = build_chat_model(cfg, home, database_url=database_url)
     assert llm.router.quota.counts("limited", time.time())["requests_day"] == 5
 
 
 # --------------------------------------------------------------------------- windows
 
 
-def test_minute_window_slides(db: Database) -> None:
+def test_minute_window_slides(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_minute=3)})
     for dt in (0.0, 0.1, 0.2):
         assert isinstance(take(store, T0 + dt), Slot)
@@ -135,7 +141,7 @@ def test_minute_window_slides(db: Database) -> None:
     assert isinstance(take(store, T0 + 60.11), Slot)
 
 
-def test_full_provider_is_skipped_for_the_next(db: Database) -> None:
+def test_full_provider_is_skipped_for_the_next(db: StateDatabase) -> None:
     store = store_with(db, {"a": RateLimit(requests_per_minute=1)})
     first = take(store, T0, ("a", "b"))
     second = take(store, T0 + 1, ("a", "b"))
@@ -144,7 +150,7 @@ def test_full_provider_is_skipped_for_the_next(db: Database) -> None:
     assert second.at == T0 + 1
 
 
-def test_day_window_uses_configured_timezone(db: Database) -> None:
+def test_day_window_uses_configured_timezone(db: StateDatabase) -> None:
     la = ZoneInfo("America/Los_Angeles")
     store = store_with(db, {"p": RateLimit(requests_per_day=1, timezone="America/Los_Angeles")})
     assert isinstance(take(store, datetime(2026, 1, 15, 15, 30, tzinfo=la).timestamp()), Slot)  # 23:30 UTC
@@ -157,7 +163,7 @@ def test_day_window_uses_configured_timezone(db: Database) -> None:
     assert isinstance(take(store, datetime(2026, 1, 16, 0, 0, 1, tzinfo=la).timestamp()), Slot)
 
 
-def test_day_window_defaults_to_utc(db: Database) -> None:
+def test_day_window_defaults_to_utc(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_day=1)})
     assert isinstance(take(store, datetime(2026, 1, 15, 23, 30, tzinfo=UTC).timestamp()), Slot)
     refused = take(store, datetime(2026, 1, 15, 23, 59, tzinfo=UTC).timestamp())
@@ -166,7 +172,7 @@ def test_day_window_defaults_to_utc(db: Database) -> None:
     assert isinstance(take(store, datetime(2026, 1, 16, 0, 0, 1, tzinfo=UTC).timestamp()), Slot)
 
 
-def test_month_window_calendar_boundary_in_timezone(db: Database) -> None:
+def test_month_window_calendar_boundary_in_timezone(db: StateDatabase) -> None:
     tokyo = ZoneInfo("Asia/Tokyo")
     store = store_with(db, {"p": RateLimit(requests_per_month=2, timezone="Asia/Tokyo")})
     for minute in (0, 1):
@@ -179,7 +185,7 @@ def test_month_window_calendar_boundary_in_timezone(db: Database) -> None:
     assert isinstance(take(store, datetime(2026, 2, 1, 0, 0, 1, tzinfo=tokyo).timestamp()), Slot)
 
 
-def test_month_window_year_rollover(db: Database) -> None:
+def test_month_window_year_rollover(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_month=1)})
     assert isinstance(take(store, datetime(2026, 12, 2, tzinfo=UTC).timestamp()), Slot)
     refused = take(store, datetime(2026, 12, 31, 23, tzinfo=UTC).timestamp())
@@ -187,20 +193,21 @@ def test_month_window_year_rollover(db: Database) -> None:
     assert refused.retry_at == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
 
 
-def test_restart_keeps_counts_and_cooldowns(tmp_path: Path) -> None:
+def test_restart_keeps_counts_and_cooldowns(tmp_path: Path, database_url: str | None) -> None:
     limits = {"p": RateLimit(requests_per_day=2)}
-    first = store_with(Database(tmp_path / "agent.db"), limits)
+    first = store_with(open_state(database_url, tmp_path), limits)
     assert isinstance(take(first, T0), Slot) and isinstance(take(first, T0 + 1), Slot)
     first.cool_down("q", T0 + 500, "429 from provider")
 
-    again = store_with(Database(tmp_path / "agent.db"), limits)
+    # SQLite: the same home after a restart; PostgreSQL: another machine's home, the same database
+    again = store_with(open_state(database_url, tmp_path if database_url is None else tmp_path / "other"), limits)
     assert again.counts("p", T0 + 2)["requests_day"] == 2
     assert isinstance(take(again, T0 + 2), Unavailable)
     assert again.cooldown_until("q") == (T0 + 500, "429 from provider")
     assert isinstance(take(again, T0 + 2, ("q",)), Unavailable)
 
 
-def test_tokens_per_minute(db: Database) -> None:
+def test_tokens_per_minute(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(tokens_per_minute=100)})
     first = store.reserve(["p"], lambda _: 60, T0, 0)
     assert isinstance(first, Slot)
@@ -213,7 +220,7 @@ def test_tokens_per_minute(db: Database) -> None:
     assert store.counts("p", T0 + 2)["tokens_minute"] == 80
 
 
-def test_tokens_per_day(db: Database) -> None:
+def test_tokens_per_day(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(tokens_per_day=1000)})
     assert isinstance(store.reserve(["p"], lambda _: 900, T0, 0), Slot)
     refused = store.reserve(["p"], lambda _: 200, T0 + 10, 0)
@@ -221,7 +228,7 @@ def test_tokens_per_day(db: Database) -> None:
     assert refused.retry_at == datetime(2026, 3, 11, tzinfo=UTC).timestamp()
 
 
-def test_waiting_is_first_come_first_served(db: Database) -> None:
+def test_waiting_is_first_come_first_served(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_minute=1)})
     assert isinstance(take(store, T0), Slot)
     first_waiter = take(store, T0 + 1, max_wait=300)
@@ -235,7 +242,7 @@ def test_waiting_is_first_come_first_served(db: Database) -> None:
     assert third.retry_at > second_waiter.at
 
 
-def test_cooldown_longest_deadline_wins(db: Database) -> None:
+def test_cooldown_longest_deadline_wins(db: StateDatabase) -> None:
     store = store_with(db, {})
     store.cool_down("p", T0 + 100, "long")
     store.cool_down("p", T0 + 50, "short")
@@ -248,7 +255,7 @@ def test_cooldown_longest_deadline_wins(db: Database) -> None:
     assert isinstance(take(store, T0 + 200.01), Slot)
 
 
-def test_failure_streak_cools_down_after_threshold(db: Database) -> None:
+def test_failure_streak_cools_down_after_threshold(db: StateDatabase) -> None:
     store = store_with(db, {})
     assert not store.record_failure("p", T0, threshold=3, cooldown_s=30)
     assert not store.record_failure("p", T0 + 1, threshold=3, cooldown_s=30)
@@ -257,7 +264,7 @@ def test_failure_streak_cools_down_after_threshold(db: Database) -> None:
     assert "3 failures" in store.cooldown_until("p")[1]
 
 
-def test_released_slot_does_not_count(db: Database) -> None:
+def test_released_slot_does_not_count(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_day=1)})
     slot = take(store, T0)
     assert isinstance(slot, Slot)
@@ -293,7 +300,7 @@ def fill(store: QuotaLedger, name: str, n: int, now: float) -> None:
     ("used", "expected"),
     [(9, "REDUCE_USAGE"), (8, "OPTIMAL"), (5, "OPTIMAL"), (3, "OPTIMAL"), (2, "CAN_INCREASE"), (0, "CAN_INCREASE")],
 )
-def test_recommendations(two_providers: Callable[..., Any], db: Database, used: int, expected: str) -> None:
+def test_recommendations(two_providers: Callable[..., Any], db: StateDatabase, used: int, expected: str) -> None:
     cfg, _, _ = two_providers(requests_per_day=10)
     config = load_config(cfg)
     store = QuotaStore(db, config.limit_for)
@@ -302,7 +309,7 @@ def test_recommendations(two_providers: Callable[..., Any], db: Database, used: 
     assert AutoOptimizer(config, store).recommend("a", now) == expected
 
 
-def test_monthly_limit_drives_recommendation(make_config: ConfigFactory, db: Database) -> None:
+def test_monthly_limit_drives_recommendation(make_config: ConfigFactory, db: StateDatabase) -> None:
     spec = {"kind": "together", "base_url": "http://127.0.0.1:9", "limits": {"requests_per_month": 10}}
     cfg = make_config({"m": spec})
     config = load_config(cfg)

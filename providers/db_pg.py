@@ -1,0 +1,160 @@
+"""The agent's state in PostgreSQL: the same tables as ``agent.db``, shared by many machines.
+
+:class:`PgDatabase` has the interface of :class:`providers.db.Database` (``transaction()``,
+``query()``, ``dialect``), so the quota ledger, response cache and usage log run their
+portable SQL on either backend. Placeholders are written ``?`` and turned into ``%s`` here.
+
+Every write transaction first takes one transaction-scoped advisory lock
+(``pg_advisory_xact_lock``): writers go one at a time across every machine, exactly like
+SQLite's ``BEGIN IMMEDIATE`` on one machine, so a reservation's read-check-insert is atomic.
+PostgreSQL queues lock waiters in arrival order (a new request that conflicts with a queued
+one waits behind it), so waiting stays first come, first served across machines.
+
+Schema changes are numbered :data:`MIGRATIONS`, applied in order under the same lock and
+recorded in ``schema_version``; never edit a released one, add a new one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from providers.dialect import POSTGRES, Dialect
+
+LOCK_KEY = 0x46_4C_41_01  # "FLA" + 1: the ledger's one write lock (advisory lock key space is shared)
+_PLACEHOLDER = re.compile(r"\?")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the SQLite schema as of its migration 2 (providers/db.py), in PostgreSQL types.
+    """
+    CREATE TABLE quota_slots (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        provider TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        tokens BIGINT NOT NULL DEFAULT 0,
+        day_start DOUBLE PRECISION,
+        month_start DOUBLE PRECISION,
+        pending INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX quota_slots_provider_ts ON quota_slots(provider, ts);
+    CREATE INDEX quota_slots_ts ON quota_slots(ts);
+    CREATE TABLE quota_periods (
+        provider TEXT NOT NULL,
+        period TEXT NOT NULL,
+        start DOUBLE PRECISION NOT NULL,
+        requests BIGINT NOT NULL DEFAULT 0,
+        tokens BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (provider, period, start)
+    );
+    CREATE TABLE quota_backlog (
+        provider TEXT NOT NULL,
+        bucket DOUBLE PRECISION NOT NULL,
+        requests BIGINT NOT NULL,
+        tokens BIGINT NOT NULL,
+        PRIMARY KEY (provider, bucket)
+    );
+    CREATE TABLE cooldowns (
+        provider TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL DEFAULT '',
+        failures INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE response_cache (
+        key TEXT PRIMARY KEY,
+        created DOUBLE PRECISION NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE TABLE usage_log (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        task_type TEXT NOT NULL DEFAULT '',
+        tokens_in BIGINT NOT NULL DEFAULT 0,
+        tokens_out BIGINT NOT NULL DEFAULT 0,
+        latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+        outcome TEXT NOT NULL,
+        cached INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX usage_log_provider_ts ON usage_log(provider, ts);
+    CREATE INDEX usage_log_ts ON usage_log(ts);
+    CREATE TABLE usage_daily (
+        day TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        task_type TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        cached INTEGER NOT NULL,
+        requests BIGINT NOT NULL,
+        tokens_in BIGINT NOT NULL,
+        tokens_out BIGINT NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (day, provider, model, task_type, outcome, cached)
+    );
+    """,
+)
+
+
+def _sql(sql: str) -> str:
+    return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+
+
+class _Conn:
+    """A psycopg connection inside a transaction, with the sqlite3-style calls the stores make."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> psycopg.Cursor[Any]:
+        return self._conn.execute(_sql(sql), tuple(params))  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(_sql(sql), [tuple(r) for r in rows])  # type: ignore[arg-type]
+
+
+class PgDatabase:
+    """A pool of connections to one PostgreSQL database, migrated on open."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, url: str, *, max_size: int = 4) -> None:
+        self.url = url
+        self.label = _redacted(url)
+        self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=60,
+                                   kwargs={"connect_timeout": 10})
+        with self.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            version = int(row[0]) if row and row[0] is not None else 0
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_version(version) VALUES (?)", (number,))
+        self.version = max(version, len(MIGRATIONS))
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Conn]:
+        """One writer at a time across every machine: the transaction holds the ledger's advisory lock."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            yield _Conn(conn)
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self.pool.connection() as conn:
+            return list(conn.execute(_sql(sql), params).fetchall())  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (for messages)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
