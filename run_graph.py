@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml")
     common.add_argument("--home", default=argparse.SUPPRESS, help="state directory (default ~/.free-llm-agent)")
+    common.add_argument("--database-url", default=argparse.SUPPRESS,
+                        help="shared state in PostgreSQL (postgresql://…; default $FREE_AGENT_DATABASE_URL, "
+                        "else SQLite in the home)")
     p = argparse.ArgumentParser(parents=[common], description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="plan + execute + reflect until done")

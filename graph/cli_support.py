@@ -23,10 +23,14 @@ class BadInput(Exception):
 
 def router_for(args: argparse.Namespace, offline: bool = False, config: Any = None) -> Any:
     from providers import NoUsableProvider, Router
+    from providers.backends import StateUnavailable, resolve_database_url
 
     config = config or load_config(getattr(args, "config_dir", None))
     try:
-        router, notices = Router.from_config(config, resolve_home(getattr(args, "home", None)), offline=offline)
+        router, notices = Router.from_config(config, resolve_home(getattr(args, "home", None)), offline=offline,
+                                             database_url=resolve_database_url(getattr(args, "database_url", None)))
+    except StateUnavailable as exc:
+        raise BadInput(str(exc)) from None
     except NoUsableProvider:
         if not offline:
             raise
@@ -47,7 +51,8 @@ def resume_hint(args: argparse.Namespace, thread_id: str) -> str:
 
 def hint(args: argparse.Namespace, *words: str) -> str:
     flags = [f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
-             for name in ("config_dir", "home") if getattr(args, name, None)]
+             for name in ("config_dir", "home", "database_url") if getattr(args, name, None)
+             and not (name == "database_url" and "@" in str(getattr(args, name)))]  # never print a password
     return " ".join([program(), *flags, *words])
 
 

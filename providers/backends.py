@@ -56,7 +56,11 @@ STATE_BACKENDS: dict[str, Callable[[str | None, Path], StateDatabase]] = {
 }
 
 
-class UnknownBackend(ValueError):
+class StateUnavailable(ValueError):
+    """The database URL cannot be used (unknown scheme, server unreachable); the message says why."""
+
+
+class UnknownBackend(StateUnavailable):
     """The database URL names no known backend."""
 
 

@@ -22,8 +22,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from providers.backends import StateUnavailable
 from providers.dialect import POSTGRES, Dialect
 
 LOCK_KEY = 0x46_4C_41_01  # "FLA" + 1: the ledger's one write lock (advisory lock key space is shared)
@@ -129,6 +130,12 @@ class PgDatabase:
         self.label = _redacted(url)
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=60,
                                    kwargs={"connect_timeout": 10})
+        try:
+            self.pool.wait(timeout=15)  # a server that is down: a message now, not a stall later
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise StateUnavailable(f"cannot connect to the database {self.label}: check --database-url / "
+                                   "FREE_AGENT_DATABASE_URL and that the server is running") from exc
         with self.transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()

@@ -49,6 +49,7 @@ _CLIENT_ENV_VARS: tuple[str, ...] = (
     "TOGETHER_API_BASE",
     "FREE_AGENT_CONFIG_DIR",
     "FREE_AGENT_HOME",
+    "FREE_AGENT_DATABASE_URL",
     "LANGCHAIN_TRACING_V2",
     "LANGSMITH_TRACING",
     "LANGSMITH_API_KEY",
@@ -78,13 +79,25 @@ def bytecode_cache() -> Iterator[None]:
         yield
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--state-backend", choices=("sqlite", "postgresql"), default="sqlite",
+        help="postgresql: every test gets a fresh PostgreSQL database as $FREE_AGENT_DATABASE_URL "
+        "(e.g. `uv run pytest --state-backend postgresql tests/test_quota.py tests/test_response_cache.py`)",
+    )
+
+
 @pytest.fixture(autouse=True)
-def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real key, proxy, tracing or config/home override from the machine reaches a test."""
+def offline_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """No real key, proxy, tracing or config/home/database override from the machine reaches a test.
+
+    With ``--state-backend postgresql`` each test's shared state goes to a fresh PostgreSQL database."""
     for var in (*REAL_KEY_VARS, *_CLIENT_ENV_VARS):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    if request.config.getoption("--state-backend") == "postgresql":
+        monkeypatch.setenv("FREE_AGENT_DATABASE_URL", str(request.getfixturevalue("postgres_url")))
 
 
 @pytest.fixture

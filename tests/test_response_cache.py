@@ -25,9 +25,9 @@ from tests.fakes.provider_server import FakeProvider, Reply
 T0 = 1_800_000_000.0
 
 
-def ask_capital(config_dir: str, home: str, out: str) -> None:
-    """One agent process: its own chat model on the shared home asks one question."""
-    msg = build_chat_model(config_dir, home).invoke("What is the capital of Japan?")
+def ask_capital(config_dir: str, home: str, out: str, database_url: str | None = None) -> None:
+    """One agent process: its own chat model on the shared state asks one question."""
+    msg = build_chat_model(config_dir, home, database_url=database_url).invoke("What is the capital of Japan?")
     meta = {k: msg.response_metadata.get(k) for k in ("provider", "cached", "model")}
     Path(out).write_text(json.dumps({"content": msg.content, **meta}))
 
@@ -51,8 +51,9 @@ def cached_llm(fake_server: FakeFactory, make_config: ConfigFactory, home: Path)
 
 
 def test_cache_hit_across_processes(
-    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, tmp_path: Path
+    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, tmp_path: Path, database_url: str | None
 ) -> None:
+    """SQLite: two processes share one home. PostgreSQL: two "machines" (homes) share one database."""
     fp = fake_server("openai")
     spec = {"kind": "openai_compatible", "base_url": fp.base_url}
     cfg = make_config({"solo": spec}, optimization={"enable_caching": True})
@@ -63,7 +64,8 @@ def test_cache_hit_across_processes(
 
     def run_process(name: str) -> dict[str, Any]:
         out = tmp_path / f"{name}.json"
-        proc = ctx.Process(target=ask_capital, args=(str(cfg), str(home), str(out)))  # type: ignore[attr-defined]
+        where = home if database_url is None else tmp_path / f"machine-{name}"
+        proc = ctx.Process(target=ask_capital, args=(str(cfg), str(where), str(out), database_url))  # type: ignore[attr-defined]
         proc.start()
         proc.join(timeout=60)
         assert proc.exitcode == 0
