@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.errors import ConfigError
+from config.loader import DEFAULT_HOME
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 ENV_FILES_READ: list[Path] = []  # every .env this process loaded; the sandbox hides them
@@ -78,7 +79,7 @@ def load_env_files(home: str | Path | None = None, warn: Callable[[str], None] |
     ``.env`` in the agent's home (``home``, else ``$FREE_AGENT_HOME`` - which the first file may
     set - else ``~/.free-llm-agent``): the place for keys when the agent is installed as a tool."""
     found = [load_env_file(warn=warn)]
-    chosen = Path(home or os.environ.get("FREE_AGENT_HOME") or "~/.free-llm-agent").expanduser() / ".env"
+    chosen = Path(home or os.environ.get("FREE_AGENT_HOME") or DEFAULT_HOME).expanduser() / ".env"
     if chosen.is_file():
         found.append(load_env_file(chosen, warn=warn))
     return [p for p in found if p is not None]

@@ -180,7 +180,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from graph.doctor import print_report, run_doctor
+    from providers.backends import resolve_database_url
 
+    if resolve_database_url(getattr(args, "database_url", None)):
+        err.print("note: the shared PostgreSQL database is not checked yet; doctor checks this machine's home "
+                  "(checkpoints, locks, journal)", style="yellow", markup=False)
     report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))

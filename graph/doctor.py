@@ -3,8 +3,8 @@
 Each part of the state is a :class:`Check` — it reports :class:`Finding` s and, asked to, repairs
 what it found. The SQLite backend's checks (``agent.db``, ``checkpoints.db``) live in
 :mod:`graph.doctor_sqlite`; the home folder, ``locks/`` and ``journal/`` are checked here. Another
-storage backend (PostgreSQL) provides its own checks through :func:`checks_for` — no caller
-branches on the backend.
+storage backend (PostgreSQL) is to add its own checks to :func:`checks_for` — no caller branches
+on the backend.
 
 Nothing is deleted: a damaged file is renamed ``NAME.damaged-YYYYMMDDTHHMMSSZ`` (with its
 ``-wal``/``-shm``), and what is still readable is copied into a fresh file. A stale lock is cleared
@@ -245,12 +245,10 @@ class JournalCheck:
                 for p, why in self._leftovers()]
 
 
-def checks_for(home: Path, database_url: str | None = None) -> list[Check]:
-    """The checks of the state in ``home`` (and of the database at ``database_url``, once supported)."""
+def checks_for(home: Path) -> list[Check]:
+    """The checks of the state in ``home`` (a PostgreSQL database is not checked yet: README, Scaling out)."""
     from graph.doctor_sqlite import AgentDbCheck, CheckpointsCheck
 
-    if database_url:
-        raise NotImplementedError("doctor for --database-url is not built yet")
     checkpoints = CheckpointsCheck(home / "checkpoints.db")
     return [HomeCheck(home), AgentDbCheck(home / "agent.db"), checkpoints, LocksCheck(home),
             JournalCheck(home, checkpoints.known_threads)]

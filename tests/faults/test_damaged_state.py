@@ -115,6 +115,9 @@ def test_a_healthy_home_is_healthy(cli: Cli, home: Path) -> None:
     code, out, _ = cli(home, "doctor", "--json")
     report = json.loads(out)
     assert code == 0 and report["healthy"] is True and report["actions"] == []
+    code, out, err = cli(home, "doctor", "--database-url", "postgresql://db.example/agent")
+    assert code == 0 and "healthy" in out  # the home's files are checked ...
+    assert "PostgreSQL database is not checked yet" in err  # ... and it says what it did not check
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
