@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config import ConfigError, load_config, load_env_files, resolve_home
-from graph.cli_support import BadInput, err, hint, out, resume_hint, router_for
+from graph.cli_support import BadInput, database_url, err, hint, out, resume_hint, router_for
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise BadInput(f"--thread-id: {exc}") from None
     config = load_config(getattr(args, "config_dir", None))
-    deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config)
+    deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config, database_url=database_url(args))
     context = Context(auto_approve=args.yes, max_batch_size=config.limits.optimization.max_batch_size,
                       network=not getattr(args, "no_network", False))
     new_thread = args.command == "run" and args.thread_id is None  # a fresh id: no thread has it yet
@@ -127,10 +127,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from graph.guard import ThreadBusy
     from graph.runner import Runner
     from providers import QuotaAwareChatModel
+    from providers.backends import StateUnavailable
 
     router = router_for(args, offline=args.offline, config=config)
     deps.llm = QuotaAwareChatModel(router=router)
-    runner = Runner(router.home, context=context, deps=deps)
+    try:
+        runner = Runner(router.home, context=context, deps=deps, database_url=router.database_url)
+    except StateUnavailable as exc:
+        raise BadInput(str(exc)) from None
     try:
         values = runner.graph.get_state(runner.config_for(args.thread_id)).values
         if args.command == "run" and values:
@@ -222,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     from graph.checkpoints import CheckpointUnreadable
     from graph.runner import UnknownThread
     from providers import NoUsableProvider
+    from providers.backends import StateUnavailable
     from providers.db import StateFileError
 
     _quiet_libraries()
@@ -242,7 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
         return _state_error(args, str(exc), exc.kind, exc.path)
     except CheckpointUnreadable as exc:
+        if exc.path is None:  # in the shared database
+            err.print(f"error: {exc}; the other threads work. Check the database with: "
+                      f"{hint(args, 'doctor')}", style="red", markup=False)
+            return 2
         return _state_error(args, f"{exc}; the other threads work", "damaged", exc.path)
+    except StateUnavailable as exc:  # the shared database went away mid-command: nothing finished is lost
+        err.print(f"error: {exc}", style="red", markup=False)
+        if getattr(args, "thread_id", None) and args.command in ("run", "resume"):
+            err.print(f"when it is back, continue with: {resume_hint(args, args.thread_id)}", markup=False)
+        return 2
     except sqlite3.DatabaseError as exc:  # not traced to one file: name the home
         home = resolve_home(getattr(args, "home", None))
         return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")

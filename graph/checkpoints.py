@@ -7,6 +7,10 @@ so one damaged thread never hides the others (:meth:`GuardedSqliteSaver.thread_i
 
 :func:`salvage_rows` reads what is still readable of a table, row by row; ``doctor --repair``
 (:mod:`graph.doctor_sqlite`) builds a fresh file from it.
+
+:func:`open_checkpointer` picks the backend by the database URL's scheme (:data:`CHECKPOINT_BACKENDS`):
+``checkpoints.db`` in the home by default, LangGraph's ``PostgresSaver`` for ``postgresql://``
+(:mod:`graph.checkpoints_pg`), so a thread started on one machine is resumed on another.
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from providers.db import StateFileError, translated
@@ -32,9 +36,60 @@ TABLES = ("checkpoints", "writes")
 class CheckpointUnreadable(RuntimeError):
     """The checkpoints of one thread cannot be decoded (the rest of the file may be fine)."""
 
-    def __init__(self, thread_id: str, path: Path, reason: str) -> None:
-        super().__init__(f"thread {thread_id!r} in {path} cannot be read ({reason})")
+    def __init__(self, thread_id: str, path: Path | None, reason: str, where: str = "") -> None:
+        super().__init__(f"thread {thread_id!r} in {where or path} cannot be read ({reason})")
         self.thread_id, self.path, self.reason = thread_id, path, reason
+
+
+class Checkpoints(Protocol):
+    """A backend's checkpointer, with what the CLI needs beyond LangGraph's interface."""
+
+    @property
+    def saver(self) -> BaseCheckpointSaver[Any]: ...
+
+    @property
+    def label(self) -> str:
+        """Where the checkpoints are, for messages (a file, or a URL without its password)."""
+        ...
+
+    def thread_ids(self) -> tuple[list[str], bool]:
+        """Every readable thread id, oldest first, and whether none was missed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqliteCheckpoints:
+    """``checkpoints.db`` in the home."""
+
+    def __init__(self, url: str | None, home: Path) -> None:
+        self.conn, self.saver = open_checkpoints(home)
+        self.label = str(self.saver.path)
+
+    def thread_ids(self) -> tuple[builtins.list[str], bool]:
+        return self.saver.thread_ids()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _postgres(url: str | None, home: Path) -> Checkpoints:
+    from graph.checkpoints_pg import PgCheckpoints
+
+    assert url is not None
+    return PgCheckpoints(url)
+
+
+# Keyed like providers.backends.STATE_BACKENDS (the database URL's scheme).
+CHECKPOINT_BACKENDS: dict[str, Callable[[str | None, Path], Checkpoints]] = {
+    "sqlite": SqliteCheckpoints, "postgresql": _postgres, "postgres": _postgres}
+
+
+def open_checkpointer(url: str | None, home: Path) -> Checkpoints:
+    """The checkpointer for ``url`` (None: ``checkpoints.db`` in ``home``)."""
+    from providers.backends import scheme
+
+    return CHECKPOINT_BACKENDS[scheme(url)](url, home)
 
 
 def open_checkpoints(home: Path) -> tuple[sqlite3.Connection, GuardedSqliteSaver]:

@@ -44,6 +44,24 @@ def router_for(args: argparse.Namespace, offline: bool = False, config: Any = No
     return router
 
 
+def database_url(args: argparse.Namespace) -> str | None:
+    """``--database-url``, else ``$FREE_AGENT_DATABASE_URL``, else None (SQLite files in the home)."""
+    from providers.backends import resolve_database_url
+
+    return resolve_database_url(getattr(args, "database_url", None))
+
+
+def runner_for(args: argparse.Namespace) -> Any:
+    """A :class:`graph.runner.Runner` on the home and database the global flags name (no model needed)."""
+    from graph.runner import Runner
+    from providers.backends import StateUnavailable
+
+    try:
+        return Runner(resolve_home(getattr(args, "home", None)), database_url=database_url(args))
+    except StateUnavailable as exc:
+        raise BadInput(str(exc)) from None
+
+
 def resume_hint(args: argparse.Namespace, thread_id: str) -> str:
     """The resume command with every global flag that was given, so it can be copied as is."""
     return hint(args, "resume", shlex.quote(thread_id))
@@ -52,8 +70,18 @@ def resume_hint(args: argparse.Namespace, thread_id: str) -> str:
 def hint(args: argparse.Namespace, *words: str) -> str:
     flags = [f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
              for name in ("config_dir", "home", "database_url") if getattr(args, name, None)
-             and not (name == "database_url" and "@" in str(getattr(args, name)))]  # never print a password
+             and not (name == "database_url" and _has_password(str(getattr(args, name))))]  # never print a password
     return " ".join([program(), *flags, *words])
+
+
+def _has_password(url: str) -> bool:
+    """Whether ``url`` carries a password (such a URL is left out of printed commands)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password is not None or "password=" in url
+    except ValueError:
+        return True
 
 
 def program() -> str:

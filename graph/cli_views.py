@@ -17,13 +17,11 @@ from rich.table import Table
 from rich.text import Text
 
 from config import resolve_home
-from graph.cli_support import BadInput, err, hint, out, output_file, router_for, write_failed
+from graph.cli_support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
-    from graph.runner import Runner
-
-    runner = Runner(resolve_home(getattr(args, "home", None)))
+    runner = runner_for(args)
     try:
         rows, complete = runner.threads()
     finally:
@@ -31,7 +29,7 @@ def cmd_threads(args: argparse.Namespace) -> int:
     damaged = [r for r in rows if r.status == "damaged"]
     if damaged or not complete:
         what = f"{len(damaged)} thread(s) cannot be read" if complete else "some threads may be missing"
-        err.print(f"warning: {runner.home / 'checkpoints.db'} is damaged: {what}; the others work. "
+        err.print(f"warning: {runner.checkpoints.label} is damaged: {what}; the others work. "
                   f"Repair: {hint(args, 'doctor', '--repair')}", style="yellow", markup=False)
     done = [sum(t.get("status") == "done" for t in r.tasks) for r in rows]
     if args.json:
@@ -53,9 +51,7 @@ _RAN_WITH_APPROVAL = ("user", "edited", "auto")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from graph.runner import Runner
-
-    runner = Runner(resolve_home(getattr(args, "home", None)))
+    runner = runner_for(args)
     try:
         steps = runner.history(args.thread_id)
         result = runner.result(args.thread_id)

@@ -1,5 +1,6 @@
 """What the nodes need from outside the state: the chat model, the code executor and the
-sandbox it runs in, and the exactly-once guards (thread lock, task journal).
+sandbox it runs in, and the exactly-once guards (thread lock, task journal: in the home, or in
+the PostgreSQL database of ``$FREE_AGENT_DATABASE_URL`` so they hold across machines).
 
 ``build_graph`` takes them as arguments (tests pass scripted fakes); by default
 the chat model is built from ``$FREE_AGENT_CONFIG_DIR`` / ``$FREE_AGENT_HOME``
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
 from config.loader import REPO_CONFIG_DIR
 from graph.executor_pool import ExecutorPool, PoolKey
-from graph.guard import TaskJournal, ThreadLock
+from graph.guard import Journal, ReentrantRunLock, RunGuards, open_guards
 from tools.sandbox import Sandbox, hidden_paths, resolve
 from tools.workspace import check_workdir, scratch_dir
 
@@ -59,6 +60,8 @@ class Deps:
     home: Path | None = None
     execution: Execution | None = None  # None: limits.yaml's ``execution`` section
     config: AppConfig | None = None  # None: the chat model's (the CLI gives it before the model is built)
+    database_url: str | None = None  # None: $FREE_AGENT_DATABASE_URL, else the home (run lock and journal)
+    _guards: RunGuards | None = None
     _sandbox: Sandbox | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _pool: ExecutorPool = field(init=False)
@@ -72,7 +75,7 @@ class Deps:
             if self.llm is None:
                 from providers import build_chat_model
 
-                self.llm = build_chat_model(home=self.home)
+                self.llm = build_chat_model(home=self.home, database_url=self.database_url)
             return self.llm
 
     def _config(self) -> Any:
@@ -127,11 +130,26 @@ class Deps:
         forbidden = hidden_paths(home, extra=self.execution_settings().hidden_paths)[1:]  # all but the home
         return check_workdir(requested, home, forbidden)
 
-    def lock(self, thread_id: str, owner: str | None = None) -> ThreadLock:
-        return ThreadLock(self.home_dir(), thread_id, owner)
+    def guards(self) -> RunGuards:
+        """Where the run lock and the task journal live: the home, or the shared database (one per Deps)."""
+        with self._lock:
+            if self._guards is None:
+                from providers.backends import resolve_database_url
 
-    def journal(self) -> TaskJournal:
-        return TaskJournal(self.home_dir())
+                self._guards = open_guards(resolve_database_url(self.database_url), self.home_dir())
+            return self._guards
+
+    def lock(self, thread_id: str, owner: str | None = None) -> ReentrantRunLock:
+        return self.guards().lock(thread_id, owner)
+
+    def journal(self) -> Journal:
+        return self.guards().journal()
+
+    def close_guards(self) -> None:
+        with self._lock:
+            if self._guards is not None:
+                self._guards.close()
+                self._guards = None
 
     def _default_executor(self, workdir: Path, timeout_s: float, network: bool) -> Executor:
         from tools.isolated_executor import IsolatedExecutor

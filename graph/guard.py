@@ -10,6 +10,12 @@
   written only after the node returns, so after a crash the journal tells a resumed ``run_task``
   whether the attempt had finished (its result is reused, the code is not run again) or was
   interrupted (it runs again only after a new approval).
+
+Both live in the home by default (:class:`FileGuards`: one machine). With a PostgreSQL database URL
+they live in the database (:class:`graph.guard_pg.PgGuards`): the lock is a session advisory lock,
+so it holds across machines and the server drops it when its holder's connection dies, and the
+journal is a table, so a thread killed on one machine is resumed on another without running a
+finished task again. :func:`open_guards` picks one by the URL's scheme (:data:`GUARD_BACKENDS`).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 try:
     import fcntl
@@ -48,7 +55,7 @@ def _file_name(thread_id: str) -> str:
         return "t-" + hashlib.sha256(thread_id.encode()).hexdigest()[:16]
 
 
-_held: dict[str, list[Any]] = {}  # lock path -> [fd, depth, owner]
+_held: dict[str, list[Any]] = {}  # lock key -> [handle, depth, owner]
 _held_lock = threading.Lock()
 
 
@@ -58,54 +65,82 @@ def held_here(path: Path) -> bool:
         return str(path) in _held
 
 
-class ThreadLock:
-    """``with ThreadLock(home, thread_id):`` — see module docstring."""
+def holder_note() -> str:
+    """What a busy lock tells the next process about its holder."""
+    return f"pid {os.getpid()} on {socket.gethostname()}"
 
-    def __init__(self, home: Path, thread_id: str, owner: str | None = None) -> None:
+
+class ReentrantRunLock:
+    """The in-process half of a thread lock: re-entrant for one owner, refused to any other.
+
+    Subclasses take and drop the lock between processes (:meth:`_take` raises :class:`ThreadBusy`).
+    """
+
+    key: str
+
+    def __init__(self, thread_id: str, owner: str | None = None) -> None:
         self.thread_id = thread_id
         self.owner = owner or f"{os.getpid()}-{threading.get_ident()}-{id(self)}"
-        self.path = home / "locks" / f"{_file_name(thread_id)}.lock"
+
+    def _take(self) -> Any:
+        raise NotImplementedError
+
+    def _drop(self, handle: Any) -> None:
+        raise NotImplementedError
 
     def acquire(self) -> None:
-        key = str(self.path)
         with _held_lock:
-            if key in _held:
-                if _held[key][2] != self.owner:
+            if self.key in _held:
+                if _held[self.key][2] != self.owner:
                     raise ThreadBusy(self.thread_id, f"another run in this process, pid {os.getpid()}")
-                _held[key][1] += 1
+                _held[self.key][1] += 1
                 return
-            with translated(self.path):  # an unwritable home: a message naming the file, not a traceback
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-                    os.close(fd)
-                    raise ThreadBusy(self.thread_id, owner) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-            _held[key] = [fd, 1, self.owner]
+            _held[self.key] = [self._take(), 1, self.owner]
 
     def release(self) -> None:
-        key = str(self.path)
         with _held_lock:
-            entry = _held.get(key)
+            entry = _held.get(self.key)
             if entry is None:
                 return
             entry[1] -= 1
             if entry[1] == 0:
-                del _held[key]
-                os.ftruncate(entry[0], 0)
-                os.close(entry[0])  # closing drops the flock
+                del _held[self.key]
+                self._drop(entry[0])
 
-    def __enter__(self) -> ThreadLock:
+    def __enter__(self) -> ReentrantRunLock:
         self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class ThreadLock(ReentrantRunLock):
+    """``with ThreadLock(home, thread_id):`` — an flock on ``HOME/locks/THREAD.lock`` (module docstring)."""
+
+    def __init__(self, home: Path, thread_id: str, owner: str | None = None) -> None:
+        super().__init__(thread_id, owner)
+        self.path = home / "locks" / f"{_file_name(thread_id)}.lock"
+        self.key = str(self.path)
+
+    def _take(self) -> int:
+        with translated(self.path):  # an unwritable home: a message naming the file, not a traceback
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise ThreadBusy(self.thread_id, owner) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder_note().encode(), 0)
+        return fd
+
+    def _drop(self, fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.close(fd)  # closing drops the flock
 
 
 class TaskJournal:
@@ -145,6 +180,67 @@ class TaskJournal:
     def clear(self, thread_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(thread_id).unlink()
+
+
+class FileGuards:
+    """The run guards of one machine: lock files and journal entries in the home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def lock(self, thread_id: str, owner: str | None = None) -> ReentrantRunLock:
+        return ThreadLock(self.home, thread_id, owner)
+
+    def journal(self) -> Journal:
+        return TaskJournal(self.home)
+
+    def close(self) -> None:
+        pass
+
+
+class Journal(Protocol):
+    """The task in flight of each thread (see :class:`TaskJournal`)."""
+
+    def get(self, thread_id: str, key: str) -> dict[str, Any] | None: ...
+
+    def started(self, thread_id: str, key: str, task_id: int) -> None: ...
+
+    def finished(self, thread_id: str, key: str, task_id: int, result: dict[str, Any]) -> None: ...
+
+    def clear(self, thread_id: str) -> None: ...
+
+
+class RunGuards(Protocol):
+    """Where a backend keeps the per-thread run lock and the task journal."""
+
+    def lock(self, thread_id: str, owner: str | None = None) -> ReentrantRunLock: ...
+
+    def journal(self) -> Journal: ...
+
+    def close(self) -> None: ...
+
+
+def _file_guards(url: str | None, home: Path) -> RunGuards:
+    return FileGuards(home)
+
+
+def _pg_guards(url: str | None, home: Path) -> RunGuards:
+    from graph.guard_pg import PgGuards
+
+    assert url is not None
+    return PgGuards(url)
+
+
+# Keyed like providers.backends.STATE_BACKENDS: the database URL's scheme picks where the guards live.
+GUARD_BACKENDS: dict[str, Callable[[str | None, Path], RunGuards]] = {
+    "sqlite": _file_guards, "postgresql": _pg_guards, "postgres": _pg_guards}
+
+
+def open_guards(url: str | None, home: Path) -> RunGuards:
+    """The run guards for ``url`` (None: files in ``home``); a PostgreSQL URL shares them across machines."""
+    from providers.backends import scheme
+
+    return GUARD_BACKENDS[scheme(url)](url, home)
 
 
 def attempt_key(task: dict[str, Any], goal: str = "") -> str:

@@ -1,10 +1,11 @@
 """Drive the compiled graph for the CLI: run, resume, answer interrupts, report a result.
 
-Checkpoints live in ``checkpoints.db`` in the home directory (SqliteSaver,
-``durability="sync"``), so a thread stopped by Ctrl-C, kill -9, a crash or an
-empty quota continues with ``resume`` without redoing finished work. A run or
-resume holds the thread's lock (:class:`graph.guard.ThreadLock`) throughout, so
-a second process on the same thread gets :class:`graph.guard.ThreadBusy`.
+Checkpoints live in ``checkpoints.db`` in the home directory (SqliteSaver), or in
+the PostgreSQL database of ``--database-url`` (PostgresSaver, shared by every machine),
+written with ``durability="sync"``, so a thread stopped by Ctrl-C, kill -9, a crash or
+an empty quota continues with ``resume`` — on any machine sharing the database — without
+redoing finished work. A run or resume holds the thread's lock (:mod:`graph.guard`)
+throughout, so a second process on the same thread gets :class:`graph.guard.ThreadBusy`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
-from graph.checkpoints import CheckpointUnreadable, open_checkpoints
+from graph.checkpoints import CheckpointUnreadable, open_checkpointer
 from graph.context import Context
 from graph.deps import Deps, ExecutorFactory
 from graph.workflow import build_graph
@@ -71,10 +72,13 @@ class Runner:
         context: Context | None = None,
         executor_factory: ExecutorFactory | None = None,
         deps: Deps | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.home = home
-        self.conn, self.saver = open_checkpoints(home)
-        self.deps = deps or Deps(llm=llm, executor_factory=executor_factory, home=home)
+        self.database_url = database_url
+        self.checkpoints = open_checkpointer(database_url, home)
+        self.saver = self.checkpoints.saver
+        self.deps = deps or Deps(llm=llm, executor_factory=executor_factory, home=home, database_url=database_url)
         self.graph = build_graph(checkpointer=self.saver, deps=self.deps)
         self.context = context or Context()
         self._owner = f"runner-{uuid.uuid4().hex}"  # this runner's runs hold the thread lock as this owner
@@ -82,7 +86,8 @@ class Runner:
     def close(self) -> None:
         """Close the checkpoints and every executor (the CLI's run is over: nothing is kept warm)."""
         self.deps.close_all()
-        self.conn.close()
+        self.deps.close_guards()
+        self.checkpoints.close()
 
     @staticmethod
     def config_for(thread_id: str) -> dict[str, Any]:
@@ -174,7 +179,7 @@ class Runner:
 
         The second value is False when damaged pages hid part of the thread list itself.
         """
-        ids, complete = self.saver.thread_ids()
+        ids, complete = self.checkpoints.thread_ids()
         results = []
         for tid in ids:
             try:

@@ -3,6 +3,10 @@
 A thread that ran before gets a fresh run for its new goal: tasks, counters, iteration and
 re-plans start from zero, so ``max_iterations`` and the summary are per run. The earlier run
 stays in the thread's checkpoint history (``show``, Studio); its working directory is kept.
+
+The working directory (and whether code may use the network) is chosen here, before any
+request, and checkpointed with this node: a run killed while its plan is asked for resumes
+in the folder it was given — on any machine that shares the database — not in a scratch folder.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
+from graph.context import Context
 from graph.deps import Deps
 from graph.state import State
 from nodes.common import thread_id
@@ -35,8 +41,11 @@ _FRESH: dict[str, Any] = {
 }
 
 
-def start(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
+def start(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
+    chosen = {"status": "running",  # the working directory is chosen once per thread (module docstring)
+              "workdir": state.get("workdir") or str(deps.workdir(runtime.context.workdir, thread_id(config))),
+              "network": bool(state.get("network", runtime.context.network))}
     if not any(state.get(k) for k in ("tasks", "calls", "summary", "iteration", "errors")):
-        return {"status": "running"}  # the thread's first run
+        return chosen  # the thread's first run
     deps.journal().clear(thread_id(config))  # nothing of the earlier run is in flight any more
-    return {**_FRESH, "status": "running"}
+    return {**_FRESH, **chosen}

@@ -99,6 +99,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, provider, model, task_type, outcome, cached)
     );
     """,
+    # 2: the run guards of every machine (graph/guard_pg.py): who holds each thread's run lock
+    # (the lock itself is a session advisory lock), and each thread's task in flight.
+    """
+    CREATE TABLE run_locks (
+        thread_id TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        since DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE task_journal (
+        thread_id TEXT PRIMARY KEY,
+        entry TEXT NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 
@@ -127,7 +141,7 @@ class PgDatabase:
 
     def __init__(self, url: str, *, max_size: int = 4) -> None:
         self.url = url
-        self.label = _redacted(url)
+        self.label = redacted(url)
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=60,
                                    kwargs={"connect_timeout": 10})
         try:
@@ -162,6 +176,6 @@ class PgDatabase:
         self.pool.close()
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password (for messages)."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

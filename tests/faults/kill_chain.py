@@ -126,6 +126,9 @@ class Step:
 
 @dataclass
 class Chain:
+    """One thread's processes. With ``database_url`` and ``other_home`` they alternate between two
+    "machines" (two homes, one PostgreSQL database): each process resumes what the other's left."""
+
     home: Path
     config_dir: Path
     env: dict[str, str]
@@ -134,21 +137,28 @@ class Chain:
     steps: list[Step] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     final_seconds: float = 0.0
+    database_url: str | None = None
+    other_home: Path | None = None
+    machines: list[str] = field(default_factory=list)  # the home each process ran in, in order
+    workdir: Path | None = None  # None: --scratch (a folder in the first machine's home)
 
     @property
     def workspace(self) -> Path:
-        return self.home / "workspaces" / THREAD
+        return self.workdir or self.home / "workspaces" / THREAD
 
     def log_lines(self) -> list[str]:
         log = self.workspace / "runs.log"
         return log.read_text().splitlines() if log.exists() else []
 
     def cli(self, *args: str) -> list[str]:
+        """The CLI of the next process: machine A, then B, A, … when there are two."""
+        home = self.other_home if self.other_home is not None and len(self.steps) % 2 else self.home
+        self.machines.append(home.name)
         return [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(self.config_dir),
-                "--home", str(self.home), *args]
+                "--home", str(home), *args]
 
     def snapshot(self) -> tuple[tuple[str, ...], str]:
-        runner = Runner(self.home)
+        runner = Runner(self.home, database_url=self.database_url)
         try:
             snap = runner.graph.get_state(runner.config_for(THREAD))
             # the node(s) in flight: ``next``, plus one whose result was saved before the checkpoint was
@@ -157,6 +167,12 @@ class Chain:
             runner.close()
 
     def cached_answers(self) -> int:
+        if self.database_url:
+            import psycopg
+
+            with psycopg.connect(self.database_url) as pg:
+                row = pg.execute("SELECT count(*) FROM response_cache").fetchone()
+            return int(row[0]) if row else 0
         with sqlite3.connect(self.home / "agent.db", timeout=30) as conn:
             (count,) = conn.execute("SELECT count(*) FROM response_cache").fetchone()
         return int(count)
@@ -232,7 +248,8 @@ def finish(chain: Chain, step: Step) -> Step:
 def run_chain(chain: Chain, logs: Path) -> None:
     """Every kill point in graph order, then the resume that completes; stops at the first miss."""
     gate, yes = chain.gate, ["resume", THREAD, "--yes", "--json"]
-    run = ["run", "count in four steps", "--scratch", "--thread-id", THREAD, "--yes", "--json"]
+    where = ["--workdir", str(chain.workdir)] if chain.workdir else ["--scratch"]
+    run = ["run", "count in four steps", *where, "--thread-id", THREAD, "--yes", "--json"]
     held = gate.arrived.is_set
     points: list[tuple[str, Callable[[], None], list[str], Callable[[], bool]]] = [
         ("plan", lambda: gate.hold("plan"), run, held),

@@ -31,15 +31,27 @@ from tests.faults.kill_chain import (
 pytestmark = pytest.mark.timeout(600)
 
 SUITE = "kill -9 at each node, then resume (one thread, real CLI + Open Interpreter)"
+SUITE_TWO = "kill -9 at each node on one machine, resume on the other (two homes, one PostgreSQL)"
 NODES = ("plan", "write_code", "approve", "run_task", "reflect", "fallback", "finalize")
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory, fault_report: FaultReport) -> Iterator[Chain]:
+@pytest.fixture(scope="module", params=["one machine", "two machines"])
+def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          fault_report: FaultReport) -> Iterator[Chain]:
+    """The chain on one machine (SQLite in its home), and on two machines sharing one PostgreSQL
+    database: each process runs in the other home than the one before, so every resume continues
+    on the other machine what a ``kill -9`` stopped on the first."""
+    two = request.param == "two machines"
+    url = request.getfixturevalue("pg_cluster").create_database("kill") if two else None
     root = tmp_path_factory.mktemp("kill")
-    home, logs = root / "home", root / "logs"
+    home, logs = root / ("machine-a" if two else "home"), root / "logs"
     home.mkdir()
     logs.mkdir()
+    other = root / "machine-b" if two else None
+    workdir = root / "shared-folder" if two else None  # the same path on both (a scratch folder is local)
+    for folder in (other, workdir):
+        if folder is not None:
+            folder.mkdir()
     gate = Gate()
     with FakeProvider("openai", responder=gate) as server:
         config_dir, keys = write_config(
@@ -51,7 +63,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory, fault_report: FaultReport) -
         )
         env = {k: v for k, v in os.environ.items() if k not in (*REAL_KEY_VARS, *_CLIENT_ENV_VARS)}
         env.update(keys, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-        result = Chain(home, config_dir, env, server, gate)
+        if url:
+            env["FREE_AGENT_DATABASE_URL"] = url
+        result = Chain(home, config_dir, env, server, gate, database_url=url, other_home=other,
+                       workdir=workdir)
         started = time.monotonic()
         try:
             run_chain(result, logs)
@@ -69,12 +84,13 @@ def _asked_again(chain: Chain) -> int:
 
 def _report(chain: Chain, report: FaultReport, total_s: float) -> None:
     header = "answered requests asked again"
+    suite = SUITE_TWO if chain.other_home is not None else SUITE
     for step in chain.steps:
-        report.add(SUITE, Row(f"kill -9 at {step.node}", step.reached, "—", step.requests, step.seconds,
+        report.add(suite, Row(f"kill -9 at {step.node}", step.reached, "—", step.requests, step.seconds,
                               f"left the thread in {', '.join(step.next_nodes) or 'no node'} ({step.status})"),
                    faulty_header=header)
     completed = chain.final.get("status") == "completed"
-    report.add(SUITE, Row("resume to the end", completed, _asked_again(chain),
+    report.add(suite, Row("resume to the end", completed, _asked_again(chain),
                           sum(1 for r in chain.server.requests if r.method == "POST"), chain.final_seconds,
                           f"whole chain {total_s:.0f} s, {len(chain.steps) + 1} processes"), faulty_header=header)
 
@@ -112,3 +128,12 @@ def test_resume_after_every_kill_completes_and_nothing_is_paid_or_run_twice(chai
     # plan + (code + review) per batch: every answer the thread needed was paid for exactly once
     kinds = Counter(kind for kind, _ in chain.gate.answered)
     assert kinds == {"plan": 1, "code": 2, "review": 2}
+
+
+def test_two_machines_took_turns(chain: Chain) -> None:
+    """Each process ran on the other machine than the one before (the two-machine chain only)."""
+    if chain.other_home is None:
+        pytest.skip("one machine")
+    assert chain.machines[:len(NODES) + 1] == ["machine-a", "machine-b"] * 4, chain.machines
+    assert not (chain.other_home / "checkpoints.db").exists()  # everything was in the shared database
+    assert not (chain.home / "checkpoints.db").exists()

@@ -1,0 +1,110 @@
+"""Checkpoints in PostgreSQL: LangGraph's ``PostgresSaver``, with errors a user can act on.
+
+Every machine pointed at the same database sees every thread, so ``threads`` lists them all
+and ``resume`` continues on one machine what another started (or lost to ``kill -9``).
+``PostgresSaver.setup()`` (LangGraph's own numbered migrations, in ``checkpoint_migrations``)
+runs on open, under an advisory lock so that machines starting together do not race.
+A server that cannot be reached is :class:`providers.backends.StateUnavailable` (exit 2 with
+the URL, password hidden); a checkpoint that does not decode is
+:class:`graph.checkpoints.CheckpointUnreadable` for that thread only.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from graph.checkpoints import CheckpointUnreadable
+from providers.backends import StateUnavailable
+from providers.db_pg import redacted
+
+SETUP_LOCK = 0x46_4C_41_03  # "FLA" + 3: one machine at a time runs PostgresSaver.setup()
+
+
+def _unavailable(label: str, exc: BaseException) -> StateUnavailable:
+    return StateUnavailable(f"the database {label} cannot be used for checkpoints ({type(exc).__name__}: "
+                            f"{str(exc).strip() or 'no detail'}); check --database-url / FREE_AGENT_DATABASE_URL "
+                            "and that the server is running")
+
+
+class GuardedPostgresSaver(PostgresSaver):
+    """PostgresSaver whose failures name the database or the thread (see the module docstring)."""
+
+    def __init__(self, pool: ConnectionPool[Any], label: str) -> None:
+        super().__init__(pool)  # type: ignore[arg-type]
+        self.label = label
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        try:
+            return super().get_tuple(config)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise _unavailable(self.label, exc) from exc
+        except psycopg.Error:
+            raise
+        except Exception as exc:  # a checkpoint that does not decode: this thread only
+            thread = str(config["configurable"]["thread_id"])
+            raise CheckpointUnreadable(thread, None, f"{type(exc).__name__}: {exc}", self.label) from exc
+
+    def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:
+        thread = str((config or {}).get("configurable", {}).get("thread_id", "?"))
+        try:
+            yield from super().list(config, **kwargs)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise _unavailable(self.label, exc) from exc
+        except psycopg.Error:
+            raise
+        except Exception as exc:
+            raise CheckpointUnreadable(thread, None, f"{type(exc).__name__}: {exc}", self.label) from exc
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        try:
+            return super().put(config, checkpoint, metadata, new_versions)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise _unavailable(self.label, exc) from exc
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                   task_path: str = "") -> None:
+        try:
+            super().put_writes(config, writes, task_id, task_path)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise _unavailable(self.label, exc) from exc
+
+
+class PgCheckpoints:
+    """The checkpoints of every machine sharing the database at ``url``."""
+
+    def __init__(self, url: str, *, max_size: int = 4) -> None:
+        self.label = redacted(url)
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            url, min_size=1, max_size=max_size, open=True, timeout=60,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, "connect_timeout": 10})
+        try:
+            self.pool.wait(timeout=15)
+            self.saver = GuardedPostgresSaver(self.pool, self.label)
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+                try:
+                    self.saver.setup()
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self.pool.close()
+            raise _unavailable(self.label, exc) from exc
+
+    def thread_ids(self) -> tuple[builtins.list[str], bool]:
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' "
+                                "GROUP BY thread_id ORDER BY min(checkpoint_id)").fetchall()
+        return [str(r["thread_id"]) for r in rows], True  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self.pool.close()

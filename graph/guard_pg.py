@@ -1,0 +1,121 @@
+"""The run guards in PostgreSQL: one thread lock and one task journal for every machine.
+
+* :class:`PgThreadLock` — a session-level advisory lock (``pg_try_advisory_lock``) on a connection
+  of its own, held for the whole run. A run on any machine that asks for the same thread gets
+  :class:`graph.guard.ThreadBusy` naming the holder (``run_locks`` keeps "pid N on HOST"). The
+  server drops the lock when the holder's connection ends: at once when its process dies
+  (``kill -9`` closes the socket), and within about a minute when its machine vanishes (the
+  session's TCP keepalives), so the next machine takes the thread over.
+* :class:`PgTaskJournal` — the journal entry of each thread in ``task_journal`` (same entries as the
+  files of :class:`graph.guard.TaskJournal`).
+
+The tables come from the agent's numbered migrations (:mod:`providers.db_pg`, migration 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+import psycopg
+
+from graph.guard import Journal, ReentrantRunLock, ThreadBusy, holder_note
+from providers.backends import StateUnavailable
+from providers.db_pg import PgDatabase
+
+LOCK_CLASS = 0x46_4C_41_02  # "FLA" + 2: the first key of every thread lock (two-key advisory lock space)
+KEEPALIVES = ("SET tcp_keepalives_idle = 30", "SET tcp_keepalives_interval = 10", "SET tcp_keepalives_count = 3")
+
+
+def thread_key(thread_id: str) -> int:
+    """The second key of a thread's advisory lock: 32 bits of the id's hash."""
+    return int.from_bytes(hashlib.sha256(thread_id.encode()).digest()[:4], "big", signed=True)
+
+
+class PgThreadLock(ReentrantRunLock):
+    """``with PgThreadLock(db, thread_id, owner):`` — see the module docstring."""
+
+    def __init__(self, db: PgDatabase, thread_id: str, owner: str | None = None) -> None:
+        super().__init__(thread_id, owner)
+        self.db = db
+        self.key = f"pg:{db.label}:{thread_id}"
+
+    def _take(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.db.url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StateUnavailable(f"cannot connect to the database {self.db.label} to lock thread "
+                                   f"{self.thread_id}: {exc}".strip()) from exc
+        try:
+            for statement in KEEPALIVES:
+                conn.execute(statement)  # type: ignore[arg-type]
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, thread_key(self.thread_id))
+                               ).fetchone()
+            if not (row and row[0]):
+                found = conn.execute("SELECT holder FROM run_locks WHERE thread_id = %s", (self.thread_id,)).fetchone()
+                raise ThreadBusy(self.thread_id, str(found[0]) if found else "on another machine")
+            conn.execute("INSERT INTO run_locks (thread_id, holder, since) VALUES (%s, %s, %s) "
+                         "ON CONFLICT (thread_id) DO UPDATE SET holder = EXCLUDED.holder, since = EXCLUDED.since",
+                         (self.thread_id, holder_note(), time.time()))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _drop(self, conn: psycopg.Connection[Any]) -> None:
+        with contextlib.suppress(psycopg.Error):  # a lost connection has dropped the lock already
+            conn.execute("DELETE FROM run_locks WHERE thread_id = %s", (self.thread_id,))
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, thread_key(self.thread_id)))
+        conn.close()
+
+
+class PgTaskJournal:
+    """The attempt in flight of each thread, in ``task_journal`` (see :class:`graph.guard.TaskJournal`)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self.db = db
+
+    def get(self, thread_id: str, key: str) -> dict[str, Any] | None:
+        rows = self.db.query("SELECT entry FROM task_journal WHERE thread_id = ?", (thread_id,))
+        try:
+            entry = json.loads(str(rows[0][0])) if rows else None
+        except ValueError:
+            return None
+        return entry if isinstance(entry, dict) and entry.get("key") == key else None
+
+    def _write(self, thread_id: str, entry: dict[str, Any]) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO task_journal (thread_id, entry, updated) VALUES (?, ?, ?) "
+                         "ON CONFLICT (thread_id) DO UPDATE SET entry = EXCLUDED.entry, updated = EXCLUDED.updated",
+                         (thread_id, json.dumps(entry), time.time()))
+
+    def started(self, thread_id: str, key: str, task_id: int) -> None:
+        self._write(thread_id, {"key": key, "task_id": task_id, "state": "started", "pid": os.getpid(),
+                                "holder": holder_note()})
+
+    def finished(self, thread_id: str, key: str, task_id: int, result: dict[str, Any]) -> None:
+        self._write(thread_id, {"key": key, "task_id": task_id, "state": "finished", "result": result})
+
+    def clear(self, thread_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM task_journal WHERE thread_id = ?", (thread_id,))
+
+
+class PgGuards:
+    """The run guards of every machine sharing the database at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.db = PgDatabase(url, max_size=2)  # migrated: run_locks and task_journal exist
+
+    def lock(self, thread_id: str, owner: str | None = None) -> ReentrantRunLock:
+        return PgThreadLock(self.db, thread_id, owner)
+
+    def journal(self) -> Journal:
+        return PgTaskJournal(self.db)
+
+    def close(self) -> None:
+        self.db.close()
