@@ -175,13 +175,15 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from graph.cli_support import database_url
     from graph.doctor import print_report, run_doctor
-    from providers.backends import resolve_database_url
+    from providers.backends import StateUnavailable
 
-    if resolve_database_url(getattr(args, "database_url", None)):
-        err.print("note: the shared PostgreSQL database is not checked yet; doctor checks this machine's home "
-                  "(checkpoints, locks, journal)", style="yellow", markup=False)
-    report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair)
+    try:
+        report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair,
+                            database_url=database_url(args))
+    except StateUnavailable as exc:
+        raise BadInput(str(exc)) from None
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:

@@ -3,8 +3,8 @@
 Each part of the state is a :class:`Check` — it reports :class:`Finding` s and, asked to, repairs
 what it found. The SQLite backend's checks (``agent.db``, ``checkpoints.db``) live in
 :mod:`graph.doctor_sqlite`; the home folder, ``locks/`` and ``journal/`` are checked here. Another
-storage backend (PostgreSQL) is to add its own checks to :func:`checks_for` — no caller branches
-on the backend.
+storage backend has its own checks (:data:`DOCTOR_BACKENDS`; PostgreSQL's in :mod:`graph.doctor_pg`)
+— no caller branches on the backend.
 
 Nothing is deleted: a damaged file is renamed ``NAME.damaged-YYYYMMDDTHHMMSSZ`` (with its
 ``-wal``/``-shm``), and what is still readable is copied into a fresh file. A stale lock is cleared
@@ -52,6 +52,7 @@ class Finding:
 @dataclass
 class Report:
     home: Path
+    database: str = ""  # the shared database checked (password hidden), "" for SQLite files in the home
     findings: list[Finding] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)  # what --repair did
     repaired: bool = False
@@ -65,7 +66,8 @@ class Report:
         return 1 if self.problems else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"home": str(self.home), "healthy": not self.problems, "repaired": self.repaired,
+        return {"home": str(self.home), "database": self.database or None, "healthy": not self.problems,
+                "repaired": self.repaired,
                 "findings": [asdict(f) | {"ok": f.ok} for f in self.findings], "actions": self.actions}
 
 
@@ -77,6 +79,14 @@ class Check(Protocol):
     def check(self) -> list[Finding]: ...
 
     def repair(self, stamp: str) -> list[str]: ...
+
+
+def redacted_url(url: str | None) -> str:
+    if not url:
+        return ""
+    from providers.db_pg import redacted
+
+    return redacted(url)
 
 
 def stamp_now() -> str:
@@ -245,8 +255,7 @@ class JournalCheck:
                 for p, why in self._leftovers()]
 
 
-def checks_for(home: Path) -> list[Check]:
-    """The checks of the state in ``home`` (a PostgreSQL database is not checked yet: README, Scaling out)."""
+def _sqlite_checks(url: str | None, home: Path) -> list[Check]:
     from graph.doctor_sqlite import AgentDbCheck, CheckpointsCheck
 
     checkpoints = CheckpointsCheck(home / "checkpoints.db")
@@ -254,10 +263,31 @@ def checks_for(home: Path) -> list[Check]:
             JournalCheck(home, checkpoints.known_threads)]
 
 
-def run_doctor(home: Path, *, repair: bool = False, checks: list[Check] | None = None) -> Report:
+def _pg_checks(url: str | None, home: Path) -> list[Check]:
+    from graph.doctor_pg import DatabaseCheck, PgCheckpointsCheck, PgJournalCheck, PgLocksCheck
+
+    assert url is not None
+    checkpoints = PgCheckpointsCheck(url)
+    return [HomeCheck(home), DatabaseCheck(url), checkpoints, PgLocksCheck(url), PgJournalCheck(url, checkpoints)]
+
+
+# Keyed like providers.backends.STATE_BACKENDS (the database URL's scheme).
+DOCTOR_BACKENDS: dict[str, Callable[[str | None, Path], list[Check]]] = {
+    "sqlite": _sqlite_checks, "postgresql": _pg_checks, "postgres": _pg_checks}
+
+
+def checks_for(home: Path, url: str | None = None) -> list[Check]:
+    """The checks of the state in ``home`` and, with a database URL, in that database."""
+    from providers.backends import scheme
+
+    return DOCTOR_BACKENDS[scheme(url)](url, home)
+
+
+def run_doctor(home: Path, *, repair: bool = False, checks: list[Check] | None = None,
+               database_url: str | None = None) -> Report:
     """Check every part; with ``repair``, repair what can be and check again (the report is the second check)."""
-    checks = checks if checks is not None else checks_for(home)
-    report = Report(home)
+    checks = checks if checks is not None else checks_for(home, database_url)
+    report = Report(home, database=redacted_url(database_url))
     found = {check.name: check.check() for check in checks}
     report.findings = [f for fs in found.values() for f in fs]
     if not repair or not any(f.repairable for f in report.problems):
@@ -265,7 +295,7 @@ def run_doctor(home: Path, *, repair: bool = False, checks: list[Check] | None =
     home_check = next((c for c in checks if isinstance(c, HomeCheck)), None)
     if home_check is not None and not home_check.writable:
         return report
-    running = [name for c in checks if isinstance(c, LocksCheck) for name in c.running]
+    running = [name for c in checks if c.name == "locks" for name in getattr(c, "running", [])]
     stamp = stamp_now()
     for _ in range(2):  # a second pass: what the first made stale (a lost thread's journal entry)
         for check in checks:
@@ -287,7 +317,8 @@ def run_doctor(home: Path, *, repair: bool = False, checks: list[Check] | None =
 
 def print_report(report: Report, console: Any, repair_hint: str) -> None:
     """The report as lines on ``console`` (a rich Console); text is never read as markup."""
-    console.print(f"doctor: {report.home}", style="bold", markup=False)
+    console.print(f"doctor: {report.home}" + (f" and {report.database}" if report.database else ""),
+                  style="bold", markup=False)
     for line in report.actions:
         console.print(f"  repaired: {line}", style="green", markup=False)
     if report.repaired:

@@ -115,9 +115,9 @@ def test_a_healthy_home_is_healthy(cli: Cli, home: Path) -> None:
     code, out, _ = cli(home, "doctor", "--json")
     report = json.loads(out)
     assert code == 0 and report["healthy"] is True and report["actions"] == []
-    code, out, err = cli(home, "doctor", "--database-url", "postgresql://db.example/agent")
-    assert code == 0 and "healthy" in out  # the home's files are checked ...
-    assert "PostgreSQL database is not checked yet" in err  # ... and it says what it did not check
+    code, out, err = cli(home, "doctor", "--database-url", "postgresql://agent:secret@127.0.0.1:1/agent")
+    assert code == 2 and "cannot connect to the database postgresql://agent:***@127.0.0.1:1/agent" in err
+    assert "secret" not in out + err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])

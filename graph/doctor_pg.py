@@ -1,0 +1,194 @@
+"""The doctor's checks of the PostgreSQL backend (see :mod:`graph.doctor`).
+
+* the database: it can be reached; the agent's schema version against the migrations this version
+  knows (a newer one is reported, never moved), and LangGraph's checkpoint migrations;
+* checkpoints: the latest checkpoint of every thread, of every machine, decodes;
+* run locks: a ``run_locks`` row whose advisory lock nobody holds is a stale note of a holder that
+  died (repair clears it, under the lock, as a normal release does); a held one is a run;
+* journal: entries of threads that have no checkpoints (repair removes them; no run reads them).
+
+Nothing else is changed: PostgreSQL keeps its own pages whole, so there is no file to move aside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from langgraph.checkpoint.postgres.base import MIGRATIONS as CHECKPOINT_MIGRATIONS
+
+from graph.doctor import Finding
+from graph.guard_pg import LOCK_CLASS, thread_key
+from providers.backends import StateUnavailable
+from providers.db_pg import MIGRATIONS, redacted
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise StateUnavailable(f"cannot connect to the database {redacted(url)}: check --database-url / "
+                               "FREE_AGENT_DATABASE_URL and that the server is running") from exc
+
+
+def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = ()) -> Any:
+    try:
+        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+    except psycopg.errors.UndefinedTable:
+        return None
+    return row[0] if row else None
+
+
+class DatabaseCheck:
+    """The server answers; both schemas are at the version this agent knows."""
+
+    name = "database"
+
+    def __init__(self, url: str) -> None:
+        self.url, self.label = url, redacted(url)
+
+    def check(self) -> list[Finding]:
+        with _connect(self.url) as conn:
+            agent = _scalar(conn, "SELECT max(version) FROM schema_version")
+            checkpoints = _scalar(conn, "SELECT max(v) FROM checkpoint_migrations")
+            server = _scalar(conn, "SHOW server_version")
+        findings = [Finding(self.label, detail=f"reachable (PostgreSQL {server})")]
+        known = len(MIGRATIONS)
+        if agent is None:
+            findings.append(Finding("agent tables", detail="not created yet (the first command creates them)"))
+        elif int(agent) > known:
+            findings.append(Finding("agent tables", problem=f"schema version {agent} is newer than this "
+                                    f"free-llm-agent knows ({known})", fix="upgrade free-llm-agent on this machine"))
+        else:
+            findings.append(Finding("agent tables", detail=f"schema version {agent} of {known}"))
+        top = len(CHECKPOINT_MIGRATIONS) - 1
+        if checkpoints is None:
+            findings.append(Finding("checkpoint tables", detail="not created yet (the first run creates them)"))
+        elif int(checkpoints) > top:
+            findings.append(Finding("checkpoint tables", problem=f"migration {checkpoints} is newer than this "
+                                    f"langgraph-checkpoint-postgres knows ({top})", fix="upgrade free-llm-agent"))
+        else:
+            findings.append(Finding("checkpoint tables", detail=f"migration {checkpoints} of {top}"))
+        return findings
+
+    def repair(self, stamp: str) -> list[str]:
+        return []
+
+
+class PgCheckpointsCheck:
+    """The latest checkpoint of every thread decodes (one that does not is named; the others work)."""
+
+    name = "checkpoints"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._threads: set[str] | None = None
+
+    def known_threads(self) -> set[str] | None:
+        return self._threads
+
+    def check(self) -> list[Finding]:
+        from graph.checkpoints import CheckpointUnreadable
+        from graph.checkpoints_pg import PgCheckpoints
+
+        store = PgCheckpoints(self.url, max_size=1)
+        try:
+            ids, _ = store.thread_ids()
+            bad: list[Finding] = []
+            for tid in ids:
+                try:
+                    store.saver.get_tuple({"configurable": {"thread_id": tid}})
+                except CheckpointUnreadable as exc:
+                    bad.append(Finding(f"thread {tid}", problem=f"its checkpoint cannot be read ({exc.reason})",
+                                       fix="the other threads work; start this goal again in a new thread"))
+        finally:
+            store.close()
+        self._threads = set(ids)
+        return [*bad, Finding("checkpoints", detail=f"{len(ids)} thread(s) of every machine, "
+                                                    f"{len(ids) - len(bad)} readable")]
+
+    def repair(self, stamp: str) -> list[str]:
+        return []
+
+
+def _lock_held(conn: psycopg.Connection[Any], thread_id: str) -> bool:
+    """Whether any session holds the thread's advisory lock (never takes it)."""
+    key = thread_key(thread_id) & 0xFFFFFFFF  # pg_locks shows the keys as unsigned oids
+    return bool(_scalar(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
+                              "AND objid = %s AND objsubid = 2 AND granted", (LOCK_CLASS, key)))
+
+
+class PgLocksCheck:
+    """``run_locks``: the holder notes of thread locks (the locks are advisory locks of live sessions)."""
+
+    name = "locks"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.running: list[str] = []
+
+    def _rows(self, conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+        try:
+            return [(str(r[0]), str(r[1])) for r in conn.execute("SELECT thread_id, holder FROM run_locks "
+                                                                 "ORDER BY since").fetchall()]
+        except psycopg.errors.UndefinedTable:
+            return []
+
+    def check(self) -> list[Finding]:
+        findings: list[Finding] = []
+        self.running = []
+        with _connect(self.url) as conn:
+            for tid, holder in self._rows(conn):
+                if _lock_held(conn, tid):
+                    self.running.append(f"{tid} ({holder})")
+                    findings.append(Finding(f"lock of {tid}", detail=f"held: a run is in progress ({holder})"))
+                else:
+                    findings.append(Finding(f"lock of {tid}", problem=f"stale note: its holder is gone ({holder})",
+                                            fix="--repair clears it", repairable=True))
+        findings.append(Finding("run locks", detail=f"{len(self.running)} held"))
+        return findings
+
+    def repair(self, stamp: str) -> list[str]:
+        done = []
+        with _connect(self.url) as conn:
+            for tid, holder in self._rows(conn):
+                got = _scalar(conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, thread_key(tid)))
+                if not got:  # taken by a new run meanwhile: not stale any more
+                    continue
+                try:
+                    conn.execute("DELETE FROM run_locks WHERE thread_id = %s", (tid,))
+                    done.append(f"cleared the stale lock note of {tid} ({holder})")
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, thread_key(tid)))
+        return done
+
+
+class PgJournalCheck:
+    """``task_journal``: entries of threads that have no checkpoints are left over."""
+
+    name = "journal"
+
+    def __init__(self, url: str, checkpoints: PgCheckpointsCheck) -> None:
+        self.url, self.checkpoints = url, checkpoints
+
+    def _leftovers(self, conn: psycopg.Connection[Any]) -> tuple[list[str], int]:
+        try:
+            ids = [str(r[0]) for r in conn.execute("SELECT thread_id FROM task_journal").fetchall()]
+        except psycopg.errors.UndefinedTable:
+            return [], 0
+        known = self.checkpoints.known_threads()
+        return ([] if known is None else [t for t in ids if t not in known]), len(ids)
+
+    def check(self) -> list[Finding]:
+        with _connect(self.url) as conn:
+            leftovers, count = self._leftovers(conn)
+        findings = [Finding(f"journal of {t}", problem="entry of a thread that has no checkpoints",
+                            fix="--repair removes it", repairable=True) for t in leftovers]
+        return [*findings, Finding("journal", detail=f"{count} entries, {len(leftovers)} left over")]
+
+    def repair(self, stamp: str) -> list[str]:
+        with _connect(self.url) as conn:
+            leftovers, _ = self._leftovers(conn)
+            for tid in leftovers:
+                conn.execute("DELETE FROM task_journal WHERE thread_id = %s", (tid,))
+        return [f"removed the journal entry of {t} (no checkpoints)" for t in leftovers]

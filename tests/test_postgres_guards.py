@@ -1,0 +1,152 @@
+"""Threads on the PostgreSQL backend, across "machines" (homes) sharing one database.
+
+The per-thread run lock holds across machines and is dropped when its holder dies; the task
+journal is shared; ``threads``, ``show`` and ``doctor`` see every machine's threads. (The kill -9
+on one machine and resume on the other is tests/faults/test_kill_at_each_node.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from graph.guard import ThreadBusy, open_guards
+from graph.guard_pg import PgGuards
+from tests.fakes.agent_responder import make_responder
+from tests.fakes.provider_server import FakeProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(300)
+PLAN = (("write a", "open('a.txt','w').write('a')\nprint('a')"),
+        ("write b", "open('b.txt','w').write('b')\nprint('b')"),
+        ("write c", "open('c.txt','w').write('c')\nprint('c')"))
+
+
+def cli(home: Path, config: Path, url: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FREE_AGENT_DATABASE_URL": url}
+    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(config), "--home",
+                           str(home), *args], capture_output=True, text=True, timeout=180, cwd=cwd,
+                          stdin=subprocess.DEVNULL, env=env)
+
+
+@pytest.fixture
+def config(fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path]) -> Path:
+    server = fake_server("openai", responder=make_responder(PLAN))
+    return make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}},
+                       optimization={"max_batch_size": 3})
+
+
+HOLDER = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from graph.guard_pg import PgGuards
+lock = PgGuards({url!r}).lock({thread!r})
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _hold(url: str, thread: str) -> subprocess.Popen[str]:
+    """Another machine's run holding ``thread``'s lock (until it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=str(ROOT), url=url, thread=thread)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_the_thread_lock_holds_across_machines_and_dies_with_its_holder(
+        postgres_url: str, config: Path, tmp_path: Path) -> None:
+    done = cli(tmp_path / "machine-a", config, postgres_url, "run", "write three files", "--scratch",
+               "--thread-id", "shared", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    holder = _hold(postgres_url, "shared")  # machine A runs the thread again
+    try:
+        busy = cli(tmp_path / "machine-b", config, postgres_url, "resume", "shared", "--yes")
+        assert busy.returncode == 2 and "Traceback" not in busy.stderr
+        assert f"thread shared is running (pid {holder.pid} on " in busy.stderr
+        with pytest.raises(ThreadBusy), PgGuards(postgres_url).lock("shared"):
+            pass
+        report = json.loads(cli(tmp_path / "machine-b", config, postgres_url, "doctor", "--json").stdout)
+        held = [f for f in report["findings"] if f["subject"] == "lock of shared"]
+        assert held and held[0]["ok"] and "a run is in progress" in held[0]["detail"]
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    # the server dropped the dead holder's lock: machine B takes the thread over at once ...
+    report = json.loads(cli(tmp_path / "machine-b", config, postgres_url, "doctor", "--json").stdout)
+    stale = [f for f in report["findings"] if f["subject"] == "lock of shared"]
+    assert stale and not stale[0]["ok"] and "holder is gone" in stale[0]["problem"]
+    again = cli(tmp_path / "machine-b", config, postgres_url, "resume", "shared", "--yes", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "completed", again.stderr
+    # ... and a normal release (or doctor --repair) leaves no note behind
+    report = json.loads(cli(tmp_path / "machine-b", config, postgres_url, "doctor", "--repair", "--json").stdout)
+    assert report["healthy"], report
+
+
+def test_threads_and_show_see_every_machine(postgres_url: str, config: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    first = cli(tmp_path / "machine-a", config, postgres_url, "run", "files on a", "--thread-id", "on-a",
+                "--workdir", str(folder), "--yes", "--json")
+    second = cli(tmp_path / "machine-b", config, postgres_url, "run", "files on b", "--thread-id", "on-b",
+                 "--scratch", "--yes", "--json")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.txt", "c.txt"]
+    for home in ("machine-a", "machine-b", "machine-c"):
+        listed = json.loads(cli(tmp_path / home, config, postgres_url, "threads", "--json").stdout)["threads"]
+        assert [(t["thread_id"], t["status"], t["tasks_done"]) for t in listed] == [
+            ("on-a", "completed", 3), ("on-b", "completed", 3)]
+    shown = cli(tmp_path / "machine-b", config, postgres_url, "show", "on-a", "--json")
+    data = json.loads(shown.stdout)
+    assert data["goal"] == "files on a" and data["workdir"] == str(folder)
+    assert [t["output"].strip() for t in data["tasks"]] == ["a", "b", "c"]
+    for home in ("machine-a", "machine-b"):  # nothing went to the homes' SQLite files
+        assert not (tmp_path / home / "checkpoints.db").exists() and not (tmp_path / home / "agent.db").exists()
+    exists = cli(tmp_path / "machine-b", config, postgres_url, "run", "again", "--thread-id", "on-a", "--yes")
+    assert exists.returncode == 2 and "thread 'on-a' already exists" in exists.stderr  # whichever machine made it
+
+
+def test_the_task_journal_is_shared(postgres_url: str, tmp_path: Path) -> None:
+    machine_a, machine_b = open_guards(postgres_url, tmp_path / "a"), open_guards(postgres_url, tmp_path / "b")
+    try:
+        machine_a.journal().started("t1", "k1", 2)
+        entry = machine_b.journal().get("t1", "k1")
+        assert entry is not None and entry["state"] == "started" and entry["task_id"] == 2
+        assert machine_b.journal().get("t1", "other attempt") is None
+        machine_a.journal().finished("t1", "k1", 2, {"output": "done"})
+        entry = machine_b.journal().get("t1", "k1")
+        assert entry is not None and entry["state"] == "finished" and entry["result"] == {"output": "done"}
+        machine_b.journal().clear("t1")
+        assert machine_a.journal().get("t1", "k1") is None
+    finally:
+        machine_a.close()
+        machine_b.close()
+
+
+def test_doctor_checks_the_database(postgres_url: str, config: Path, tmp_path: Path) -> None:
+    guards = open_guards(postgres_url, tmp_path)
+    guards.journal().started("gone", "k", 1)  # an entry of a thread that has no checkpoints
+    guards.close()
+    done = cli(tmp_path / "home", config, postgres_url, "doctor")
+    assert done.returncode == 1 and "journal of gone" in done.stdout and "doctor" in done.stdout
+    assert "reachable (PostgreSQL 15" in done.stdout or "reachable (PostgreSQL" in done.stdout
+    repaired = json.loads(cli(tmp_path / "home", config, postgres_url, "doctor", "--repair", "--json").stdout)
+    assert repaired["healthy"] and repaired["actions"] == ["removed the journal entry of gone (no checkpoints)"]
+    assert repaired["database"].startswith("postgresql://") and repaired["database"].endswith(
+        postgres_url.rsplit("/", 1)[1])
+    with psycopg.connect(postgres_url) as conn:
+        newer = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (int(newer[0]) + 1,))  # type: ignore[index]
+    report = json.loads(cli(tmp_path / "home", config, postgres_url, "doctor", "--json").stdout)
+    problem = next(f for f in report["findings"] if f["subject"] == "agent tables")
+    assert "newer than this free-llm-agent knows" in problem["problem"]
