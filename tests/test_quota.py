@@ -76,7 +76,8 @@ def fire_six_calls(config_dir: str, home: str, ready: str, go: str, index: int, 
 def test_daily_limit_holds_across_four_processes(
     fake_server: FakeFactory, make_config: ConfigFactory, home: Path, tmp_path: Path, database_url: str | None
 ) -> None:
-    """SQLite: four processes share one home. PostgreSQL: four "machines", each its own home, one database."""
+    """SQLite: four processes share one home. PostgreSQL: two "machines" (homes) of two processes each, one
+    database."""
     limited, other = fake_server("openai"), fake_server("openai")
     cfg = make_config(
         {
@@ -91,7 +92,7 @@ def test_daily_limit_holds_across_four_processes(
     procs = [
         ctx.Process(  # type: ignore[attr-defined]
             target=fire_six_calls,
-            args=(str(cfg), str(home if database_url is None else tmp_path / f"machine{i}"),
+            args=(str(cfg), str(home if database_url is None else tmp_path / f"machine{i % 2}"),
                   str(tmp_path / f"ready{i}"), str(go), i, str(tmp_path / f"out{i}.json"), database_url),
         )
         for i in range(4)
