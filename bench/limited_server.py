@@ -9,7 +9,8 @@ responder that keeps, per provider, the times of the requests it served and answ
 * ``rpd``: requests per day (the day being the life of the server); retry-after =
   seconds until the next UTC midnight, as a real per-day quota answers.
 
-Refused requests do not count against the limit. ``served`` / ``refused`` hold the
+Refused requests do not count against the limit; ``think`` seconds pass before an answer
+(a refusal is immediate). ``served`` / ``refused`` hold the
 times of every answer, so a benchmark can count them inside its own window.
 """
 
@@ -36,6 +37,7 @@ class Limit:
 class LimitedProvider:
     limit: Limit
     kind: str = "openai"
+    think: float = 0.0
     served: list[float] = field(default_factory=list)
     refused: list[float] = field(default_factory=list)
 
@@ -70,7 +72,8 @@ class LimitedProvider:
                 return Reply.rate_limit(retry_after=wait)
             self._window.append(now)
             self.served.append(now)
-        return Reply.text(f"{self.limit.name} answers", prompt_tokens=5, completion_tokens=3)
+        answer = Reply.text(f"{self.limit.name} answers", prompt_tokens=5, completion_tokens=3)
+        return Reply.hang(self.think, answer) if self.think else answer
 
     def count(self, start: float, end: float) -> tuple[int, int]:
         """(served, refused) with times in [start, end]."""

@@ -1,16 +1,19 @@
 """quota_throughput worker: ours (``QuotaAwareChatModel`` over a home shared by every worker).
 
 Run by ``bench/quota_throughput.py`` with the project's interpreter; the spec adds
-``config_dir`` and ``home`` (see ``bench/peers/quota_protocol.py``).
+``config_dir`` and ``home`` (see ``bench/peers/quota_protocol.py``), and ``code`` (``--code
+DIR``: import ``providers``/``config`` from DIR, another version) when given.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE / "peers")]
+CODE = json.loads(Path(sys.argv[1]).read_text()).get("code")
+sys.path[:0] = [*([CODE] if CODE else []), str(HERE.parent), str(HERE / "peers")]
 
 from quota_protocol import load_spec, run  # noqa: E402
 

@@ -1,20 +1,32 @@
 """Quota store throughput and latency: reservations/s and p50/p99/max per reservation.
 
-N processes share one ``agent.db`` and reserve slots on one provider as fast as they can
+N processes share one state database and reserve slots on one provider as fast as they can
 (``QuotaStore.reserve``, nothing else), for ``--seconds`` each cell, at 1/4/8/50 processes,
-on an empty ledger and on one holding ``--history`` request rows of this month (written in
-the schema-1 layout, so the code under test migrates them as it would a user's file).
-The clock is synthetic (mid-month, mid-day UTC, advancing with real time), so the day and
-month windows always hold the history. Latency includes waiting for the write lock.
+on an empty ledger and on one holding ``--history`` request rows of this month, on each
+backend (``--backend sqlite,postgresql``):
 
-Run (one command; prints the table, writes docs/quota_store.png):
+* sqlite: one ``agent.db``; the history is written in the schema-1 layout (a row per
+  request), so the code under test migrates it as it would a user's file;
+* postgresql: a fresh database per cell in a throw-away cluster this script starts
+  (``tests/pg.py``: initdb/pg_ctl on 127.0.0.1, as the ``postgres`` user when run as root)
+  and removes at the end, or on ``--pg-url`` (a server where that user may create
+  databases). PostgreSQL has no older layout: the history is 100k settled ``quota_slots``
+  rows (COPY) with their day and month counters, pruned as a Router does on open, then
+  ``VACUUM ANALYZE`` (what autovacuum does soon after).
+
+Every process opens the backend as the agent does (``Database`` / ``PgDatabase``). The clock
+is synthetic (mid-month, mid-day UTC, advancing with real time), so the day and month windows
+always hold the history. Latency includes waiting for the write lock.
+
+Run (one command; prints the tables, writes docs/quota_store.png):
 
     uv run python bench/quota_store.py
 
-Options: ``--seconds 5``, ``--procs 1,4,8,50``, ``--history 100000``, ``--save FILE.json``
-(this run's numbers), ``--baseline FILE.json`` (a saved run drawn dashed and printed beside),
-``--code DIR`` (import ``providers``/``config`` from DIR instead: measure another version, e.g.
-``git archive main providers config | tar -x -C /tmp/main-src`` then ``--code /tmp/main-src``).
+Options: ``--seconds 5``, ``--procs 1,4,8,50``, ``--history 100000``, ``--backend sqlite,postgresql``,
+``--pg-url URL``, ``--save FILE.json`` (this run's numbers), ``--baseline FILE.json`` (a saved run
+drawn dotted and printed beside), ``--code DIR`` (import ``providers``/``config`` from DIR instead:
+measure another version, e.g. ``git archive main providers config | tar -x -C /tmp/main-src`` then
+``--code /tmp/main-src``), ``--tiny`` (the smoke test's size), ``--png FILE``.
 """
 
 from __future__ import annotations
@@ -23,25 +35,39 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import add_output_args, loaded_note, png_path
+
 T_BASE = datetime(2026, 3, 15, 12, 0, tzinfo=UTC).timestamp()
 MONTH_START = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 LIMITS: dict[str, Any] = {"requests_per_day": 10_000_000, "requests_per_month": 100_000_000, "tokens_per_day": 10**12}
+BACKENDS = ("sqlite", "postgresql")
+LABEL = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+Row = dict[str, Any]
 
 
 def _limits() -> Any:
     from config import RateLimit
 
     return lambda _name: RateLimit(**LIMITS)
+
+
+def _history_times(history: int) -> Iterator[float]:
+    span = T_BASE - 120 - MONTH_START
+    return (MONTH_START + span * i / max(history, 1) for i in range(history))
 
 
 def make_home(home: Path, history: int) -> None:
@@ -57,11 +83,8 @@ def make_home(home: Path, history: int) -> None:
         if statement.strip():
             conn.execute(statement)
     conn.execute("PRAGMA user_version = 1")
-    span = T_BASE - 120 - MONTH_START
-    conn.executemany(
-        "INSERT INTO requests(provider, ts, tokens) VALUES ('p', ?, 100)",
-        ((MONTH_START + span * i / max(history, 1),) for i in range(history)),
-    )
+    conn.executemany("INSERT INTO requests(provider, ts, tokens) VALUES ('p', ?, 100)",
+                     ((t,) for t in _history_times(history)))
     conn.execute("COMMIT")
     conn.close()
     from providers.quota import QuotaStore
@@ -71,11 +94,46 @@ def make_home(home: Path, history: int) -> None:
     db.close()
 
 
-def worker(home: str, seconds: float, barrier: Any, origin: Any, out: Any) -> None:
-    from providers.db import Database
+def make_pg(url: str, history: int) -> None:
+    """Migrate a fresh database (``PgDatabase``), COPY ``history`` settled slots of this month and their counters in."""
+    from providers.db_pg import PgDatabase
+    from providers.quota import QuotaStore
+
+    db = PgDatabase(url)
+    days: dict[float, int] = {}
+    with db.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with cur.copy("COPY quota_slots(provider, ts, tokens, day_start, month_start, pending) FROM STDIN") as copy:
+            for t in _history_times(history):
+                day = t - t % 86400  # UTC, as LIMITS has no timezone
+                days[day] = days.get(day, 0) + 1
+                copy.write_row(("p", t, 100, day, MONTH_START, 0))
+        counters = [("p", "day", day, n, 100 * n) for day, n in days.items()]
+        counters += [("p", "month", MONTH_START, history, 100 * history)] if history else []
+        cur.executemany("INSERT INTO quota_periods(provider, period, start, requests, tokens) VALUES (%s,%s,%s,%s,%s)",
+                        counters)
+    QuotaStore(db, _limits()).prune(T_BASE)  # what a Router does when it opens the database
+    db.close()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:  # what autovacuum does soon after such a prune
+        conn.execute("VACUUM ANALYZE quota_slots, quota_periods")
+
+
+def _open(backend: str, target: str) -> Any:
+    if backend == "sqlite":  # Database directly: --code DIR may hold a version without providers.backends
+        from providers.db import Database
+
+        return Database(Path(target) / "agent.db")
+    from providers.backends import open_state
+
+    return open_state(target, Path(tempfile.gettempdir()))
+
+
+def worker(backend: str, target: str, seconds: float, barrier: Any, origin: Any, out: Any) -> None:
     from providers.quota import QuotaStore, Slot
 
-    store = QuotaStore(Database(Path(home) / "agent.db"), _limits())
+    db = _open(backend, target)
+    store = QuotaStore(db, _limits())
     est = lambda _n: 100  # noqa: E731
     store.reserve(["warm"], est, T_BASE, 0)  # connection and schema cached before the clock starts
     barrier.wait()
@@ -89,25 +147,88 @@ def worker(home: str, seconds: float, barrier: Any, origin: Any, out: Any) -> No
         refused += not isinstance(got, Slot)  # a clock read before a long lock wait: behind a later slot
         if time.time() - start >= seconds:
             break
+    db.close()
     out.put((time.time() - start, latencies, refused))
 
 
-def cell(procs: int, history: int, seconds: float) -> dict[str, float]:
+class Server:
+    """Fresh PostgreSQL databases: in a cluster started here (stopped at the end) or on ``--pg-url``."""
+
+    def __init__(self, url: str | None, max_connections: int) -> None:
+        self.cluster: Any = None
+        if url is None:
+            from tests.pg import start_cluster
+
+            self.cluster = start_cluster(max_connections=max_connections)
+            print(f"PostgreSQL: throw-away cluster in {self.cluster.root}, port {self.cluster.port}"
+                  f" (max_connections {max_connections}; removed at the end)", flush=True)
+            url = str(self.cluster.url())
+        self.url = url
+
+    @contextmanager
+    def database(self) -> Iterator[str]:
+        import psycopg
+
+        name = f"quota_bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(self.url)._replace(path=f"/{name}").geturl()
+        finally:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+@contextmanager
+def prepared(backend: str, history: int, server: Server | None) -> Iterator[str]:
+    """A fresh home (sqlite) or database URL (postgresql) holding ``history`` rows."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="quota-bench-") as tmp:
+            make_home(Path(tmp) / "home", history)
+            yield str(Path(tmp) / "home")
+        return
+    assert server is not None
+    with server.database() as url:
+        make_pg(url, history)
+        yield url
+
+
+def _result(out: Any, workers: list[Any], timeout: float) -> Any:
+    """The next worker's numbers; a worker that died (its traceback is on stderr) ends the run."""
+    import queue
+
+    limit = time.monotonic() + timeout
+    while True:
+        try:
+            return out.get(timeout=1.0)
+        except queue.Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if dead or time.monotonic() > limit:
+                for w in workers:
+                    w.kill()
+                raise RuntimeError(f"quota_store worker failed (exit codes {dead}); see its traceback above") from None
+
+
+def cell(backend: str, procs: int, history: int, seconds: float, server: Server | None) -> Row:
     ctx = multiprocessing.get_context("fork")
-    with tempfile.TemporaryDirectory(prefix="quota-bench-") as tmp:
-        home = Path(tmp) / "home"
-        make_home(home, history)
+    with prepared(backend, history, server) as target:
         origin = ctx.Value("d", 0.0)
         barrier, out = ctx.Barrier(procs, action=lambda: setattr(origin, "value", time.time())), ctx.Queue()
-        workers = [ctx.Process(target=worker, args=(str(home), seconds, barrier, origin, out)) for _ in range(procs)]
+        workers = [ctx.Process(target=worker, args=(backend, target, seconds, barrier, origin, out))
+                   for _ in range(procs)]
         for w in workers:
             w.start()
-        results = [out.get(timeout=seconds + 900) for _ in workers]
+        results = [_result(out, workers, seconds + 900) for _ in workers]
         for w in workers:
             w.join()
     wall = max(r[0] for r in results)
     lat = sorted(x for r in results for x in r[1])
     return {
+        "backend": backend,
         "procs": procs,
         "history": history,
         "per_s": len(lat) / wall,
@@ -121,39 +242,66 @@ def cell(procs: int, history: int, seconds: float) -> dict[str, float]:
     }
 
 
-def table(rows: list[dict[str, float]], baseline: list[dict[str, float]]) -> str:
-    before = {(b["procs"], b["history"]): b for b in baseline}
-    head = "| processes | history rows | reservations/s | p50 ms | p99 ms | max ms | least served process / mean |"
-    lines = [head, "|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        b = before.get((r["procs"], r["history"]))
+def _key(r: Row) -> tuple[str, int, int]:
+    return (str(r.get("backend", "sqlite")), int(r["procs"]), int(r["history"]))  # older saves: sqlite only
 
-        def col(key: str, fmt: str, r: dict[str, float] = r, b: dict[str, float] | None = b) -> str:
+
+def table(rows: list[Row], baseline: list[Row]) -> str:
+    """Every number of every cell (``before → now`` where the baseline has the cell)."""
+    before = {_key(b): b for b in baseline}
+    head = ("| backend | processes | history rows | reservations/s | p50 ms | p99 ms | max ms"
+            " | least served process / mean |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        b = before.get(_key(r))
+
+        def col(key: str, fmt: str, r: Row = r, b: Row | None = b) -> str:
             return (format(b[key], fmt) + " → " if b and key in b else "") + format(r[key], fmt)
 
-        lines.append(f"| {int(r['procs'])} | {int(r['history']):,} | {col('per_s', '.0f')} | {col('p50_ms', '.1f')}"
-                     f" | {col('p99_ms', '.1f')} | {col('max_ms', '.0f')} | {col('fairness', '.2f')} |")
+        lines.append(f"| {LABEL[r['backend']]} | {int(r['procs'])} | {int(r['history']):,} | {col('per_s', '.0f')}"
+                     f" | {col('p50_ms', '.1f')} | {col('p99_ms', '.1f')} | {col('max_ms', '.0f')}"
+                     f" | {col('fairness', '.2f')} |")
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, float]], baseline: list[dict[str, float]], path: Path) -> None:
+def side_by_side(rows: list[Row]) -> str:
+    """SQLite and PostgreSQL in adjacent columns: reservations/s and p99 per process count and history."""
+    by = {_key(r): r for r in rows}
+    cells = sorted({(int(r["history"]), int(r["procs"])) for r in rows})
+    lines = ["| processes | history rows | SQLite reservations/s | PostgreSQL reservations/s | SQLite p99 ms"
+             " | PostgreSQL p99 ms |", "|---:|---:|---:|---:|---:|---:|"]
+    for history, procs in cells:
+        s, p = by.get(("sqlite", procs, history)), by.get(("postgresql", procs, history))
+
+        def fmt(r: Row | None, key: str, spec: str) -> str:
+            return format(r[key], spec) if r else "–"
+
+        lines.append(f"| {procs} | {history:,} | {fmt(s, 'per_s', '.0f')} | {fmt(p, 'per_s', '.0f')}"
+                     f" | {fmt(s, 'p99_ms', '.1f')} | {fmt(p, 'p99_ms', '.1f')} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], baseline: list[Row], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for data, style, label in ((baseline, "--", "before"), (rows, "-", "after")):
-        for history in sorted({int(r["history"]) for r in data}):
-            pts = sorted((r for r in data if r["history"] == history), key=lambda r: r["procs"])
+    colors = {("sqlite", False): "tab:blue", ("sqlite", True): "navy",
+              ("postgresql", False): "tab:orange", ("postgresql", True): "saddlebrown"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for data, style, label in ((baseline, ":", "before, "), (rows, "-", "")):
+        for backend, history in sorted({_key(r)[::2] for r in data}):
+            pts = sorted((r for r in data if _key(r)[::2] == (backend, history)), key=lambda r: r["procs"])
             xs = [r["procs"] for r in pts]
-            name = f"{label}, {history:,} rows of history" if baseline else f"{history:,} rows of history"
-            left.plot(xs, [r["per_s"] for r in pts], style, marker="o", label=name)
-            right.plot(xs, [r["p99_ms"] for r in pts], style, marker="o", label=name)
+            name = f"{label}{LABEL[backend]}, {history:,} rows of history"
+            kw = {"color": colors[(backend, history > 0)], "marker": "o" if history else "s", "label": name}
+            left.plot(xs, [r["per_s"] for r in pts], style, **kw)
+            right.plot(xs, [r["p99_ms"] for r in pts], style, **kw)
     for ax, title in ((left, "reservations per second"), (right, "p99 latency of one reservation (ms)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("processes sharing agent.db")
+        ax.set_xlabel("processes sharing one state database")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     right.legend(fontsize="small")
@@ -165,29 +313,60 @@ def plot(rows: list[dict[str, float]], baseline: list[dict[str, float]], path: P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per cell")
-    parser.add_argument("--procs", default="1,4,8,50")
-    parser.add_argument("--history", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=0.0, help="per cell (default 5; tiny 0.3)")
+    parser.add_argument("--procs", default="", help="default 1,4,8,50; tiny 1,2")
+    parser.add_argument("--history", type=int, default=-1, help="rows of history (default 100000; tiny 1000)")
+    parser.add_argument("--backend", default="sqlite,postgresql", help="comma-separated, of sqlite, postgresql")
+    parser.add_argument("--pg-url", help="a PostgreSQL server to create the databases on (default: start a cluster)")
     parser.add_argument("--save", type=Path, help="write this run's numbers as JSON")
     parser.add_argument("--baseline", type=Path, help="a run saved with --save, shown beside this one")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "quota_store.png")
     parser.add_argument("--code", type=Path, help="import providers/config from this folder instead")
+    add_output_args(parser)
     args = parser.parse_args()
-    sys.path.insert(0, str(args.code.resolve() if args.code else ROOT))
+    seconds = args.seconds or (0.3 if args.tiny else 5.0)
+    procs_list = [int(p) for p in (args.procs or ("1,2" if args.tiny else "1,4,8,50")).split(",")]
+    history = args.history if args.history >= 0 else (1000 if args.tiny else 100_000)
+    backends = [b for b in args.backend.split(",") if b]
+    if set(backends) - set(BACKENDS):
+        parser.error(f"unknown backends {sorted(set(backends) - set(BACKENDS))} (known: {', '.join(BACKENDS)})")
+    if args.code:
+        sys.path.insert(0, str(args.code.resolve()))
     os.environ.setdefault("FREE_AGENT_HOME", tempfile.mkdtemp(prefix="quota-bench-home-"))
-    rows = []
-    for history in (0, args.history):
-        for procs in (int(p) for p in args.procs.split(",")):
-            rows.append(cell(procs, history, args.seconds))
-            r = rows[-1]
-            print(f"  {procs:>3} processes, {history:>7,} rows: {r['per_s']:8.0f}/s  p50 {r['p50_ms']:7.1f} ms"
-                  f"  p99 {r['p99_ms']:8.1f} ms  max {r['max_ms']:8.0f} ms", flush=True)
+    server: Server | None = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its cluster (finally)
+    if "postgresql" in backends:
+        from tests.pg import PostgresUnavailable
+
+        try:
+            server = Server(args.pg_url, max_connections=max(200, 4 * max(procs_list) + 20))
+        except PostgresUnavailable as exc:
+            print(f"PostgreSQL skipped: {exc}", flush=True)
+            backends.remove("postgresql")
+    rows: list[Row] = []
+    try:
+        for backend in backends:
+            for hist in (0, history):
+                for procs in procs_list:
+                    rows.append(cell(backend, procs, hist, seconds, server))
+                    r = rows[-1]
+                    print(f"  {LABEL[backend]:<10} {procs:>3} processes, {hist:>7,} rows: {r['per_s']:8.0f}/s"
+                          f"  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:8.1f} ms  max {r['max_ms']:8.0f} ms",
+                          flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    if not rows:
+        return
     baseline = json.loads(args.baseline.read_text()) if args.baseline else []
-    print(table(rows, baseline))
+    print(f"\n{seconds:g} s per cell\n\n{table(rows, baseline)}\n")
+    if len(backends) > 1:
+        print(f"{side_by_side(rows)}\n")
+    print(loaded_note())
     if args.save:
         args.save.write_text(json.dumps(rows, indent=1))
-    plot(rows, baseline, args.plot)
-    print(f"wrote {args.plot}")
+    path = png_path(args, "quota_store")
+    plot(rows, baseline, path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

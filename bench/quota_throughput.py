@@ -13,14 +13,24 @@ worker sends its share of the prompts, one call each, until the deadline:
   ``.with_fallbacks([...])`` (``bench/peers/langchain_quota.py``).
 
 Peers run in their own venv (``bench/peers.py``), built on first use. Scenarios:
-per-minute (20/30/10 RPM, 150 prompts, 120 s) and per-day (40/30/15 per day, 120 prompts,
-60 s). Columns: served in the window (and the most the servers allow), 429s the servers
-sent, calls that raised to the caller, prompts not sent by the deadline, wall time.
 
-    uv run python bench/quota_throughput.py [--prompts 150] [--seconds 120] [--workers 4]
-        [--scenario per-minute|per-day|both] [--systems ours,litellm,langchain] [--tiny]
+* per-minute: 20/30/10 RPM, 150 prompts, 120 s; each worker sends its own share;
+* per-day: 40/30/15 per day, 120 prompts, 60 s; each worker sends its own share;
+* shared-queue: the per-minute limits, 150 prompts, 120 s, but the servers take ``--think``
+  seconds (0.3) to answer and the workers take prompts from one queue as they come free
+  (a worker waiting for quota strands no share), as separate agent runs feeding on one
+  backlog would.
+
+Columns: served in the window (and the most the servers allow), 429s the servers sent,
+calls that raised to the caller, prompts not sent by the deadline, wall time.
+
+    uv run python bench/quota_throughput.py [--scenario per-minute,per-day,shared-queue|all]
+        [--systems ours,litellm,langchain] [--prompts 150] [--seconds 120] [--workers 4]
+        [--think 0.3] [--code DIR] [--tiny]
 
 ``--tiny`` runs ours only (a printed note says so) unless ``FLA_BENCH_PEERS=1`` is set.
+``--code DIR`` imports ``providers``/``config`` for ours from DIR (another version, e.g.
+``git archive main providers config | tar -x -C /tmp/main-src``).
 """
 
 from __future__ import annotations
@@ -55,12 +65,17 @@ SHORT = {"ours": "ours", "litellm": "LiteLLM\nusage-v2", "litellm-shuffle": "Lit
          "langchain": "LangChain\nfallbacks"}
 
 
+SCENARIOS = ("per-minute", "per-day", "shared-queue")
+
+
 @dataclass
 class Scenario:
     name: str
     limits: list[Limit]
     prompts: int
     seconds: float
+    think: float = 0.0  # seconds a server takes to answer
+    shared_queue: bool = False  # workers take prompts from one queue (else each sends its own share)
 
 
 @dataclass
@@ -77,14 +92,19 @@ class Outcome:
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
     if args.tiny:
-        minute = Scenario("per-minute", [Limit("a", rpm=2), Limit("b", rpm=3), Limit("c", rpm=1)], 10, 3.0)
+        rpm = [Limit("a", rpm=2), Limit("b", rpm=3), Limit("c", rpm=1)]
+        minute = Scenario("per-minute", rpm, 10, 3.0)
         day = Scenario("per-day", [Limit("a", rpd=2), Limit("b", rpd=2), Limit("c", rpd=1)], 8, 3.0)
+        queue = Scenario("shared-queue", rpm, 10, 3.0, think=min(args.think, 0.05), shared_queue=True)
     else:
-        minute = Scenario("per-minute", [Limit("a", rpm=20), Limit("b", rpm=30), Limit("c", rpm=10)],
-                          args.prompts or 150, args.seconds or 120.0)
+        rpm = [Limit("a", rpm=20), Limit("b", rpm=30), Limit("c", rpm=10)]
+        minute = Scenario("per-minute", rpm, args.prompts or 150, args.seconds or 120.0)
         day = Scenario("per-day", [Limit("a", rpd=40), Limit("b", rpd=30), Limit("c", rpd=15)],
                        args.prompts or 120, args.seconds or 60.0)
-    return [s for s in (minute, day) if args.scenario in (s.name, "both")]
+        queue = Scenario("shared-queue", rpm, args.prompts or 150, args.seconds or 120.0, think=args.think,
+                         shared_queue=True)
+    wanted = SCENARIOS if args.scenario == "all" else args.scenario.split(",")
+    return [s for s in (minute, day, queue) if s.name in wanted]
 
 
 def _command(system: str, spec: Path) -> list[str]:
@@ -94,8 +114,8 @@ def _command(system: str, spec: Path) -> list[str]:
     return [str(ensure_peer_venv()), str(PEERS_DIR / script), str(spec)]
 
 
-def run_one(sc: Scenario, system: str, workers: int, tmp: Path) -> Outcome:
-    servers = [LimitedProvider(lim) for lim in sc.limits]
+def run_one(sc: Scenario, system: str, workers: int, tmp: Path, code: Path | None = None) -> Outcome:
+    servers = [LimitedProvider(lim, think=sc.think) for lim in sc.limits]
     for s in servers:
         s.fake.start()
     try:
@@ -112,7 +132,8 @@ def run_one(sc: Scenario, system: str, workers: int, tmp: Path) -> Outcome:
                    for s in servers}
             config_dir, keys = write_config(run_dir / "config", cfg, fallback={"max_wait_seconds": 60})
             env.update(keys)
-            extra = {"config_dir": str(config_dir), "home": str(run_dir / "home")}
+            extra = {"config_dir": str(config_dir), "home": str(run_dir / "home"),
+                     **({"code": str(code.resolve())} if code else {})}
         else:
             env = {**peer_env()}
             if system == "litellm-shuffle":
@@ -122,8 +143,10 @@ def run_one(sc: Scenario, system: str, workers: int, tmp: Path) -> Outcome:
         procs: list[subprocess.Popen[bytes]] = []
         outs: list[Path] = []
         for w in range(workers):
-            spec = {"providers": providers, "prompts": prompts[w::workers], "ready": str(run_dir / f"ready{w}"),
-                    "go": str(go), "out": str(run_dir / f"out{w}.jsonl"), **extra}
+            share = {"prompts": prompts, "queue": str(run_dir / "claimed")} if sc.shared_queue else \
+                {"prompts": prompts[w::workers]}
+            spec = {"providers": providers, **share, "ready": str(run_dir / f"ready{w}"), "go": str(go),
+                    "out": str(run_dir / f"out{w}.jsonl"), **extra}
             spec_path = run_dir / f"spec{w}.json"
             spec_path.write_text(json.dumps(spec))
             outs.append(run_dir / f"out{w}.jsonl")
@@ -158,7 +181,7 @@ def run_one(sc: Scenario, system: str, workers: int, tmp: Path) -> Outcome:
 
 
 def chart(results: list[Outcome], path: Path) -> None:
-    names = sorted({r.scenario for r in results}, key=lambda n: n != "per-minute")
+    names = sorted({r.scenario for r in results}, key=SCENARIOS.index)
     fig, axes = plt_figure(6.5 * len(names), 4.8, ncols=len(names))
     for ax, name in zip(axes, names, strict=True):
         rows = [r for r in results if r.scenario == name]
@@ -181,7 +204,9 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=0, help="prompts per scenario (default 150 / 120)")
     parser.add_argument("--seconds", type=float, default=0.0, help="window per run (default 120 / 60)")
     parser.add_argument("--workers", type=int, default=0, help="worker processes (default 4; tiny 2)")
-    parser.add_argument("--scenario", choices=["per-minute", "per-day", "both"], default="both")
+    parser.add_argument("--scenario", default="all", help=f"comma-separated, of {', '.join(SCENARIOS)}; or all")
+    parser.add_argument("--think", type=float, default=0.3, help="seconds a server takes to answer (shared-queue)")
+    parser.add_argument("--code", type=Path, help="import providers/config for ours from this folder instead")
     parser.add_argument("--systems", default="", help=f"comma-separated, of {', '.join(SYSTEMS)}")
     add_output_args(parser)
     args = parser.parse_args()
@@ -193,15 +218,18 @@ def main() -> int:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}")
+    if args.scenario != "all" and set(args.scenario.split(",")) - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(set(args.scenario.split(',')) - set(SCENARIOS))}")
     results: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="fla-quota-") as tmp:
         for sc in scenarios(args):
             for system in systems:
-                r = run_one(sc, system, workers, Path(tmp))
+                r = run_one(sc, system, workers, Path(tmp), args.code)
                 results.append(r)
-                print(f"  {sc.name:<10} {system:<16} served {r.served}/{r.limit}, refused {r.refused}, "
+                print(f"  {sc.name:<12} {system:<16} served {r.served}/{r.limit}, refused {r.refused}, "
                       f"failed {r.failed}, not sent {r.not_sent}, {r.wall_s:.1f} s", file=sys.stderr)
-    print(f"{workers} worker processes per system; limits enforced by the loopback servers")
+    thinks = [f"; {sc.name}: answers take {sc.think:g} s, one queue of prompts" for sc in scenarios(args) if sc.think]
+    print(f"{workers} worker processes per system; limits enforced by the loopback servers{''.join(thinks)}")
     rows = [[r.scenario, SYSTEMS[r.system], f"{r.served}/{r.limit}", r.refused, r.failed, r.not_sent,
              f"{r.wall_s:.1f}"] for r in results]
     print(markdown_table(["scenario", "system", "served / most servable", "refused (429 sent)", "failed calls",

@@ -56,8 +56,12 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster() -> Cluster:
-    """initdb + start a private cluster, or raise :class:`PostgresUnavailable`."""
+def start_cluster(max_connections: int = 200) -> Cluster:
+    """initdb + start a private cluster, or raise :class:`PostgresUnavailable`.
+
+    ``max_connections``: each ``PgDatabase`` holds a pool of up to 4 connections, so N processes
+    that each open one can need 4·N (bench/quota_store.py raises it for its 50 processes).
+    """
     missing = [b for b in BINARIES if shutil.which(b) is None]
     if missing:
         raise PostgresUnavailable(f"PostgreSQL server binaries not on PATH: {', '.join(missing)} "
@@ -80,7 +84,7 @@ def start_cluster() -> Cluster:
     steps = (
         [*as_user, "initdb", "-D", str(data), "-A", "trust", "-U", user, "--no-sync", "-E", "UTF8"],
         [*as_user, "pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "-o",
-         f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c max_connections=200", "start"],
+         f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c max_connections={max_connections}", "start"],
     )
     for cmd in steps:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=False, timeout=120)
