@@ -82,7 +82,7 @@ class GuardedPostgresSaver(PostgresSaver):
 class PgCheckpoints:
     """The checkpoints of every machine sharing the database at ``url``."""
 
-    def __init__(self, url: str, *, max_size: int = 4) -> None:
+    def __init__(self, url: str, *, max_size: int = 2) -> None:  # PostgresSaver runs one call at a time
         self.label = redacted(url)
         self.pool: ConnectionPool[Any] = ConnectionPool(
             url, min_size=1, max_size=max_size, open=True, timeout=60,
