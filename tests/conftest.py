@@ -88,16 +88,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
-def offline_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    """No real key, proxy, tracing or config/home/database override from the machine reaches a test.
-
-    With ``--state-backend postgresql`` each test's shared state goes to a fresh PostgreSQL database."""
+def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real key, proxy, tracing or config/home/database override from the machine reaches a test
+    (the database URL a test gets is :func:`state_backend`'s)."""
     for var in (*REAL_KEY_VARS, *_CLIENT_ENV_VARS):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    if request.config.getoption("--state-backend") == "postgresql":
+
+
+BOTH_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_backends: run once per state backend (test ids end in [sqlite] / [postgresql]); "
+        "the postgresql run gets a fresh database as $FREE_AGENT_DATABASE_URL")
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): inside a both_backends module, a test of SQLite itself (agent.db, its "
+        "migrations, its lock file): run once, on SQLite")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``both_backends`` tests run twice: on SQLite and on a fresh PostgreSQL database.
+
+    Not with ``--state-backend postgresql`` (every test is on PostgreSQL already), not for ``sqlite_only``
+    tests, and not for tests that take the ``database_url`` fixture (already once per backend)."""
+    node = metafunc.definition
+    if (metafunc.config.getoption("--state-backend") == "sqlite" and node.get_closest_marker("both_backends")
+            and not node.get_closest_marker("sqlite_only") and "database_url" not in metafunc.fixturenames):
+        metafunc.parametrize("state_backend", BOTH_BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def state_backend(offline_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """The test's state backend: its ``both_backends`` parameter, else ``--state-backend`` (sqlite).
+
+    On postgresql, ``$FREE_AGENT_DATABASE_URL`` is a fresh database of the session's cluster (skipped,
+    with the reason printed, where no PostgreSQL can be started)."""
+    backend = str(getattr(request, "param", request.config.getoption("--state-backend")))
+    if backend == "postgresql":
         monkeypatch.setenv("FREE_AGENT_DATABASE_URL", str(request.getfixturevalue("postgres_url")))
+    return backend
 
 
 @pytest.fixture
