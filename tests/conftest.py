@@ -121,15 +121,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(autouse=True)
-def state_backend(offline_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+def state_backend(offline_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
     """The test's state backend: its ``both_backends`` parameter, else ``--state-backend`` (sqlite).
 
     On postgresql, ``$FREE_AGENT_DATABASE_URL`` is a fresh database of the session's cluster (skipped,
-    with the reason printed, where no PostgreSQL can be started)."""
-    backend = str(getattr(request, "param", request.config.getoption("--state-backend")))
+    with the reason printed, where no PostgreSQL can be started). A ``[postgresql]`` test that wrote an
+    ``agent.db`` anyway fails: it would have passed on SQLite, not on the database it names."""
+    doubled = hasattr(request, "param")
+    backend = str(request.param if doubled else request.config.getoption("--state-backend"))
+    watched: Path | None = None
     if backend == "postgresql":
         monkeypatch.setenv("FREE_AGENT_DATABASE_URL", str(request.getfixturevalue("postgres_url")))
-    return backend
+        if doubled and "tmp_path" in request.fixturenames:
+            watched = Path(request.getfixturevalue("tmp_path"))
+    yield backend
+    if watched is not None:
+        stray = sorted(str(p) for p in watched.rglob("agent.db"))
+        assert not stray, f"a [postgresql] test used SQLite: {stray} (mark it sqlite_only if it tests SQLite)"
 
 
 @pytest.fixture

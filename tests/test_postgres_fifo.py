@@ -10,6 +10,7 @@ given: every later arrival is sent a minute after the one before. No timing asse
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -87,6 +88,6 @@ def test_waiting_is_first_come_first_served_across_machines(postgres_url: str, t
     got = {i: json.loads(Path(files[i][2]).read_text()) for i in range(WAITERS)}
     sent_at = [got[i]["at"] - T0 for i in ARRIVAL]
     assert sent_at[0] == 0  # the first to ask goes at once
-    for before, after in zip(sent_at, sent_at[1:], strict=False):
+    for before, after in itertools.pairwise(sent_at):
         assert after >= before + 60, f"waiters were served out of the order they asked: {sent_at}"
     assert [got[i]["id"] for i in ARRIVAL] == sorted(g["id"] for g in got.values())

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from config import ProviderConfig
 from providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
-from providers.cache import ResponseCache, cache_key
 from providers.backends import open_state, resolve_database_url
+from providers.cache import ResponseCache, cache_key
 from providers.registry import build_client
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
