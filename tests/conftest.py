@@ -88,16 +88,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
-def offline_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    """No real key, proxy, tracing or config/home/database override from the machine reaches a test.
-
-    With ``--state-backend postgresql`` each test's shared state goes to a fresh PostgreSQL database."""
+def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real key, proxy, tracing or config/home/database override from the machine reaches a test
+    (the database URL a test gets is :func:`state_backend`'s)."""
     for var in (*REAL_KEY_VARS, *_CLIENT_ENV_VARS):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    if request.config.getoption("--state-backend") == "postgresql":
+
+
+BOTH_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_backends: run once per state backend (test ids end in [sqlite] / [postgresql]); "
+        "the postgresql run gets a fresh database as $FREE_AGENT_DATABASE_URL")
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): inside a both_backends module, a test of SQLite itself (agent.db, its "
+        "migrations, its lock file): run once, on SQLite")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``both_backends`` tests run twice: on SQLite and on a fresh PostgreSQL database.
+
+    Not with ``--state-backend postgresql`` (every test is on PostgreSQL already), not for ``sqlite_only``
+    tests, and not for tests that take the ``database_url`` fixture (already once per backend)."""
+    node = metafunc.definition
+    if (metafunc.config.getoption("--state-backend") == "sqlite" and node.get_closest_marker("both_backends")
+            and not node.get_closest_marker("sqlite_only") and "database_url" not in metafunc.fixturenames):
+        metafunc.parametrize("state_backend", BOTH_BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def state_backend(offline_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's state backend: its ``both_backends`` parameter, else ``--state-backend`` (sqlite).
+
+    On postgresql, ``$FREE_AGENT_DATABASE_URL`` is a fresh database of the session's cluster (skipped,
+    with the reason printed, where no PostgreSQL can be started). A ``[postgresql]`` test that wrote an
+    ``agent.db`` anyway fails: it would have passed on SQLite, not on the database it names."""
+    doubled = hasattr(request, "param")
+    backend = str(request.param if doubled else request.config.getoption("--state-backend"))
+    watched: Path | None = None
+    if backend == "postgresql":
         monkeypatch.setenv("FREE_AGENT_DATABASE_URL", str(request.getfixturevalue("postgres_url")))
+        if doubled and "tmp_path" in request.fixturenames:
+            watched = Path(request.getfixturevalue("tmp_path"))
+    yield backend
+    if watched is not None:
+        stray = sorted(str(p) for p in watched.rglob("agent.db"))
+        assert not stray, f"a [postgresql] test used SQLite: {stray} (mark it sqlite_only if it tests SQLite)"
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ def posts(fp: FakeProvider) -> int:
     return sum(1 for r in fp.requests if r.method == "POST")
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("kind", ["gemini", "openai_compatible"])
 def test_an_empty_answer_goes_to_the_next_provider_and_is_never_cached(
     fake_server: FakeFactory, make_config: ConfigFactory, home: Path, kind: str
@@ -48,6 +49,7 @@ def test_an_empty_answer_goes_to_the_next_provider_and_is_never_cached(
     assert posts(empty) == 2 and again.content == "hello from the fixed provider"
 
 
+@pytest.mark.both_backends
 def test_a_rejected_answer_is_evicted_and_never_served_again(
     fake_server: FakeFactory, make_config: ConfigFactory, home: Path
 ) -> None:

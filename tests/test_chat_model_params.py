@@ -16,7 +16,7 @@ from tests.fakes.provider_server import Reply
 from tests.fakes.wire import Request
 from tests.provider_client_helpers import SetupFactory
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 
 
 def sent(req: Request) -> dict[str, Any]:

@@ -73,6 +73,7 @@ def test_threads_and_show_give_the_history_without_studio(home: Path) -> None:
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.both_backends
 def test_usage_json_table_and_plot(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path
 ) -> None:
@@ -101,6 +102,7 @@ def test_usage_json_table_and_plot(
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.both_backends
 def test_check_reports_each_provider_with_reason_and_latency(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
 ) -> None:
@@ -128,6 +130,7 @@ def test_check_reports_each_provider_with_reason_and_latency(
     assert len(good.requests) == 1 and len(local.requests) == 1  # one tiny request each
 
 
+@pytest.mark.both_backends
 def test_local_tier_is_last_resort_and_offline_uses_only_it(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
 ) -> None:

@@ -28,7 +28,7 @@ from tests.provider_client_helpers import (
     rate_limited,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 
 
 # --------------------------------------------------------------------------- success

@@ -28,6 +28,7 @@ from providers.usage import AutoOptimizer
 from tests.conftest import ConfigFactory, FakeFactory
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
+pytestmark = pytest.mark.both_backends  # tests on ``db``/``database_url`` already run once per backend
 
 
 def one_token(_: str) -> int:

@@ -3,6 +3,10 @@ margin, cost independent of history, first-come-first-served waiting, usage-log 
 
 No timing asserts: processes are ordered with files and the lock's ticket counter, and the cost
 of a reservation is measured in SQLite virtual-machine steps, not seconds.
+
+Every test runs on both backends except the ``sqlite_only`` ones, which test SQLite itself (its query
+plans and VM steps, the schema-1 ``agent.db`` migration, the lock file beside it); first come, first
+served across machines on PostgreSQL is tests/test_postgres_fifo.py.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pytest
 
 from config import RateLimit, load_config
 from providers import build_chat_model
+from providers.backends import StateDatabase, open_state, resolve_database_url
 from providers.db import MIGRATIONS, Database
 from providers.quota import QuotaStore, Slot, Unavailable
 from providers.report import daily_requests
@@ -26,9 +31,20 @@ from providers.usage import UsageEvent, UsageTracker
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.test_quota import T0, _mp, store_with, take
 
+pytestmark = pytest.mark.both_backends
+SQLITE_ITSELF = "tests SQLite itself"
+
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
+def db(tmp_path: Path) -> Iterator[StateDatabase]:
+    """The test's state database: ``agent.db`` in a home, or its PostgreSQL database."""
+    state = open_state(resolve_database_url(), tmp_path)
+    yield state
+    state.close()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     yield Database(tmp_path / "agent.db")
 
 
@@ -43,8 +59,8 @@ def _wait_for(check: Any, what: str, procs: Sequence[Any] = ()) -> None:
 # --------------------------------------------------------------------------- exact across processes
 
 
-def reserve_many(home: str, ready: str, go: str, out: str, tries: int) -> None:
-    store = QuotaStore(Database(Path(home) / "agent.db"), lambda _: RateLimit(requests_per_day=25))
+def reserve_many(home: str, ready: str, go: str, out: str, tries: int, url: str | None) -> None:
+    store = QuotaStore(open_state(url, Path(home)), lambda _: RateLimit(requests_per_day=25))
     Path(ready).touch()
     _wait_for(Path(go).exists, "go")
     got = [store.reserve(["p"], lambda _: 1, T0 + i * 0.01, 0) for i in range(tries)]
@@ -52,11 +68,14 @@ def reserve_many(home: str, ready: str, go: str, out: str, tries: int) -> None:
 
 
 def test_daily_limit_is_exact_across_four_processes_with_counters(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    Database(home / "agent.db").close()
+    """SQLite: four processes on one home; PostgreSQL: four machines (homes) on one database."""
+    home, url = tmp_path / "home", resolve_database_url()
+    home.mkdir()
+    open_state(url, home).close()
     ctx = _mp()
-    procs = [ctx.Process(target=reserve_many, args=(str(home), str(tmp_path / f"ready{i}"), str(tmp_path / "go"),  # type: ignore[attr-defined]
-                                                    str(tmp_path / f"out{i}.json"), 20)) for i in range(4)]
+    procs = [ctx.Process(target=reserve_many, args=(str(home if url is None else tmp_path / f"machine{i}"),  # type: ignore[attr-defined]
+                                                    str(tmp_path / f"ready{i}"), str(tmp_path / "go"),
+                                                    str(tmp_path / f"out{i}.json"), 20, url)) for i in range(4)]
     for p in procs:
         p.start()
     _wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(4)), "children", procs)
@@ -66,7 +85,7 @@ def test_daily_limit_is_exact_across_four_processes_with_counters(tmp_path: Path
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     granted = [i for n in range(4) for i in json.loads((tmp_path / f"out{n}.json").read_text())]
     assert len(granted) == 25 == len(set(granted))
-    db = Database(home / "agent.db")
+    db = open_state(url, home)
     assert db.query("SELECT requests FROM quota_periods WHERE provider='p' AND period='day'") == [(25,)]
     assert QuotaStore(db, lambda _: RateLimit()).counts("p", T0 + 1)["requests_day"] == 25
 
@@ -74,7 +93,7 @@ def test_daily_limit_is_exact_across_four_processes_with_counters(tmp_path: Path
 # --------------------------------------------------------------------------- send time, margin
 
 
-def test_a_slot_counts_from_when_it_was_sent(db: Database) -> None:
+def test_a_slot_counts_from_when_it_was_sent(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_minute=1)})
     slot = take(store, T0)
     assert isinstance(slot, Slot)
@@ -89,7 +108,7 @@ def test_a_slot_counts_from_when_it_was_sent(db: Database) -> None:
     assert isinstance(take(store, T0 + 70.01), Slot)
 
 
-def test_a_slot_sent_after_midnight_counts_on_the_new_day(db: Database) -> None:
+def test_a_slot_sent_after_midnight_counts_on_the_new_day(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_day=1)})
     midnight = datetime(2026, 3, 11, tzinfo=UTC).timestamp()
     slot = take(store, midnight - 1)
@@ -101,7 +120,7 @@ def test_a_slot_sent_after_midnight_counts_on_the_new_day(db: Database) -> None:
     assert store.counts("p", midnight + 2)["requests_month"] == 1
 
 
-def test_the_window_keeps_a_margin_for_the_round_trip(db: Database) -> None:
+def test_the_window_keeps_a_margin_for_the_round_trip(db: StateDatabase) -> None:
     store = QuotaStore(db, lambda _: RateLimit(requests_per_minute=2), margin=1.5)
     assert isinstance(take(store, T0), Slot) and isinstance(take(store, T0 + 1), Slot)
     refused = take(store, T0 + 60.5)  # a plain 60 s window would let it go
@@ -183,6 +202,7 @@ def steps_of_one_reservation(tmp_path: Path, history: int) -> tuple[int, dict[st
     return steps[0], store.counts("p", T0 + 2)
 
 
+@pytest.mark.sqlite_only(SQLITE_ITSELF + ": VM steps of a reservation after a schema-1 migration")
 def test_history_does_not_change_the_work_of_a_reservation(tmp_path: Path) -> None:
     small, counts_small = steps_of_one_reservation(tmp_path / "small", 1_000)
     large, counts_large = steps_of_one_reservation(tmp_path / "large", 50_000)
@@ -196,7 +216,10 @@ def test_history_does_not_change_the_work_of_a_reservation(tmp_path: Path) -> No
     assert counts_large["requests_day"] == in_day + 2
 
 
-def test_the_queries_use_keys_not_scans(db: Database) -> None:
+@pytest.mark.sqlite_only(SQLITE_ITSELF + ": EXPLAIN QUERY PLAN")
+def test_the_queries_use_keys_not_scans(sqlite_db: Database) -> None:
+    db = sqlite_db
+
     def plan(sql: str, params: tuple[Any, ...]) -> str:
         return " ".join(str(r[-1]) for r in db.query(f"EXPLAIN QUERY PLAN {sql}", params))
 
@@ -207,7 +230,7 @@ def test_the_queries_use_keys_not_scans(db: Database) -> None:
     assert "SCAN" not in plan("SELECT MAX(ts) FROM quota_slots WHERE provider=?", ("p",))
 
 
-def test_the_minute_table_stays_bounded(db: Database) -> None:
+def test_the_minute_table_stays_bounded(db: StateDatabase) -> None:
     store = store_with(db, {"p": RateLimit(requests_per_minute=100)})
     for i in range(600):  # ten minutes at one request a second
         slot = take(store, T0 + i)
@@ -219,6 +242,7 @@ def test_the_minute_table_stays_bounded(db: Database) -> None:
     assert store.counts("p", T0 + 600)["requests_day"] == 600
 
 
+@pytest.mark.sqlite_only(SQLITE_ITSELF + ": the schema-1 agent.db migration")
 def test_migration_keeps_the_current_minute(tmp_path: Path) -> None:
     now = time.time()
     schema1_home(tmp_path / "agent.db", [("p", now - 3600, 7), ("p", now - 20, 3)])
@@ -248,6 +272,7 @@ def held_db(tmp_path: Path) -> Iterator[Database]:
     yield Database(tmp_path / "home" / "agent.db")
 
 
+@pytest.mark.sqlite_only(SQLITE_ITSELF + ": the agent.db.lock queue (PostgreSQL: tests/test_postgres_fifo.py)")
 def test_waiters_are_served_in_the_order_they_asked(tmp_path: Path, held_db: Database) -> None:
     home, n = tmp_path / "home", 5
     ctx = _mp()

@@ -16,13 +16,14 @@ from pydantic import BaseModel
 
 from config import ProviderConfig
 from providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
+from providers.backends import open_state, resolve_database_url
 from providers.cache import ResponseCache, cache_key
-from providers.db import Database
 from providers.registry import build_client
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
 
 T0 = 1_800_000_000.0
+pytestmark = pytest.mark.both_backends
 
 
 def ask_capital(config_dir: str, home: str, out: str, database_url: str | None = None) -> None:
@@ -114,7 +115,7 @@ def test_cached_stream(cached_llm: LlmFactory) -> None:
 
 
 def test_ttl_expiry_with_explicit_now(tmp_path: Path) -> None:
-    cache = ResponseCache(Database(tmp_path / "agent.db"), ttl_s=3600)
+    cache = ResponseCache(open_state(resolve_database_url(), tmp_path), ttl_s=3600)
     key = cache_key([HumanMessage("q")], {"temperature": None})
     cache.put(key, AIMessage("a", response_metadata={"provider": "p"}), T0)
     hit = cache.get(key, T0 + 3599)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,12 +39,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(
-    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
-) -> Iterator[tuple[str, FakeProvider, Path]]:
-    provider = fake_server("openai", responder=make_responder(PLAN))
-    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": provider.base_url}})
+@contextlib.contextmanager
+def langgraph_dev(cfg: Path, home: Path, **extra_env: str) -> Iterator[str]:
+    """``langgraph dev`` offline on a free port with this config and home; yields its URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -51,6 +50,7 @@ def server(
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "LANGSMITH_TRACING": "false",
+        **extra_env,
     }
     started = time.time()
     proc = subprocess.Popen(
@@ -72,10 +72,20 @@ def server(
         else:
             pytest.fail("langgraph dev did not start within 90 s")
         print(f"langgraph dev ready in {time.time() - started:.1f}s")
-        yield url, provider, home
+        yield url
     finally:
         stop(proc)
     assert proc.returncode is not None
+
+
+@pytest.fixture
+def server(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> Iterator[tuple[str, FakeProvider, Path]]:
+    provider = fake_server("openai", responder=make_responder(PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": provider.base_url}})
+    with langgraph_dev(cfg, home) as url:
+        yield url, provider, home
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -139,6 +149,45 @@ def test_the_readme_sdk_snippet_runs_as_written(server: tuple[str, FakeProvider,
     lines = printed.getvalue()
     assert lines.count("approving task") == 3 and "Goal: say hello in a file" in lines
     assert "✔ Task 3: count its letters" in lines
+
+
+def test_a_server_and_the_cli_share_one_quota_through_the_database_url(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path,
+    postgres_url: str,
+) -> None:
+    """``langgraph dev`` with ``FREE_AGENT_DATABASE_URL`` books its requests in that database: a CLI on another
+    machine (its own home) sees them counted, and is refused once the server has used the day's quota."""
+    provider = fake_server("openai", responder=make_responder(PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": provider.base_url,
+                                      "limits": {"requests_per_day": 3}}})  # plan, code, reflect
+    with langgraph_dev(cfg, home, FREE_AGENT_DATABASE_URL=postgres_url) as url:
+        client = get_sync_client(url=url)
+        tid = client.threads.create()["thread_id"]
+        client.runs.wait(tid, "agent", input={"goal": "say hello in a file"}, context={"auto_approve": True})
+        values: Any = client.threads.get_state(tid)["values"]
+    assert values["status"] == "completed", values
+    assert posts(provider) == 3
+    assert not (home / "agent.db").exists()  # the server's quota is not in its home
+
+    laptop = tmp_path / "laptop"
+    usage = cli(["usage", "--json"], cfg, laptop, postgres_url)
+    assert usage.returncode == 0, usage.stderr
+    assert json.loads(usage.stdout)["providers"]["groq_llama"]["requests_day"] == 3
+    check = cli(["check", "--json"], cfg, laptop, postgres_url)
+    (row,) = json.loads(check.stdout)["providers"]
+    assert check.returncode == 1 and not row["ok"], row
+    assert "3 requests/day used" in row["reason"]
+    assert posts(provider) == 3  # the CLI's request never left: the day's quota was the server's
+
+
+def posts(provider: FakeProvider) -> int:
+    return sum(1 for r in provider.requests if r.method == "POST")
+
+
+def cli(args: list[str], cfg: Path, home: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), *args, "--config-dir", str(cfg), "--home",
+                           str(home), "--database-url", database_url], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
 def test_the_graph_schemas_studio_shows_are_complete() -> None:
