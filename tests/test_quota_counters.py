@@ -175,7 +175,9 @@ def schema1_home(path: Path, rows: list[tuple[str, float, int]]) -> None:
         if statement.strip():
             conn.execute(statement)
     conn.execute("PRAGMA user_version = 1")
+    conn.execute("BEGIN")  # one transaction: row by row, every insert would wait for the disk
     conn.executemany("INSERT INTO requests(provider, ts, tokens) VALUES (?,?,?)", rows)
+    conn.execute("COMMIT")
     conn.close()
 
 
