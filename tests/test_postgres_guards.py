@@ -150,3 +150,21 @@ def test_doctor_checks_the_database(postgres_url: str, config: Path, tmp_path: P
     report = json.loads(cli(tmp_path / "home", config, postgres_url, "doctor", "--json").stdout)
     problem = next(f for f in report["findings"] if f["subject"] == "agent tables")
     assert "newer than this free-llm-agent knows" in problem["problem"]
+
+
+@pytest.mark.parametrize(("url", "printed"), [
+    ("postgresql://agent@db-host:5432/agent", True),
+    ("postgresql://db-host/agent?sslmode=require", True),
+    ("postgresql://agent:secret@db-host:5432/agent", False),
+    ("postgresql://db-host/agent?password=secret", False),
+])
+def test_the_resume_hint_keeps_a_database_url_without_a_password(url: str, printed: bool) -> None:
+    import argparse
+    import shlex
+
+    from graph.cli_support import resume_hint
+
+    hint = resume_hint(argparse.Namespace(home="/h", config_dir=None, database_url=url), "t1")
+    expected = f"--home /h --database-url {shlex.quote(url)} resume t1" if printed else "--home /h resume t1"
+    assert hint.endswith(expected), hint
+    assert "secret" not in hint
