@@ -219,6 +219,8 @@ def _quiet_libraries() -> None:
     shown in ``usage``); on stderr it would interleave with the progress, or follow ``--json``."""
     for name in ("langchain_google_genai", "langchain_google_genai.chat_models", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("psycopg", "psycopg.pool"):  # a lost database: one message of ours, not the pool's retries
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def main(argv: list[str] | None = None) -> int:

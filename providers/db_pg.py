@@ -164,13 +164,23 @@ class PgDatabase:
     @contextmanager
     def transaction(self) -> Iterator[_Conn]:
         """One writer at a time across every machine: the transaction holds the ledger's advisory lock."""
-        with self.pool.connection() as conn, conn.transaction():
+        with self._translated(), self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             yield _Conn(conn)
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        with self.pool.connection() as conn:
+        with self._translated(), self.pool.connection() as conn:
             return list(conn.execute(_sql(sql), params).fetchall())  # type: ignore[arg-type]
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """A lost or unreachable server is :class:`StateUnavailable` naming the database, not a traceback."""
+        try:
+            yield
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StateUnavailable(f"the database {self.label} cannot be used ({type(exc).__name__}: "
+                                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); "
+                                   "check that the server is running") from exc
 
     def close(self) -> None:
         self.pool.close()

@@ -37,6 +37,7 @@ class Cluster:
     port: int
     user: str  # the cluster's superuser (the OS user that ran initdb)
     as_user: list[str]  # command prefix that runs a program as that OS user
+    options: str = ""  # the server's options (pg_ctl -o)
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
@@ -51,9 +52,20 @@ class Cluster:
         return self.url(name)
 
     def stop(self) -> None:
+        self.halt()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Stop the server at once (as a crash would), keeping its data: :meth:`start` brings it back."""
         subprocess.run([*self.as_user, "pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"],
                        capture_output=True, check=False, timeout=60)
-        shutil.rmtree(self.root, ignore_errors=True)
+
+    def start(self) -> None:
+        done = subprocess.run([*self.as_user, "pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "log"),
+                               "-w", "-t", "60", "-o", self.options, "start"], capture_output=True, text=True,
+                              check=False, timeout=120, env={**os.environ, "LC_ALL": "C", "LANG": "C"}, cwd=self.root)
+        if done.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl start failed: {(done.stderr or done.stdout)[-800:]}")
 
 
 def start_cluster(max_connections: int = 200) -> Cluster:
@@ -81,10 +93,10 @@ def start_cluster(max_connections: int = 200) -> Cluster:
         as_user, user = ["runuser", "-u", "postgres", "--"], "postgres"
     data, sock, port = root / "data", root, _free_port()
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+    options = f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c max_connections={max_connections}"
     steps = (
         [*as_user, "initdb", "-D", str(data), "-A", "trust", "-U", user, "--no-sync", "-E", "UTF8"],
-        [*as_user, "pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "-o",
-         f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c max_connections={max_connections}", "start"],
+        [*as_user, "pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "-o", options, "start"],
     )
     for cmd in steps:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=False, timeout=120)
@@ -92,4 +104,4 @@ def start_cluster(max_connections: int = 200) -> Cluster:
             log = (root / "log").read_text(errors="replace")[-800:] if (root / "log").exists() else ""
             shutil.rmtree(root, ignore_errors=True)
             raise PostgresUnavailable(f"{cmd[len(as_user)]} failed: {(done.stderr or done.stdout)[-800:]} {log}")
-    return Cluster(root=root, port=port, user=user, as_user=as_user)
+    return Cluster(root=root, port=port, user=user, as_user=as_user, options=options)
