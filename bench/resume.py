@@ -141,6 +141,9 @@ def one(run: int, kill_at: float | None, work: Path, machines: int = 1,
                 _, result = finish(run_args, b)
                 finished_by = "run"
         elapsed = time.time() - start
+        strays = [str(p) for p in work.parent.glob("home?/*.db")] if db_url else []
+        if strays:  # two machines keep their state in PostgreSQL, none in the homes
+            raise RuntimeError(f"the machines wrote SQLite files into their homes: {strays}")
         lines = (work / "tasks.log").read_text().splitlines() if (work / "tasks.log").exists() else []
         bodies = Counter(hashlib.sha256(json.dumps(r.json, sort_keys=True).encode()).hexdigest()
                          for r in fake.requests if r.method == "POST")
