@@ -227,10 +227,15 @@ def summary(layouts: list[Layout]) -> str:
 
 def chart(layouts: list[Layout], path: Path) -> None:
     fig, axes = plt_figure(6.0 * len(layouts), 4.0, ncols=len(layouts))
+    top = max([1, *(max(c.reexecuted, c.repaid) for x in layouts for c in x.crashes)]) + 0.5
     for ax, x in zip(axes, layouts, strict=True):
         xs = [c.kill_at for c in x.crashes]
         ax.scatter(xs, [c.reexecuted for c in x.crashes], label="re-executed tasks", marker="o")
         ax.scatter(xs, [c.repaid + 0.08 for c in x.crashes], label="repaid requests (+0.08 to show both)", marker="x")
+        again = [c for c in x.crashes if c.finished_by == "run"]
+        ax.scatter([c.kill_at for c in again], [-0.15] * len(again), marker="|", color="gray",
+                   label="killed before the first checkpoint (run again)")
+        ax.set_ylim(-0.3, top)
         ax.set_xlabel("kill -9 at (s into the run)")
         ax.set_ylabel("per run")
         ax.set_title(f"{x.label}: {len(x.crashes)} kill -9 + resume runs ({TASKS} tasks)", fontsize=10)
