@@ -41,15 +41,14 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from common import add_output_args, loaded_note, png_path
+from pg_server import Server, open_server
 
 T_BASE = datetime(2026, 3, 15, 12, 0, tzinfo=UTC).timestamp()
 MONTH_START = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
@@ -151,38 +150,6 @@ def worker(backend: str, target: str, seconds: float, barrier: Any, origin: Any,
     out.put((time.time() - start, latencies, refused))
 
 
-class Server:
-    """Fresh PostgreSQL databases: in a cluster started here (stopped at the end) or on ``--pg-url``."""
-
-    def __init__(self, url: str | None, max_connections: int) -> None:
-        self.cluster: Any = None
-        if url is None:
-            from tests.pg import start_cluster
-
-            self.cluster = start_cluster(max_connections=max_connections)
-            print(f"PostgreSQL: throw-away cluster in {self.cluster.root}, port {self.cluster.port}"
-                  f" (max_connections {max_connections}; removed at the end)", flush=True)
-            url = str(self.cluster.url())
-        self.url = url
-
-    @contextmanager
-    def database(self) -> Iterator[str]:
-        import psycopg
-
-        name = f"quota_bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield urlsplit(self.url)._replace(path=f"/{name}").geturl()
-        finally:
-            with psycopg.connect(self.url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def stop(self) -> None:
-        if self.cluster is not None:
-            self.cluster.stop()
-
-
 @contextmanager
 def prepared(backend: str, history: int, server: Server | None) -> Iterator[str]:
     """A fresh home (sqlite) or database URL (postgresql) holding ``history`` rows."""
@@ -192,7 +159,7 @@ def prepared(backend: str, history: int, server: Server | None) -> Iterator[str]
             yield str(Path(tmp) / "home")
         return
     assert server is not None
-    with server.database() as url:
+    with server.database("quota_bench") as url:
         make_pg(url, history)
         yield url
 
@@ -335,12 +302,8 @@ def main() -> None:
     server: Server | None = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its cluster (finally)
     if "postgresql" in backends:
-        from tests.pg import PostgresUnavailable
-
-        try:
-            server = Server(args.pg_url, max_connections=max(200, 4 * max(procs_list) + 20))
-        except PostgresUnavailable as exc:
-            print(f"PostgreSQL skipped: {exc}", flush=True)
+        server = open_server(args.pg_url, max_connections=max(200, 4 * max(procs_list) + 20))
+        if server is None:
             backends.remove("postgresql")
     rows: list[Row] = []
     try:

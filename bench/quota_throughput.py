@@ -6,7 +6,12 @@ limits, the same prompts and N worker *processes* started at the same instant; e
 worker sends its share of the prompts, one call each, until the deadline:
 
 * ours: ``QuotaAwareChatModel``, one home shared by the workers (limits in limits.yaml,
-  ``max_wait_seconds: 60``);
+  ``max_wait_seconds: 60``), state in SQLite;
+* ours-pg: the same, as 2 machines (two homes and config dirs, half the workers each) whose
+  state (quota ledger, cooldowns, cache, usage) is one fresh PostgreSQL database
+  (``FREE_AGENT_DATABASE_URL``), in a throw-away cluster this script starts
+  (``bench/pg_server.py``) and removes at the end, or on ``--pg-url``; skipped with the
+  reason where PostgreSQL cannot be had;
 * LiteLLM Router: one deployment per provider with its ``rpm``, usage-based-routing-v2,
   ``enable_pre_call_checks=True``, no Redis (``bench/peers/litellm_quota.py``);
 * LangChain: ``ChatOpenAI(max_retries=0, rate_limiter=InMemoryRateLimiter(rpm/60))``
@@ -26,7 +31,7 @@ calls that raised to the caller, prompts not sent by the deadline, wall time.
 
     uv run python bench/quota_throughput.py [--scenario per-minute,per-day,shared-queue|all]
         [--systems ours,litellm,langchain] [--prompts 150] [--seconds 120] [--workers 4]
-        [--think 0.3] [--code DIR] [--tiny]
+        [--think 0.3] [--code DIR] [--pg-url URL] [--tiny]
 
 ``--tiny`` runs ours only (a printed note says so) unless ``FLA_BENCH_PEERS=1`` is set.
 ``--code DIR`` imports ``providers``/``config`` for ours from DIR (another version, e.g.
@@ -49,23 +54,27 @@ from pathlib import Path
 from common import REPO, add_output_args, loaded_note, markdown_table, plt_figure, png_path, save
 from limited_server import Limit, LimitedProvider, ideal_served
 from peers import PEERS_DIR, ensure_peer_venv, peer_env
+from pg_server import Server, open_server
 
 from tests.conftest import write_config
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS = {
     "ours": "ours (QuotaAwareChatModel)",
+    "ours-pg": "ours, 2 machines (homes) sharing one PostgreSQL",
     "litellm": "LiteLLM Router (usage-based-v2, pre-call checks)",
     "litellm-shuffle": "LiteLLM Router (simple-shuffle, pre-call checks)",
     "langchain": "LangChain with_fallbacks + InMemoryRateLimiter",
 }
 
 
-SHORT = {"ours": "ours", "litellm": "LiteLLM\nusage-v2", "litellm-shuffle": "LiteLLM\nshuffle",
+SHORT = {"ours": "ours", "ours-pg": "ours, 2 machines\nPostgreSQL",
+         "litellm": "LiteLLM\nusage-v2", "litellm-shuffle": "LiteLLM\nshuffle",
          "langchain": "LangChain\nfallbacks"}
 
 
 SCENARIOS = ("per-minute", "per-day", "shared-queue")
+DB_ENV = "FREE_AGENT_DATABASE_URL"
 
 
 @dataclass
@@ -108,13 +117,15 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
 
 def _command(system: str, spec: Path) -> list[str]:
-    if system == "ours":
+    if system.startswith("ours"):
         return [sys.executable, str(BENCH / "quota_ours_worker.py"), str(spec)]
     script = "litellm_quota.py" if system.startswith("litellm") else "langchain_quota.py"
     return [str(ensure_peer_venv()), str(PEERS_DIR / script), str(spec)]
 
 
-def run_one(sc: Scenario, system: str, workers: int, tmp: Path, code: Path | None = None) -> Outcome:
+def run_one(sc: Scenario, system: str, workers: int, tmp: Path, code: Path | None = None,
+            db_url: str | None = None) -> Outcome:
+    """One system on fresh servers; ``db_url`` (ours-pg): the workers are 2 machines sharing that database."""
     servers = [LimitedProvider(lim, think=sc.think) for lim in sc.limits]
     for s in servers:
         s.fake.start()
@@ -123,17 +134,24 @@ def run_one(sc: Scenario, system: str, workers: int, tmp: Path, code: Path | Non
         run_dir.mkdir()
         providers = [{"name": s.limit.name, "base_url": s.base_url, "model": f"{s.limit.name}-model",
                       "rpm": s.limit.rpm, "rpd": s.limit.rpd} for s in servers]
-        env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        env = {k: v for k, v in os.environ.items() if k != DB_ENV}
+        env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
         extra: dict[str, object] = {}
-        if system == "ours":
+        machines: list[dict[str, object]] = [{}]
+        if system.startswith("ours"):
             cfg = {s.limit.name: {"kind": "openai_compatible", "base_url": s.base_url, "model": f"{s.limit.name}-model",
                                   "limits": {k: v for k, v in (("requests_per_minute", s.limit.rpm),
                                                                ("requests_per_day", s.limit.rpd)) if v}}
                    for s in servers}
-            config_dir, keys = write_config(run_dir / "config", cfg, fallback={"max_wait_seconds": 60})
-            env.update(keys)
-            extra = {"config_dir": str(config_dir), "home": str(run_dir / "home"),
-                     **({"code": str(code.resolve())} if code else {})}
+            names = ("A", "B") if db_url else ("",)
+            machines = []
+            for name in names:  # each machine its own config dir and home
+                config_dir, keys = write_config(run_dir / f"config{name}", cfg, fallback={"max_wait_seconds": 60})
+                env.update(keys)
+                machines.append({"config_dir": str(config_dir), "home": str(run_dir / f"home{name}")})
+            if db_url:
+                env[DB_ENV] = db_url
+            extra = {"code": str(code.resolve())} if code else {}
         else:
             env = {**peer_env()}
             if system == "litellm-shuffle":
@@ -146,7 +164,7 @@ def run_one(sc: Scenario, system: str, workers: int, tmp: Path, code: Path | Non
             share = {"prompts": prompts, "queue": str(run_dir / "claimed")} if sc.shared_queue else \
                 {"prompts": prompts[w::workers]}
             spec = {"providers": providers, **share, "ready": str(run_dir / f"ready{w}"), "go": str(go),
-                    "out": str(run_dir / f"out{w}.jsonl"), **extra}
+                    "out": str(run_dir / f"out{w}.jsonl"), **extra, **machines[w * len(machines) // workers]}
             spec_path = run_dir / f"spec{w}.json"
             spec_path.write_text(json.dumps(spec))
             outs.append(run_dir / f"out{w}.jsonl")
@@ -168,6 +186,9 @@ def run_one(sc: Scenario, system: str, workers: int, tmp: Path, code: Path | Non
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+        strays = [str(p) for p in run_dir.glob("home?/*.db")] if db_url else []
+        if strays:  # ours-pg must keep its state in PostgreSQL, none in the homes
+            raise RuntimeError(f"ours-pg wrote SQLite files into its homes: {strays}")
         calls = [json.loads(line) for out in outs if out.exists() for line in out.read_text().splitlines() if line]
         in_window = [c for c in calls if c["t"] <= deadline]
         counts = [s.count(t0, deadline) for s in servers]
@@ -199,6 +220,14 @@ def chart(results: list[Outcome], path: Path) -> None:
     save(fig, path)
 
 
+def _run(sc: Scenario, system: str, workers: int, tmp: Path, code: Path | None, server: Server | None) -> Outcome:
+    if system != "ours-pg":
+        return run_one(sc, system, workers, tmp, code)
+    assert server is not None
+    with server.database("quota_tp") as url:  # a fresh database per run, as each system gets fresh servers
+        return run_one(sc, system, workers, tmp, code, db_url=url)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--prompts", type=int, default=0, help="prompts per scenario (default 150 / 120)")
@@ -208,6 +237,8 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=0.3, help="seconds a server takes to answer (shared-queue)")
     parser.add_argument("--code", type=Path, help="import providers/config for ours from this folder instead")
     parser.add_argument("--systems", default="", help=f"comma-separated, of {', '.join(SYSTEMS)}")
+    parser.add_argument("--pg-url", help="ours-pg: a PostgreSQL server to create the databases on (default: start a "
+                                         "cluster)")
     add_output_args(parser)
     args = parser.parse_args()
     workers = args.workers or (2 if args.tiny else 4)
@@ -220,16 +251,29 @@ def main() -> int:
         parser.error(f"unknown systems {sorted(unknown)}")
     if args.scenario != "all" and set(args.scenario.split(",")) - set(SCENARIOS):
         parser.error(f"unknown scenarios {sorted(set(args.scenario.split(',')) - set(SCENARIOS))}")
+    server: Server | None = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its cluster (finally)
+    if "ours-pg" in systems:
+        server = open_server(args.pg_url)
+        if server is None:
+            systems.remove("ours-pg")
     results: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="fla-quota-") as tmp:
-        for sc in scenarios(args):
-            for system in systems:
-                r = run_one(sc, system, workers, Path(tmp), args.code)
-                results.append(r)
-                print(f"  {sc.name:<12} {system:<16} served {r.served}/{r.limit}, refused {r.refused}, "
-                      f"failed {r.failed}, not sent {r.not_sent}, {r.wall_s:.1f} s", file=sys.stderr)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fla-quota-") as tmp:
+            for sc in scenarios(args):
+                for system in systems:
+                    r = _run(sc, system, workers, Path(tmp), args.code, server)
+                    results.append(r)
+                    print(f"  {sc.name:<12} {system:<16} served {r.served}/{r.limit}, refused {r.refused}, "
+                          f"failed {r.failed}, not sent {r.not_sent}, {r.wall_s:.1f} s", file=sys.stderr)
+    finally:
+        if server is not None:
+            server.stop()
+    if not results:
+        return 0
     thinks = [f"; {sc.name}: answers take {sc.think:g} s, one queue of prompts" for sc in scenarios(args) if sc.think]
-    print(f"{workers} worker processes per system; limits enforced by the loopback servers{''.join(thinks)}")
+    pg = f"; ours-pg: {workers - workers // 2} + {workers // 2} on two homes" if "ours-pg" in systems else ""
+    print(f"{workers} worker processes per system{pg}; limits enforced by the loopback servers{''.join(thinks)}")
     rows = [[r.scenario, SYSTEMS[r.system], f"{r.served}/{r.limit}", r.refused, r.failed, r.not_sent,
              f"{r.wall_s:.1f}"] for r in results]
     print(markdown_table(["scenario", "system", "served / most servable", "refused (429 sent)", "failed calls",

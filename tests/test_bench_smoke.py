@@ -5,7 +5,9 @@ first use (``bench/peers.py``); ``--tiny`` skips them with a printed note. With
 ``FLA_BENCH_PEERS=1`` one more test builds that venv (if missing) and runs the tiny
 quota_throughput and overhead with the peers. ``quota_store`` runs on SQLite here and on
 PostgreSQL in its own test (a throw-away cluster it starts itself; skipped with the reason when
-the server binaries are missing).
+the server binaries are missing); so do ``resume --machines 1,2`` (run on home A, resume on home
+B, one PostgreSQL database) and ``quota_throughput --systems ours,ours-pg`` (ours as two
+machines on one PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = ["quota_throughput", "quota_store", "overhead", "calls_per_goal", "resume", "executor"]
 
 
-def run_bench(name: str, tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_bench(name: str, tmp_path: Path, env: dict[str, str], *args: str,
+              skip_without_pg: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``bench/NAME.py --tiny``; with ``skip_without_pg``, skip (printing why) when it had no PostgreSQL."""
     png = tmp_path / f"{name}.png"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), "--tiny", "--png", str(png), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=280, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    skipped = [line for line in proc.stdout.splitlines() if line.startswith("PostgreSQL skipped:")]
+    if skip_without_pg and skipped:
+        print(f"\n{skipped[0]}")
+        pytest.skip(skipped[0])
     assert "\n|---" in proc.stdout, proc.stdout  # a markdown table
     assert png.stat().st_size > 1000
     return proc
@@ -45,16 +53,38 @@ def test_benchmark_runs_tiny(name: str, tmp_path: Path) -> None:
 def test_quota_store_postgresql_tiny(tmp_path: Path) -> None:
     """Both backends side by side, PostgreSQL in a cluster the benchmark starts and removes itself."""
     env = {k: v for k, v in os.environ.items() if k != "FLA_BENCH_PEERS"}
-    proc = run_bench("quota_store", tmp_path, env)  # --backend sqlite,postgresql
-    skipped = [line for line in proc.stdout.splitlines() if line.startswith("PostgreSQL skipped:")]
-    if skipped:
-        print(f"\n{skipped[0]}")
-        pytest.skip(skipped[0])
+    proc = run_bench("quota_store", tmp_path, env, skip_without_pg=True)  # --backend sqlite,postgresql
     assert "| PostgreSQL | 2 | 1,000 |" in proc.stdout, proc.stdout
     assert "| SQLite reservations/s | PostgreSQL reservations/s |" in proc.stdout, proc.stdout
-    started = re.search(r"throw-away cluster in (\S+)", proc.stdout)
-    assert started, proc.stdout
+    _cluster_removed(proc.stdout)
+
+
+def _cluster_removed(stdout: str) -> None:
+    started = re.search(r"throw-away cluster in (\S+)", stdout)
+    assert started, stdout
     assert not Path(started.group(1)).exists()  # stopped and removed at the end
+
+
+def test_resume_two_machines_tiny(tmp_path: Path) -> None:
+    """kill -9 on machine A, resume on machine B (another home), one PostgreSQL database; SQLite beside it."""
+    env = {k: v for k, v in os.environ.items() if k != "FLA_BENCH_PEERS"}
+    proc = run_bench("resume", tmp_path, env, "--machines", "1,2", "--workdir", str(tmp_path), skip_without_pg=True)
+    assert "|  | 1 machine (SQLite) | 2 machines (PostgreSQL) |" in proc.stdout, proc.stdout
+    assert "| completed after resume | 1/1 | 1/1 |" in proc.stdout, proc.stdout
+    _cluster_removed(proc.stdout)
+
+
+def test_quota_throughput_two_machines_tiny(tmp_path: Path) -> None:
+    """Per-day limits: ours on one home (SQLite) and as two machines sharing one PostgreSQL database."""
+    env = {k: v for k, v in os.environ.items() if k != "FLA_BENCH_PEERS"}
+    proc = run_bench("quota_throughput", tmp_path, env, "--systems", "ours,ours-pg", "--scenario", "per-day",
+                     skip_without_pg=True)
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| per-day |")]
+    assert len(rows) == 2 and "2 machines (homes) sharing one PostgreSQL" in rows[1], proc.stdout
+    for row in rows:  # no 429 sent: the two machines' workers share one ledger (two SQLite homes would overshoot)
+        served, refused = row.split("|")[3:5]
+        assert int(refused) == 0 and int(served.split("/")[0]) <= int(served.split("/")[1]), rows
+    _cluster_removed(proc.stdout)
 
 
 @pytest.mark.skipif(os.environ.get("FLA_BENCH_PEERS") != "1", reason="set FLA_BENCH_PEERS=1 to build the peers' venv")
