@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except UnknownThread as exc:
-        err.print(f"error: no thread {exc.args[0]!r} in this home; list them with 'threads'", style="red",
+        where = "the shared database" if database_url(args) else "this home"
+        err.print(f"error: no thread {exc.args[0]!r} in {where}; list them with 'threads'", style="red",
                   markup=False)
         return 2
     except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal

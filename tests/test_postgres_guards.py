@@ -114,6 +114,8 @@ def test_threads_and_show_see_every_machine(postgres_url: str, config: Path, tmp
         assert not (tmp_path / home / "checkpoints.db").exists() and not (tmp_path / home / "agent.db").exists()
     exists = cli(tmp_path / "machine-b", config, postgres_url, "run", "again", "--thread-id", "on-a", "--yes")
     assert exists.returncode == 2 and "thread 'on-a' already exists" in exists.stderr  # whichever machine made it
+    missing = cli(tmp_path / "machine-b", config, postgres_url, "resume", "nowhere")
+    assert missing.returncode == 2 and "no thread 'nowhere' in the shared database" in missing.stderr
 
 
 def test_the_task_journal_is_shared(postgres_url: str, tmp_path: Path) -> None:
