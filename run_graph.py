@@ -217,12 +217,22 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class _NeverRaised(Exception):
+    """Matches nothing: stands for an exception class whose module was never imported."""
+
+
+def _raised(module: str, name: str) -> type[Exception]:
+    """The exception class ``module.name`` if ``module`` was imported, else :class:`_NeverRaised` (what was
+    never imported raised nothing). An ``except`` clause evaluates it only when an exception is matched, so
+    :func:`main` catches these without importing langchain/langgraph before the executor starts."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from graph.checkpoints import CheckpointUnreadable
-    from graph.runner import UnknownThread
-    from providers import NoUsableProvider
     from providers.db import StateFileError
+    from providers.errors import NoUsableProvider
 
     _quiet_libraries()
     try:
@@ -235,14 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except UnknownThread as exc:
+    except _raised("graph.runner", "UnknownThread") as exc:
         err.print(f"error: no thread {exc.args[0]!r} in this home; list them with 'threads'", style="red",
                   markup=False)
         return 2
     except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
         return _state_error(args, str(exc), exc.kind, exc.path)
-    except CheckpointUnreadable as exc:
-        return _state_error(args, f"{exc}; the other threads work", "damaged", exc.path)
+    except _raised("graph.checkpoints", "CheckpointUnreadable") as exc:
+        return _state_error(args, f"{exc}; the other threads work", "damaged", getattr(exc, "path", Path()))
     except sqlite3.DatabaseError as exc:  # not traced to one file: name the home
         home = resolve_home(getattr(args, "home", None))
         return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")
