@@ -38,6 +38,7 @@ def main(workspace: str, max_output_chars: int) -> int:
     from tools.local_executor import LocalExecutor
 
     executor = LocalExecutor(Path(workspace), max_output_chars=max_output_chars)
+    executor.prestart()  # the kernel boots while the first request (warm, or a task) imports OI's terminal
     try:
         for line in sys.stdin:
             if not line.strip():

@@ -53,15 +53,20 @@ class ExecutionResult:
     error: str | None  # short reason, e.g. "timeout after 60s", "exit status 2"
 
 
+def _offline_env() -> None:
+    """The env vars that keep OI offline (set before its import, and before a kernel inherits the env)."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    os.environ["INTERPRETER_TERMINAL_INPUT_PATIENCE"] = "1000000000"
+    os.environ["DISABLE_TELEMETRY"] = "true"
+
+
 def _load_oi() -> Any:
     """Import OI's terminal once (:class:`tools.oi_parts.Computer`), after setting the env vars that
     keep it offline."""
     global _OI_CLASS
     with _OI_LOCK:
         if _OI_CLASS is None:
-            os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-            os.environ["INTERPRETER_TERMINAL_INPUT_PATIENCE"] = "1000000000"
-            os.environ["DISABLE_TELEMETRY"] = "true"
+            _offline_env()
             with warnings.catch_warnings():  # OI imports the deprecated pkg_resources
                 warnings.filterwarnings("ignore", message=".*pkg_resources", category=UserWarning)
                 from tools.oi_parts import Computer, parts
@@ -117,6 +122,7 @@ class LocalExecutor:
         self.max_output_chars = max_output_chars
         self.languages = tuple(languages)
         self._computer: Any = None
+        self._early_kernel: Any = None  # started by prestart(), taken by the first Python kernel start
         self._lock = threading.RLock()
         self._mark = f"__FLA_{secrets.token_hex(6)}__"
 
@@ -138,6 +144,21 @@ class LocalExecutor:
                 self._terminate(lang)
                 return self._fail(start, f"could not start {lang} kernel: {exc}")
             return self._execute(lang, inst, self._wrap(lang, code), start)
+
+    def prestart(self) -> None:
+        """Start the Python kernel now, before OI is imported: it boots while OI's terminal is imported
+        (the executor's worker calls this first thing). Nothing fails here: a kernel that does not come
+        up is reported by the first task (or :meth:`warm`) that needs it."""
+        with self._lock:
+            if "python" not in self.languages or self._early_kernel is not None or self._computer is not None:
+                return
+            _offline_env()
+            try:
+                from tools.oi_parts import start_kernel
+
+                self._early_kernel = start_kernel()
+            except Exception:
+                _log.debug("starting the kernel early failed", exc_info=True)
 
     def warm(self, languages: tuple[str, ...] = ("python", "shell")) -> str | None:
         """Start the kernels now (and the Python helper), so that the first task finds them warm; the error, if any."""
@@ -167,6 +188,11 @@ class LocalExecutor:
 
     def close(self) -> None:
         with self._lock:
+            early, self._early_kernel = self._early_kernel, None
+            if early is not None:  # started, never used
+                _kill_all(_process_tree(getattr(early.provisioner, "pid", None)))
+                with contextlib.suppress(Exception):
+                    early.cleanup_resources()  # its connection file
             if self._computer is None:
                 return
             for lang in list(self._computer.terminal._active_languages):
@@ -224,10 +250,14 @@ class LocalExecutor:
         """
         inst = lang_class.__new__(lang_class)
         errors: list[BaseException] = []
+        early, self._early_kernel = self._early_kernel, None
+        if early is not None:
+            inst.km = early  # killed with the instance should it not come up
 
         def boot() -> None:
             try:
-                inst.__init__(self._computer)  # starts the kernel, runs %matplotlib inline
+                # starts the kernel (or takes the one prestart() started), defines the lazy ``plt``
+                inst.__init__(self._computer, *([early] if early is not None else []))
             except Exception as exc:
                 errors.append(exc)
 

@@ -99,17 +99,31 @@ def parts() -> Parts:
     return Parts(terminal, _quick_python(python), _quick_shell(shell))
 
 
-def _quick_python(base: Any) -> Any:
-    kernel_manager = sys.modules[base.__mro__[1].__module__].KernelManager  # what OI's module uses
+def start_kernel() -> Any:
+    """A Jupyter kernel, started (not yet ready): its jupyter_client ``KernelManager``.
 
+    Needs only jupyter_client, so the executor's worker starts the kernel first and imports the rest of
+    OI's terminal (:func:`parts`) while the kernel boots. The kernel is ipykernel's without its debugger
+    (:mod:`tools.ipykernel_launcher`) when the ``python3`` kernel is this Python's own ipykernel."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    spec = km.kernel_spec
+    if spec is not None and list(spec.argv[1:3]) == ["-m", "ipykernel_launcher"]:
+        spec.argv = [spec.argv[0], "-m", "tools.ipykernel_launcher", *spec.argv[3:]]
+    km.start_kernel()
+    return km
+
+
+def _quick_python(base: Any) -> Any:
     class Python(base):  # type: ignore[misc,valid-type]
-        def __init__(self, computer: Any) -> None:
+        def __init__(self, computer: Any, km: Any = None) -> None:
             """OI's start-up with its fixed 0.5 s nap replaced by jupyter_client's readiness check (a
             kernel_info reply, and IOPub delivering: no output of the first run is lost), and its
-            ``%matplotlib inline; import matplotlib.pyplot as plt`` (≈0.5 s) by :data:`LAZY_PYPLOT`."""
+            ``%matplotlib inline; import matplotlib.pyplot as plt`` (≈0.5 s) by :data:`LAZY_PYPLOT`.
+            ``km``: a kernel already started (:func:`start_kernel`); else one is started now."""
             self.computer = computer
-            self.km = kernel_manager(kernel_name="python3")
-            self.km.start_kernel()
+            self.km = km if km is not None else start_kernel()
             self.kc = self.km.client()
             self.kc.start_channels()
             self.kc.wait_for_ready(timeout=KERNEL_READY_S)
