@@ -41,6 +41,7 @@ from typing import IO, Any
 
 import psutil
 
+from tools import bytecode
 from tools.local_executor import ExecutionResult
 from tools.sandbox import Sandbox, redact, scrubbed_env
 
@@ -90,6 +91,8 @@ class IsolatedExecutor:
         return self.sandbox.wrap(worker, workdir=self.workspace, network=self.network, keep=keep)
 
     def _start(self) -> subprocess.Popen[str]:
+        if self.sandbox.active:  # the sandboxed worker and kernel cannot write their bytecode themselves
+            bytecode.compile_in_background()
         env, self._secrets = scrubbed_env(os.environ, self.key_vars)
         self._hidden_marks = self.sandbox.fingerprint()
         env["PYTHONUNBUFFERED"] = "1"  # the worker's LocalExecutor sets OI's own env
