@@ -200,8 +200,12 @@ COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), 
 
 def _block_unused_imports() -> None:
     """``run``/``resume`` never use trio (installed for Open Interpreter's selenium, which runs in the
-    executor's own process); httpcore imports it when present (≈0.1 s before the first request)."""
+    executor's own process); httpcore imports it when present (≈0.1 s before the first request). Nor httpx's
+    command-line client (``httpx._main``: rich.syntax, pygments, click; ≈0.1 s), which ``import httpx`` loads
+    when present and does without otherwise."""
     sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
