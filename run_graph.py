@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from config import ConfigError, load_config, load_env_files, resolve_home
-from graph.cli_support import BadInput, err, hint, out, resume_hint, router_for
+from graph import cli_support
+from graph.cli_support import BadInput, hint, resume_hint, router_for
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,7 @@ def _print_result(result: Any, args: argparse.Namespace) -> None:
         return
     from rich.markup import escape
 
+    err, out = cli_support.err, cli_support.out
     if result.summary:
         out.print(result.summary, markup=False)
     err.print(f"[bold]status:[/bold] {result.status}   thread: {result.thread_id}   "
@@ -158,9 +160,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             from graph.approval_prompt import terminal_approver
             from graph.progress import Progress
 
-            err.print(f"thread [bold]{args.thread_id}[/bold]")
-            listener = shown = Progress(err, router)
-            approver = terminal_approver(listener, err)
+            cli_support.err.print(f"thread [bold]{args.thread_id}[/bold]")
+            listener = shown = Progress(cli_support.err, router)
+            approver = terminal_approver(listener, cli_support.err)
             if args.command == "resume":
                 listener.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
         with shown:
@@ -171,8 +173,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ThreadBusy as exc:
         raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
-        err.print(f"\nStopped. Nothing finished is lost; continue with: {resume_hint(args, args.thread_id)}",
-                  markup=False)
+        cli_support.err.print("\nStopped. Nothing finished is lost; continue with: "
+                              f"{resume_hint(args, args.thread_id)}", markup=False)
         return 130
     finally:
         signal.signal(signal.SIGINT, previous_handler)
@@ -211,8 +213,8 @@ def _block_unused_imports() -> None:
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
     from graph.doctor import state_error_fix
 
-    err.print(f"error: {message}", style="red", markup=False)
-    err.print(state_error_fix(kind, path, hint(args, "doctor", "--repair")), markup=False)
+    cli_support.err.print(f"error: {message}", style="red", markup=False)
+    cli_support.err.print(state_error_fix(kind, path, hint(args, "doctor", "--repair")), markup=False)
     return 2
 
 
@@ -243,17 +245,17 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         load_env_files(getattr(args, "home", None),
-                       warn=lambda message: err.print(f"warning: {message}", style="yellow", markup=False))
+                       warn=lambda message: cli_support.err.print(f"warning: {message}", style="yellow", markup=False))
         return COMMANDS[args.command](args)
     except (ConfigError, NoUsableProvider, BadInput) as exc:
-        err.print(f"error: {exc}", style="red", markup=False)
+        cli_support.err.print(f"error: {exc}", style="red", markup=False)
         return 2
     except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except _raised("graph.runner", "UnknownThread") as exc:
-        err.print(f"error: no thread {exc.args[0]!r} in this home; list them with 'threads'", style="red",
-                  markup=False)
+        cli_support.err.print(f"error: no thread {exc.args[0]!r} in this home; list them with 'threads'",
+                              style="red", markup=False)
         return 2
     except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
         return _state_error(args, str(exc), exc.kind, exc.path)

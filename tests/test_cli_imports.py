@@ -14,8 +14,9 @@ from tests.fakes.provider_server import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("langchain_core", "langgraph", "graph.runner", "graph.checkpoints", "providers.chat_model", "groq", "httpx")
-# Used by the executor's worker and kernel (their own processes), or by nobody in a run.
-NEVER = ("trio", "httpx._main", "pygments", "rich.syntax", "debugpy", "IPython", "ipykernel", "interpreter",
+# Used by the executor's worker and kernel (their own processes), by nobody in a run, or (rich) only to show
+# progress and errors, which a successful ``run --json`` does not.
+NEVER = ("trio", "httpx._main", "pygments", "rich", "debugpy", "IPython", "ipykernel", "interpreter",
          "jupyter_client")
 
 PROBE = """
@@ -42,10 +43,10 @@ def imported(argv: list[str]) -> set[str]:
     return {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
 
 
-def test_help_imports_no_langchain_langgraph_or_http_client() -> None:
+def test_help_imports_no_langchain_langgraph_http_client_or_rich() -> None:
     names = imported(["--help"])
     assert "argparse" in names
-    assert not {n for n in names for h in HEAVY if n == h or n.startswith(h + ".")}
+    assert not {n for n in names for h in (*HEAVY, "rich") if n == h or n.startswith(h + ".")}
 
 
 def test_run_starts_the_executor_before_langchain_and_never_imports_what_it_does_not_use(
