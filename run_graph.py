@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from config import ConfigError, load_config, load_env_files, resolve_home
-from graph import cli_support
+from graph import cli_support, run_imports
 from graph.cli_support import BadInput, hint, resume_hint, router_for
 
 
@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise BadInput(str(exc)) from None
         if new_thread:
             _prewarm(deps, context, args.thread_id, context.workdir, True)
-    _block_unused_imports()
+    run_imports.prepare()  # leaves out what a run never uses (trio, httpx's CLI), defers langsmith.types
     from graph.guard import ThreadBusy
     from graph.runner import Runner
     from providers import QuotaAwareChatModel
@@ -198,16 +198,6 @@ def _view(name: str) -> Any:
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
             "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
             "doctor": _view("cmd_doctor")}
-
-
-def _block_unused_imports() -> None:
-    """``run``/``resume`` never use trio (installed for Open Interpreter's selenium, which runs in the
-    executor's own process); httpcore imports it when present (≈0.1 s before the first request). Nor httpx's
-    command-line client (``httpx._main``: rich.syntax, pygments, click; ≈0.1 s), which ``import httpx`` loads
-    when present and does without otherwise."""
-    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
-    if "httpx" not in sys.modules:
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:

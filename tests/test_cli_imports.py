@@ -3,12 +3,17 @@ before langchain/langgraph are imported, and never loads what only other process
 
 from __future__ import annotations
 
+import builtins
 import json
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from graph import run_imports
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
 
@@ -16,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("langchain_core", "langgraph", "graph.runner", "graph.checkpoints", "providers.chat_model", "groq", "httpx")
 # Used by the executor's worker and kernel (their own processes), by nobody in a run, or (rich) only to show
 # progress and errors, which a successful ``run --json`` does not.
-NEVER = ("trio", "httpx._main", "pygments", "rich", "debugpy", "IPython", "ipykernel", "interpreter",
-         "jupyter_client")
+NEVER = ("trio", "httpx._main", "langchain_text_splitters", "pygments", "rich", "debugpy", "IPython", "ipykernel",
+         "interpreter", "jupyter_client")
 
 PROBE = """
 import json, sys
@@ -32,7 +37,8 @@ import run_graph
 code = run_graph.main(ARGV)
 loaded = sorted({m for m, mod in sys.modules.items() if mod is not None
                  for n in NEVER if m == n or m.startswith(n + ".")})
-print(json.dumps({"code": code, "heavy_at_prewarm": seen, "never": loaded}))
+deferred = type(sys.modules.get("langsmith.types")).__name__
+print(json.dumps({"code": code, "heavy_at_prewarm": seen, "never": loaded, "langsmith.types": deferred}))
 """
 
 
@@ -66,3 +72,33 @@ def test_run_starts_the_executor_before_langchain_and_never_imports_what_it_does
     assert got["code"] == 0, proc.stdout
     assert got["heavy_at_prewarm"][0] == []  # the CLI asked for the executor before any of HEAVY was imported
     assert got["never"] == []
+    assert got["langsmith.types"] == "DeferredPackage"  # its __init__ never ran: nothing in the run needed it
+
+
+def test_a_deferred_package_runs_its_init_once_at_the_first_name_it_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "fla_deferred_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import builtins\nbuiltins.fla_inits = getattr(builtins, 'fla_inits', 0) + 1\n"
+                                     "from .small import SMALL\nBIG = SMALL * 2\n__all__ = ['BIG']\n")
+    (pkg / "small.py").write_text("SMALL = 21\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("fla_deferred_pkg", "fla_deferred_pkg.small"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert run_imports.defer("fla_deferred_pkg")
+    from fla_deferred_pkg.small import SMALL
+
+    module = sys.modules["fla_deferred_pkg"]
+    assert SMALL == 21 and isinstance(module, run_imports.DeferredPackage)
+    assert getattr(builtins, "fla_inits", 0) == 0  # the submodule imported without the package's __init__
+    from fla_deferred_pkg import BIG
+
+    assert BIG == 42 and type(module) is types.ModuleType and module.__all__ == ["BIG"]
+    assert builtins.fla_inits == 1  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        module.MISSING  # noqa: B018
+    assert builtins.fla_inits == 1  # type: ignore[attr-defined]
+    monkeypatch.delattr(builtins, "fla_inits")
+    assert not run_imports.defer("fla_deferred_pkg")  # already imported
+    assert not run_imports.defer("fla_deferred_pkg.small")  # not a package
