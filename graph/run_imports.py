@@ -8,8 +8,10 @@
   ``trim_messages(text_splitter=…)`` only (the agent never trims messages).
 * Deferred (:class:`DeferredPackage`): ``langsmith.types``, whose ``__init__`` builds ≈170 pydantic models
   (≈0.25 s of CPU) while langchain's tracers import one small submodule of it
-  (``langsmith.types.run_select_field``, a ``Literal``). The package's ``__init__`` runs, in the same module
-  object, when anything asks for a name it has not defined yet (``from langsmith.types import Run``).
+  (``langsmith.types.run_select_field``, a ``Literal``); and ``langgraph_sdk``, whose ``__init__`` imports
+  its HTTP and websocket clients (≈70 modules) while langgraph imports ``langgraph_sdk.auth.types`` only
+  (for ``Runtime``; the clients serve remote graphs). A deferred package's ``__init__`` runs, in the same
+  module object, when anything asks for a name it has not defined yet (``from langsmith.types import Run``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import types
 from typing import Any
 
 BLOCKED = ("trio", "httpx._main", "langchain_text_splitters")
-DEFERRED = ("langsmith.types",)
+DEFERRED = ("langsmith.types", "langgraph_sdk")
 _LOADING = threading.RLock()
 
 
