@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = "interpreter.core.computer.terminal.terminal"
 
 
-def _kernels() -> list[psutil.Process]:
-    found = []
+def _kernels() -> set[int]:
+    """The kernels running under this process (other tests' executors may have theirs)."""
+    found = set()
     for proc in psutil.Process().children(recursive=True):
         try:
             if "ipykernel_launcher" in " ".join(proc.cmdline()) and proc.status() != "zombie":
-                found.append(proc)
+                found.add(proc.pid)
         except psutil.Error:
             pass
     return found
@@ -55,6 +56,7 @@ def test_the_worker_starts_the_kernel_before_it_imports_ois_terminal(tmp_path: P
 
 
 def test_the_kernel_runs_without_the_debugger_and_tasks_can_import_debugpy(tmp_path: Path) -> None:
+    before = _kernels()
     ex = LocalExecutor(tmp_path, timeout_s=30)
     try:
         ex.prestart()
@@ -65,12 +67,13 @@ def test_the_kernel_runs_without_the_debugger_and_tasks_can_import_debugpy(tmp_p
         assert result.output.split() == ["False", "False", "debugpy"]
     finally:
         ex.close()
-    assert not _kernels()
+    assert not _kernels() - before
 
 
 def test_a_kernel_started_early_and_never_used_is_closed(tmp_path: Path) -> None:
+    before = _kernels()
     ex = LocalExecutor(tmp_path)
     ex.prestart()
-    assert _kernels()
+    assert _kernels() - before
     ex.close()
-    assert not _kernels()
+    assert not _kernels() - before
