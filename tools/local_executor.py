@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -34,6 +33,7 @@ from typing import Any
 import psutil
 
 from tools.executor_support import ANSI, PY_INIT, PY_RESET, Collector, ansi_c_quote, cap_output, render_chunk
+from tools.oi_parts import offline_env, start_kernel
 from tools.safety import check_code
 
 _log = logging.getLogger(__name__)
@@ -53,20 +53,13 @@ class ExecutionResult:
     error: str | None  # short reason, e.g. "timeout after 60s", "exit status 2"
 
 
-def _offline_env() -> None:
-    """The env vars that keep OI offline (set before its import, and before a kernel inherits the env)."""
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    os.environ["INTERPRETER_TERMINAL_INPUT_PATIENCE"] = "1000000000"
-    os.environ["DISABLE_TELEMETRY"] = "true"
-
-
 def _load_oi() -> Any:
     """Import OI's terminal once (:class:`tools.oi_parts.Computer`), after setting the env vars that
     keep it offline."""
     global _OI_CLASS
     with _OI_LOCK:
         if _OI_CLASS is None:
-            _offline_env()
+            offline_env()
             with warnings.catch_warnings():  # OI imports the deprecated pkg_resources
                 warnings.filterwarnings("ignore", message=".*pkg_resources", category=UserWarning)
                 from tools.oi_parts import Computer, parts
@@ -145,18 +138,16 @@ class LocalExecutor:
                 return self._fail(start, f"could not start {lang} kernel: {exc}")
             return self._execute(lang, inst, self._wrap(lang, code), start)
 
-    def prestart(self) -> None:
+    def prestart(self, kernel: Any = None) -> None:
         """Start the Python kernel now, before OI is imported: it boots while OI's terminal is imported
-        (the executor's worker calls this first thing). Nothing fails here: a kernel that does not come
-        up is reported by the first task (or :meth:`warm`) that needs it."""
+        (the executor's worker starts it first thing, and gives it here as ``kernel``). Nothing fails
+        here: a kernel that does not come up is reported by the first task (or :meth:`warm`) that needs it."""
         with self._lock:
             if "python" not in self.languages or self._early_kernel is not None or self._computer is not None:
                 return
-            _offline_env()
+            offline_env()
             try:
-                from tools.oi_parts import start_kernel
-
-                self._early_kernel = start_kernel()
+                self._early_kernel = kernel if kernel is not None else start_kernel()
             except Exception:
                 _log.debug("starting the kernel early failed", exc_info=True)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 import queue
 import sys
 import time
@@ -98,6 +99,13 @@ def parts() -> Parts:
             if sys.modules.get(name) is module:
                 del sys.modules[name]
     return Parts(terminal, _quick_python(python), _quick_shell(shell))
+
+
+def offline_env() -> None:
+    """The env vars that keep OI offline (set before its import, and before a kernel inherits the env)."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    os.environ["INTERPRETER_TERMINAL_INPUT_PATIENCE"] = "1000000000"
+    os.environ["DISABLE_TELEMETRY"] = "true"
 
 
 def start_kernel() -> Any:
