@@ -28,13 +28,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from tools.executor_support import ANSI, PY_INIT, PY_RESET, Collector, ansi_c_quote, cap_output, render_chunk
 from tools.oi_parts import offline_env, start_kernel
 from tools.safety import check_code
+
+if TYPE_CHECKING:  # imported when a process tree is looked at (the worker: after its kernel started)
+    import psutil
 
 _log = logging.getLogger(__name__)
 _OI_LOCK = threading.Lock()
@@ -70,6 +71,8 @@ def _load_oi() -> Any:
 
 
 def _process_tree(pid: int | None) -> list[psutil.Process]:
+    import psutil
+
     if pid is None:
         return []
     try:
@@ -80,6 +83,8 @@ def _process_tree(pid: int | None) -> list[psutil.Process]:
 
 
 def _running(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -88,6 +93,8 @@ def _running(proc: psutil.Process) -> bool:
 
 def _kill_all(procs: list[psutil.Process]) -> None:
     """SIGKILL ``procs``; reap our own children, wait (<= 3 s) until the others are gone."""
+    import psutil
+
     alive = [p for p in procs if _running(p)]
     own = {child.pid for child in psutil.Process().children()}
     mine = [p for p in alive if p.pid in own]
@@ -272,6 +279,8 @@ class LocalExecutor:
             return None
 
     def _alive(self, lang: str, inst: Any) -> bool:
+        import psutil
+
         pid = self._pid(lang, inst)
         try:
             return pid is not None and _running(psutil.Process(pid))
