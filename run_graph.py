@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise BadInput(str(exc)) from None
         if new_thread:
             _prewarm(deps, context, args.thread_id, context.workdir, True)
-    run_imports.prepare()  # leaves out what a run never uses (trio, httpx's CLI), defers langsmith.types
+    run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
     from graph.guard import ThreadBusy
     from graph.runner import Runner
     from providers import QuotaAwareChatModel
