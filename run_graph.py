@@ -11,12 +11,14 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 from config import ConfigError, load_config, load_env_files, resolve_home
-from graph.cli_support import BadInput, database_url, err, hint, out, resume_hint, router_for
+from graph import cli_support, run_imports
+from graph.cli_support import BadInput, database_url, hint, resume_hint, router_for
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +68,7 @@ def _print_result(result: Any, args: argparse.Namespace) -> None:
         return
     from rich.markup import escape
 
+    err, out = cli_support.err, cli_support.out
     if result.summary:
         out.print(result.summary, markup=False)
     err.print(f"[bold]status:[/bold] {result.status}   thread: {result.thread_id}   "
@@ -123,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise BadInput(str(exc)) from None
         if new_thread:
             _prewarm(deps, context, args.thread_id, context.workdir, True)
-    _block_unused_imports()
+    run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
     from graph.guard import ThreadBusy
     from graph.runner import Runner
     from providers import QuotaAwareChatModel
@@ -161,9 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             from graph.approval_prompt import terminal_approver
             from graph.progress import Progress
 
-            err.print(f"thread [bold]{args.thread_id}[/bold]")
-            listener = shown = Progress(err, router)
-            approver = terminal_approver(listener, err)
+            cli_support.err.print(f"thread [bold]{args.thread_id}[/bold]")
+            listener = shown = Progress(cli_support.err, router)
+            approver = terminal_approver(listener, cli_support.err)
             if args.command == "resume":
                 listener.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
         with shown:
@@ -174,13 +177,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ThreadBusy as exc:
         raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
-        err.print(f"\nStopped. Nothing finished is lost; continue with: {resume_hint(args, args.thread_id)}",
-                  markup=False)
+        cli_support.err.print("\nStopped. Nothing finished is lost; continue with: "
+                              f"{resume_hint(args, args.thread_id)}", markup=False)
         return 130
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         runner.close()
     _print_result(result, args)
+    _Exit.quick = True
     return result.exit_code
 
 
@@ -200,17 +204,11 @@ COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), 
             "doctor": _view("cmd_doctor")}
 
 
-def _block_unused_imports() -> None:
-    """``run``/``resume`` never use trio (installed for Open Interpreter's selenium, which runs in the
-    executor's own process); httpcore imports it when present (≈0.1 s before the first request)."""
-    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
-
-
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
     from graph.doctor import state_error_fix
 
-    err.print(f"error: {message}", style="red", markup=False)
-    err.print(state_error_fix(kind, path, hint(args, "doctor", "--repair")), markup=False)
+    cli_support.err.print(f"error: {message}", style="red", markup=False)
+    cli_support.err.print(state_error_fix(kind, path, hint(args, "doctor", "--repair")), markup=False)
     return 2
 
 
@@ -223,47 +221,83 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+class _NeverRaised(Exception):
+    """Matches nothing: stands for an exception class whose module was never imported."""
+
+
+def _raised(module: str, name: str) -> type[Exception]:
+    """The exception class ``module.name`` if ``module`` was imported, else :class:`_NeverRaised` (what was
+    never imported raised nothing). An ``except`` clause evaluates it only when an exception is matched, so
+    :func:`main` catches these without importing langchain/langgraph before the executor starts."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from graph.checkpoints import CheckpointUnreadable
-    from graph.runner import UnknownThread
-    from providers import NoUsableProvider
     from providers.backends import StateUnavailable
     from providers.db import StateFileError
+    from providers.errors import NoUsableProvider
 
     _quiet_libraries()
     try:
         load_env_files(getattr(args, "home", None),
-                       warn=lambda message: err.print(f"warning: {message}", style="yellow", markup=False))
+                       warn=lambda message: cli_support.err.print(f"warning: {message}", style="yellow", markup=False))
         return COMMANDS[args.command](args)
     except (ConfigError, NoUsableProvider, BadInput) as exc:
-        err.print(f"error: {exc}", style="red", markup=False)
+        cli_support.err.print(f"error: {exc}", style="red", markup=False)
         return 2
     except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except UnknownThread as exc:
+    except _raised("graph.runner", "UnknownThread") as exc:
         where = "the shared database" if database_url(args) else "this home"
-        err.print(f"error: no thread {exc.args[0]!r} in {where}; list them with 'threads'", style="red",
-                  markup=False)
+        cli_support.err.print(f"error: no thread {exc.args[0]!r} in {where}; list them with 'threads'",
+                              style="red", markup=False)
         return 2
     except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
         return _state_error(args, str(exc), exc.kind, exc.path)
-    except CheckpointUnreadable as exc:
-        if exc.path is None:  # in the shared database
-            err.print(f"error: {exc}; the other threads work. Check the database with: "
-                      f"{hint(args, 'doctor')}", style="red", markup=False)
+    except _raised("graph.checkpoints", "CheckpointUnreadable") as exc:
+        if getattr(exc, "path", None) is None:  # in the shared database
+            cli_support.err.print(f"error: {exc}; the other threads work. Check the database with: "
+                                  f"{hint(args, 'doctor')}", style="red", markup=False)
             return 2
         return _state_error(args, f"{exc}; the other threads work", "damaged", exc.path)
     except StateUnavailable as exc:  # the shared database went away mid-command: nothing finished is lost
-        err.print(f"error: {exc}", style="red", markup=False)
+        cli_support.err.print(f"error: {exc}", style="red", markup=False)
         if getattr(args, "thread_id", None) and args.command in ("run", "resume"):
-            err.print(f"when it is back, continue with: {resume_hint(args, args.thread_id)}", markup=False)
+            cli_support.err.print(f"when it is back, continue with: {resume_hint(args, args.thread_id)}",
+                                  markup=False)
         return 2
     except sqlite3.DatabaseError as exc:  # not traced to one file: name the home
         home = resolve_home(getattr(args, "home", None))
         return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")
 
 
+class _Exit:
+    quick = False  # set by a finished run/resume: everything it wrote is closed (see :func:`entry`)
+
+
+def entry() -> None:
+    """The console script and ``python run_graph.py``: :func:`main`, then the process ends.
+
+    After ``run``/``resume`` that skips the interpreter's teardown (freeing every object of langchain,
+    langgraph, pydantic …: ≈0.3 s): the atexit handlers run, stdout and stderr are flushed, and the process
+    exits at once — unless another non-daemon thread still runs, which a normal exit would wait for."""
+    code = main()
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if not _Exit.quick or any(t.is_alive() for t in others):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # as at a normal exit: a failed flush of stdout is status 120
+            code = code or (120 if stream is sys.stdout else 0)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

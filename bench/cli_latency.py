@@ -13,8 +13,10 @@ the median of ``--rounds`` (each in a fresh process, a fresh working directory, 
 * the cost of each extra task ((5 tasks − 1 task) / 4) and the 3-task run against ``--help``;
 * the sandboxed executor on its own (no prewarm): its first Python task, warm tasks (median of 10), close.
 
-Bytecode: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment and one unmeasured
-run comes first, so every measured process reads cached bytecode (as an installed CLI does).
+Bytecode: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment, what the sandboxed
+executor imports is compiled first (``tools.bytecode``: the CLI does it once in the background, as it cannot
+be done in the sandbox) and one unmeasured run comes first, so every measured process reads cached bytecode
+(as an installed CLI does).
 ``--code DIR`` (repeatable, each with a ``--label``) runs the CLI of other checkouts (e.g. an export of an
 earlier commit: ``git archive COMMIT | tar -x -C DIR``) with this environment; their rounds alternate, so a
 busy machine weighs on each alike, and the table gets a column per checkout.
@@ -152,6 +154,9 @@ def measure(codes: list[Path], rounds: int) -> list[dict[str, float]]:
         benches = [Bench(code, Path(tmp) / f"code{i}") for i, code in enumerate(codes)]
         samples: list[dict[str, list[float]]] = [{} for _ in codes]
         try:
+            from tools.bytecode import compile_now
+
+            compile_now()
             for bench in benches:
                 bench.help()
                 bench.run(1)  # writes the bytecode caches, creates the home
@@ -229,15 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=Path, action="append", default=[],
                         help="checkout whose run_graph.py is measured (repeat to compare; default: this one)")
     parser.add_argument("--label", action="append", default=[], help="a name for each --code")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "cli_latency.png",
-                        help="chart to write ('' for none)")
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "cli_latency.png"), help="chart to write ('' for none)")
     args = parser.parse_args(argv)
     codes = [c.resolve() for c in args.code] or [ROOT]
     labels = args.label + [str(c) for c in codes[len(args.label):]] if args.code else ["this checkout"]
     results = measure(codes, max(1, args.rounds))
     print(table(labels, results))
-    if str(args.plot):
-        plot(labels, results, args.plot)
+    if args.plot:
+        plot(labels, results, Path(args.plot))
         print(f"chart: {args.plot}")
     return 0
 

@@ -7,14 +7,30 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from config import load_config, resolve_home
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # pipes: no wrap at 80
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    err: Console
+    out: Console
+
+
+def __getattr__(name: str) -> Any:
+    """``err`` and ``out``, the two consoles, made on first use: rich is not imported (≈40 ms) by what
+    prints nothing through them (``--help``, a ``run --json`` that succeeds)."""
+    if name not in ("err", "out"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    if name == "err":
+        made = Console(stderr=True, highlight=False, soft_wrap=True)
+    else:  # pipes: no wrap at 80
+        made = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    globals()[name] = made
+    return made
 
 
 class BadInput(Exception):
@@ -40,7 +56,7 @@ def router_for(args: argparse.Namespace, offline: bool = False, config: Any = No
                        f"in {config.config_dir / 'providers.yaml'}")
     if not getattr(args, "json", False):
         for notice in notices:
-            err.print(notice, style="dim", markup=False)
+            __getattr__("err").print(notice, style="dim", markup=False)
     return router
 
 

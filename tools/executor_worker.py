@@ -35,9 +35,17 @@ def main(workspace: str, max_output_chars: int) -> int:
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints -> stderr
     sys.stdout = sys.stderr
+    from tools import oi_parts
+
+    oi_parts.offline_env()
+    try:  # first thing: the kernel boots while the rest is imported (and the first request imports OI's terminal)
+        kernel = oi_parts.start_kernel()
+    except Exception:
+        kernel = None  # the first task starts one, and reports what goes wrong
     from tools.local_executor import LocalExecutor
 
     executor = LocalExecutor(Path(workspace), max_output_chars=max_output_chars)
+    executor.prestart(kernel)
     try:
         for line in sys.stdin:
             if not line.strip():

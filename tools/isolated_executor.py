@@ -37,12 +37,14 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import psutil
-
+from tools import bytecode
 from tools.local_executor import ExecutionResult
 from tools.sandbox import Sandbox, redact, scrubbed_env
+
+if TYPE_CHECKING:  # imported when a tree is killed: not on the way to the worker's start
+    import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 # Beyond the executor's own timeout: a cold start (import ≈ 0.5 s, kernel ≈ 1–3 s; far more on a loaded
@@ -105,6 +107,8 @@ class IsolatedExecutor:
         self._answers = queue.Queue()
         self._warm = False
         threading.Thread(target=_pump, args=(proc.stdout, self._answers), daemon=True).start()
+        if self.sandbox.active:  # the sandboxed worker and kernel cannot write their bytecode themselves
+            bytecode.compile_in_background()
         return proc
 
     def _ready(self) -> subprocess.Popen[str]:
@@ -219,6 +223,8 @@ _spawner: threading.Thread | None = None
 def _kill_tree(proc: subprocess.Popen[str], sandboxed: bool) -> None:
     """SIGKILL ``proc`` and its descendants; return when they are gone. ``sandboxed``: ``proc`` is bubblewrap,
     which exits by itself once its child is killed (killed with it, its child would be left a zombie)."""
+    import psutil
+
     try:
         tree = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
@@ -238,6 +244,8 @@ def _kill_tree(proc: subprocess.Popen[str], sandboxed: bool) -> None:
 
 
 def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

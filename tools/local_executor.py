@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -29,12 +28,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from tools.executor_support import ANSI, PY_INIT, PY_RESET, Collector, ansi_c_quote, cap_output, render_chunk
+from tools.oi_parts import offline_env, start_kernel
 from tools.safety import check_code
+
+if TYPE_CHECKING:  # imported when a process tree is looked at (the worker: after its kernel started)
+    import psutil
 
 _log = logging.getLogger(__name__)
 _OI_LOCK = threading.Lock()
@@ -59,9 +60,7 @@ def _load_oi() -> Any:
     global _OI_CLASS
     with _OI_LOCK:
         if _OI_CLASS is None:
-            os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-            os.environ["INTERPRETER_TERMINAL_INPUT_PATIENCE"] = "1000000000"
-            os.environ["DISABLE_TELEMETRY"] = "true"
+            offline_env()
             with warnings.catch_warnings():  # OI imports the deprecated pkg_resources
                 warnings.filterwarnings("ignore", message=".*pkg_resources", category=UserWarning)
                 from tools.oi_parts import Computer, parts
@@ -72,6 +71,8 @@ def _load_oi() -> Any:
 
 
 def _process_tree(pid: int | None) -> list[psutil.Process]:
+    import psutil
+
     if pid is None:
         return []
     try:
@@ -82,6 +83,8 @@ def _process_tree(pid: int | None) -> list[psutil.Process]:
 
 
 def _running(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -90,6 +93,8 @@ def _running(proc: psutil.Process) -> bool:
 
 def _kill_all(procs: list[psutil.Process]) -> None:
     """SIGKILL ``procs``; reap our own children, wait (<= 3 s) until the others are gone."""
+    import psutil
+
     alive = [p for p in procs if _running(p)]
     own = {child.pid for child in psutil.Process().children()}
     mine = [p for p in alive if p.pid in own]
@@ -117,6 +122,7 @@ class LocalExecutor:
         self.max_output_chars = max_output_chars
         self.languages = tuple(languages)
         self._computer: Any = None
+        self._early_kernel: Any = None  # started by prestart(), taken by the first Python kernel start
         self._lock = threading.RLock()
         self._mark = f"__FLA_{secrets.token_hex(6)}__"
 
@@ -138,6 +144,19 @@ class LocalExecutor:
                 self._terminate(lang)
                 return self._fail(start, f"could not start {lang} kernel: {exc}")
             return self._execute(lang, inst, self._wrap(lang, code), start)
+
+    def prestart(self, kernel: Any = None) -> None:
+        """Start the Python kernel now, before OI is imported: it boots while OI's terminal is imported
+        (the executor's worker starts it first thing, and gives it here as ``kernel``). Nothing fails
+        here: a kernel that does not come up is reported by the first task (or :meth:`warm`) that needs it."""
+        with self._lock:
+            if "python" not in self.languages or self._early_kernel is not None or self._computer is not None:
+                return
+            offline_env()
+            try:
+                self._early_kernel = kernel if kernel is not None else start_kernel()
+            except Exception:
+                _log.debug("starting the kernel early failed", exc_info=True)
 
     def warm(self, languages: tuple[str, ...] = ("python", "shell")) -> str | None:
         """Start the kernels now (and the Python helper), so that the first task finds them warm; the error, if any."""
@@ -167,6 +186,11 @@ class LocalExecutor:
 
     def close(self) -> None:
         with self._lock:
+            early, self._early_kernel = self._early_kernel, None
+            if early is not None:  # started, never used
+                _kill_all(_process_tree(getattr(early.provisioner, "pid", None)))
+                with contextlib.suppress(Exception):
+                    early.cleanup_resources()  # its connection file
             if self._computer is None:
                 return
             for lang in list(self._computer.terminal._active_languages):
@@ -224,10 +248,14 @@ class LocalExecutor:
         """
         inst = lang_class.__new__(lang_class)
         errors: list[BaseException] = []
+        early, self._early_kernel = self._early_kernel, None
+        if early is not None:
+            inst.km = early  # killed with the instance should it not come up
 
         def boot() -> None:
             try:
-                inst.__init__(self._computer)  # starts the kernel, runs %matplotlib inline
+                # starts the kernel (or takes the one prestart() started), defines the lazy ``plt``
+                inst.__init__(self._computer, *([early] if early is not None else []))
             except Exception as exc:
                 errors.append(exc)
 
@@ -251,6 +279,8 @@ class LocalExecutor:
             return None
 
     def _alive(self, lang: str, inst: Any) -> bool:
+        import psutil
+
         pid = self._pid(lang, inst)
         try:
             return pid is not None and _running(psutil.Process(pid))

@@ -22,7 +22,7 @@ of a Python run, ≈1 s at the end of every shell run (three 0.2 s "yank" naps a
 0.5 s when the Python kernel starts. The languages the terminal gets here are OI's own with only
 those waits replaced: they block on the output queue and stop as soon as OI's own end signal is set
 (the kernel's idle status, the shell's end-of-execution marker), after which nothing more of the run
-is queued; the kernel start waits for the kernel's answer instead.
+is queued; the kernel start waits for the kernel's answer instead (:func:`wait_ready`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 import queue
 import sys
+import time
 import traceback
 import types
 from collections.abc import Iterator
@@ -99,20 +101,78 @@ def parts() -> Parts:
     return Parts(terminal, _quick_python(python), _quick_shell(shell))
 
 
-def _quick_python(base: Any) -> Any:
-    kernel_manager = sys.modules[base.__mro__[1].__module__].KernelManager  # what OI's module uses
+def offline_env() -> None:
+    """The env vars that keep OI offline (set before its import, and before a kernel inherits the env)."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    os.environ["INTERPRETER_TERMINAL_INPUT_PATIENCE"] = "1000000000"
+    os.environ["DISABLE_TELEMETRY"] = "true"
 
+
+def start_kernel() -> Any:
+    """A Jupyter kernel, started (not yet ready): its jupyter_client ``KernelManager``.
+
+    Needs only jupyter_client, so the executor's worker starts the kernel first and imports the rest of
+    OI's terminal (:func:`parts`) while the kernel boots. The kernel is ipykernel's without its debugger
+    (:mod:`tools.ipykernel_launcher`) when the ``python3`` kernel is this Python's own ipykernel."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    spec = km.kernel_spec
+    if spec is not None and list(spec.argv[1:3]) == ["-m", "ipykernel_launcher"]:
+        spec.argv = [spec.argv[0], "-m", "tools.ipykernel_launcher", *spec.argv[3:]]
+    km.start_kernel()
+    return km
+
+
+def wait_ready(km: Any, kc: Any, timeout: float) -> None:
+    """Return once the kernel answers and its IOPub reaches ``kc``, with nothing of the check left queued.
+
+    What jupyter_client's ``wait_for_ready`` checks, without its fixed waits (≈0.3 s of a kernel start): it
+    asks again only after 1 s without an answer, and then gives IOPub 0.2 s for a message, which the kernel
+    often published before IOPub was connected. Here: wait for the kernel's first ``kernel_info`` reply, then
+    ask again every :data:`_POLL_S` until the ``idle`` status of the latest request arrives on IOPub (every
+    message of the earlier ones is before it, and read: no stale ``idle`` ends the first task's output)."""
+    deadline = time.monotonic() + timeout
+
+    def check() -> None:
+        if not km.is_alive():
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+    kc.kernel_info()
+    while True:  # the kernel is up once it answers on the shell channel
+        try:
+            kc.shell_channel.get_msg(timeout=_POLL_S * 5)
+            break
+        except queue.Empty:
+            check()
+    while True:
+        msg_id = kc.kernel_info()
+        end = time.monotonic() + _POLL_S * 2
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = kc.iopub_channel.get_msg(timeout=left)
+            except queue.Empty:
+                break
+            if (msg.get("msg_type") == "status" and msg["content"].get("execution_state") == "idle"
+                    and msg.get("parent_header", {}).get("msg_id") == msg_id):
+                return
+        check()
+
+
+def _quick_python(base: Any) -> Any:
     class Python(base):  # type: ignore[misc,valid-type]
-        def __init__(self, computer: Any) -> None:
-            """OI's start-up with its fixed 0.5 s nap replaced by jupyter_client's readiness check (a
+        def __init__(self, computer: Any, km: Any = None) -> None:
+            """OI's start-up with its fixed 0.5 s nap replaced by a readiness check (:func:`wait_ready`: a
             kernel_info reply, and IOPub delivering: no output of the first run is lost), and its
-            ``%matplotlib inline; import matplotlib.pyplot as plt`` (≈0.5 s) by :data:`LAZY_PYPLOT`."""
+            ``%matplotlib inline; import matplotlib.pyplot as plt`` (≈0.5 s) by :data:`LAZY_PYPLOT`.
+            ``km``: a kernel already started (:func:`start_kernel`); else one is started now."""
             self.computer = computer
-            self.km = kernel_manager(kernel_name="python3")
-            self.km.start_kernel()
+            self.km = km if km is not None else start_kernel()
             self.kc = self.km.client()
             self.kc.start_channels()
-            self.kc.wait_for_ready(timeout=KERNEL_READY_S)
+            wait_ready(self.km, self.kc, KERNEL_READY_S)
             self.listener_thread = None
             self.finish_flag = False
             for _ in self.run(LAZY_PYPLOT):
