@@ -258,11 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
         return _state_error(args, str(exc), exc.kind, exc.path)
     except _raised("graph.checkpoints", "CheckpointUnreadable") as exc:
-        if getattr(exc, "path", None) is None:  # in the shared database
+        path = getattr(exc, "path", None)
+        if path is None:  # in the shared database
             cli_support.err.print(f"error: {exc}; the other threads work. Check the database with: "
                                   f"{hint(args, 'doctor')}", style="red", markup=False)
             return 2
-        return _state_error(args, f"{exc}; the other threads work", "damaged", exc.path)
+        return _state_error(args, f"{exc}; the other threads work", "damaged", path)
     except StateUnavailable as exc:  # the shared database went away mid-command: nothing finished is lost
         cli_support.err.print(f"error: {exc}", style="red", markup=False)
         if getattr(args, "thread_id", None) and args.command in ("run", "resume"):
