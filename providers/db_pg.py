@@ -187,5 +187,7 @@ class PgDatabase:
 
 
 def redacted(url: str) -> str:
-    """The URL without its password (for messages)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password (for messages): in the user part (also with an empty user name,
+    ``postgresql://:PW@host``) and as a ``password=`` query parameter."""
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)

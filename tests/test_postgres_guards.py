@@ -170,3 +170,16 @@ def test_the_resume_hint_keeps_a_database_url_without_a_password(url: str, print
     expected = f"--home /h --database-url {shlex.quote(url)} resume t1" if printed else "--home /h resume t1"
     assert hint.endswith(expected), hint
     assert "secret" not in hint
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://agent:secret@db-host:5432/agent",
+    "postgresql://:secret@db-host/agent",  # libpq's empty user name
+    "postgresql://db-host/agent?password=secret",
+    "postgresql://agent@db-host/agent?sslmode=require&PASSWORD=secret&application_name=x",
+])
+def test_redacted_hides_every_form_of_password(url: str) -> None:
+    from providers.db_pg import redacted
+
+    shown = redacted(url)
+    assert "secret" not in shown and "db-host" in shown and "***" in shown, shown
