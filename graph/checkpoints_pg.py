@@ -30,9 +30,11 @@ SETUP_LOCK = 0x46_4C_41_03  # "FLA" + 3: one machine at a time runs PostgresSave
 
 
 def _unavailable(label: str, exc: BaseException) -> StateUnavailable:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+    check = ("that the server is running" if isinstance(exc, (psycopg.OperationalError, PoolTimeout))
+             else "that its user may read and write the checkpoint tables")
     return StateUnavailable(f"the database {label} cannot be used for checkpoints ({type(exc).__name__}: "
-                            f"{str(exc).strip() or 'no detail'}); check --database-url / FREE_AGENT_DATABASE_URL "
-                            "and that the server is running")
+                            f"{detail}); check --database-url / FREE_AGENT_DATABASE_URL and {check}")
 
 
 class GuardedPostgresSaver(PostgresSaver):
@@ -90,20 +92,35 @@ class PgCheckpoints:
         try:
             self.pool.wait(timeout=15)
             self.saver = GuardedPostgresSaver(self.pool, self.label)
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-                conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
-                try:
-                    self.saver.setup()
-                finally:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+            if not self._migrated():  # setup() needs CREATE on the schema: only when there is something to do
+                with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+                    try:
+                        self.saver.setup()
+                    finally:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+        except BaseException as exc:  # no pool left running, whatever failed
             self.pool.close()
-            raise _unavailable(self.label, exc) from exc
+            if isinstance(exc, (psycopg.Error, PoolTimeout)):
+                raise _unavailable(self.label, exc) from exc
+            raise
+
+    def _migrated(self) -> bool:
+        """Whether every one of LangGraph's checkpoint migrations is applied already."""
+        with self.pool.connection() as conn:
+            try:
+                row = conn.execute("SELECT max(v) AS v FROM checkpoint_migrations").fetchone()
+            except psycopg.errors.UndefinedTable:
+                return False
+        return bool(row and row["v"] is not None and int(row["v"]) >= len(self.saver.MIGRATIONS) - 1)
 
     def thread_ids(self) -> tuple[builtins.list[str], bool]:
-        with self.pool.connection() as conn:
-            rows = conn.execute("SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' "
-                                "GROUP BY thread_id ORDER BY min(checkpoint_id)").fetchall()
+        try:
+            with self.pool.connection() as conn:
+                rows = conn.execute("SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' "
+                                    "GROUP BY thread_id ORDER BY min(checkpoint_id)").fetchall()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable(self.label, exc) from exc
         return [str(r["thread_id"]) for r in rows], True  # type: ignore[call-overload]
 
     def close(self) -> None:

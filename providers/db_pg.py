@@ -150,6 +150,25 @@ class PgDatabase:
             self.pool.close()
             raise StateUnavailable(f"cannot connect to the database {self.label}: check --database-url / "
                                    "FREE_AGENT_DATABASE_URL and that the server is running") from exc
+        try:
+            self.version = self._migrate()
+        except BaseException as exc:  # no pool left running, whatever failed
+            self.pool.close()
+            if isinstance(exc, psycopg.Error):  # e.g. a user without CREATE on a database not migrated yet
+                raise StateUnavailable(f"the database {self.label} cannot be set up ({type(exc).__name__}: "
+                                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); "
+                                       "check that its user may create and use the agent's tables") from exc
+            raise
+
+    def _migrate(self) -> int:
+        """Apply the migrations not applied yet; the schema version. A user without CREATE can use a
+        database that is migrated already (nothing is created then)."""
+        try:
+            current = self.query("SELECT MAX(version) FROM schema_version")
+        except psycopg.errors.UndefinedTable:
+            current = []
+        if current and current[0][0] is not None and int(str(current[0][0])) >= len(MIGRATIONS):
+            return int(str(current[0][0]))
         with self.transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
@@ -159,7 +178,7 @@ class PgDatabase:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version(version) VALUES (?)", (number,))
-        self.version = max(version, len(MIGRATIONS))
+        return max(version, len(MIGRATIONS))
 
     @contextmanager
     def transaction(self) -> Iterator[_Conn]:

@@ -183,3 +183,50 @@ def test_redacted_hides_every_form_of_password(url: str) -> None:
 
     shown = redacted(url)
     assert "secret" not in shown and "db-host" in shown and "***" in shown, shown
+
+
+def _dml_only_user(owner_url: str) -> str:
+    """A role that may read and write the agent's tables in ``owner_url``'s database but create nothing
+    there (PostgreSQL 15's default for PUBLIC, made explicit); its URL for that database."""
+    import uuid
+
+    role = f"dml_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    scheme, rest = owner_url.split("://", 1)
+    return f"{scheme}://{role}@{rest.split('@', 1)[1]}"
+
+
+def test_a_user_without_create_uses_a_migrated_database_and_gets_a_message_on_a_fresh_one(
+        postgres_url: str, config: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    import threading
+
+    from graph.checkpoints_pg import PgCheckpoints
+    from providers.backends import StateUnavailable
+    from providers.db_pg import PgDatabase
+
+    PgDatabase(postgres_url).close()  # the owner migrates both schemas once
+    PgCheckpoints(postgres_url).close()
+    user = _dml_only_user(postgres_url)
+    done = cli(tmp_path / "home", config, user, "threads", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["threads"] == [], done.stderr
+    guards = open_guards(user, tmp_path)
+    try:
+        with guards.lock("t"):
+            guards.journal().started("t", "k", 1)
+        assert guards.journal().get("t", "k") is not None
+    finally:
+        guards.close()
+    fresh = _dml_only_user(request.getfixturevalue("pg_cluster").create_database())  # nothing migrated there
+    refused = cli(tmp_path / "home", config, fresh, "threads")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "cannot be" in refused.stderr and "InsufficientPrivilege" in refused.stderr, refused.stderr
+    before = {t.name for t in threading.enumerate()}
+    for opener in (PgCheckpoints, PgDatabase):
+        with pytest.raises(StateUnavailable):
+            opener(fresh)
+    left = [t.name for t in threading.enumerate() if t.is_alive() and t.name not in before]
+    assert not [n for n in left if n.startswith("pool-")], left  # each failed open closed its pool
