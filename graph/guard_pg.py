@@ -53,6 +53,8 @@ class PgThreadLock(ReentrantRunLock):
         try:
             for statement in KEEPALIVES:
                 conn.execute(statement)  # type: ignore[arg-type]
+            if conn.info.server_version >= 140000:  # a server-wide idle_session_timeout would end the session
+                conn.execute("SET idle_session_timeout = 0")  # (and drop the lock) while the run holds it, idle
             row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, thread_key(self.thread_id))
                                ).fetchone()
             if not (row and row[0]):
@@ -61,6 +63,11 @@ class PgThreadLock(ReentrantRunLock):
             conn.execute("INSERT INTO run_locks (thread_id, holder, since) VALUES (%s, %s, %s) "
                          "ON CONFLICT (thread_id) DO UPDATE SET holder = EXCLUDED.holder, since = EXCLUDED.since",
                          (self.thread_id, holder_note(), time.time()))
+        except psycopg.Error as exc:  # the server went away just now, or the tables cannot be used
+            conn.close()
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+            raise StateUnavailable(f"cannot lock thread {self.thread_id} in the database {self.db.label} "
+                                   f"({type(exc).__name__}: {detail})") from exc
         except BaseException:
             conn.close()
             raise

@@ -230,3 +230,30 @@ def test_a_user_without_create_uses_a_migrated_database_and_gets_a_message_on_a_
             opener(fresh)
     left = [t.name for t in threading.enumerate() if t.is_alive() and t.name not in before]
     assert not [n for n in left if n.startswith("pool-")], left  # each failed open closed its pool
+
+
+def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messages(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import graph.guard_pg
+    from providers.backends import StateUnavailable
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        if conn.info.server_version < 140000:
+            pytest.skip("idle_session_timeout is PostgreSQL 14+")
+        name = postgres_url.rsplit("/", 1)[1]
+        conn.execute(f'ALTER DATABASE "{name}" SET idle_session_timeout = 1000')  # ms, for every new session
+    other = postgres_url + "?application_name=machine-b"  # another label: not this process's re-entrancy
+    machine_a, machine_b = open_guards(postgres_url, tmp_path / "a"), open_guards(other, tmp_path / "b")
+    try:
+        with machine_a.lock("idle"):
+            time.sleep(2.5)  # the run's lock session sits idle longer than the server allows
+            with pytest.raises(ThreadBusy), machine_b.lock("idle"):
+                pass
+        monkeypatch.setattr(graph.guard_pg, "KEEPALIVES", ("SET no_such_setting = 1",))
+        with pytest.raises(StateUnavailable, match="cannot lock thread t2 in the database"), machine_b.lock("t2"):
+            pass
+    finally:
+        machine_a.close()
+        machine_b.close()
