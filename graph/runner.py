@@ -74,8 +74,10 @@ class Runner:
         deps: Deps | None = None,
         database_url: str | None = None,
     ) -> None:
+        from providers.backends import resolve_database_url
+
         self.home = home
-        self.database_url = database_url
+        self.database_url = database_url = resolve_database_url(database_url)  # as Deps and the router resolve it
         self.checkpoints = open_checkpointer(database_url, home)
         self.saver = self.checkpoints.saver
         self.deps = deps or Deps(llm=llm, executor_factory=executor_factory, home=home, database_url=database_url)

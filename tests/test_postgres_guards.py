@@ -257,3 +257,19 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
     finally:
         machine_a.close()
         machine_b.close()
+
+
+def test_a_runner_without_a_url_uses_the_database_of_the_environment_like_its_guards(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graph.guard_pg import PgGuards
+    from graph.runner import Runner
+
+    monkeypatch.setenv("FREE_AGENT_DATABASE_URL", postgres_url)
+    runner = Runner(tmp_path)
+    try:
+        assert isinstance(runner.deps.guards(), PgGuards)
+        assert runner.checkpoints.label.startswith("postgresql://")  # not checkpoints.db beside PostgreSQL locks
+        assert runner.threads() == ([], True)
+    finally:
+        runner.close()
+    assert not (tmp_path / "checkpoints.db").exists()
