@@ -88,6 +88,17 @@ class ReentrantRunLock:
     def _drop(self, handle: Any) -> None:
         raise NotImplementedError
 
+    def _verify(self, handle: Any) -> None:
+        """Raise when the lock behind ``handle`` is no longer held (a file lock cannot be lost)."""
+
+    def check(self) -> None:
+        """Before a task's code starts: the lock is still held by this run, or an error says it was lost."""
+        with _held_lock:
+            entry = _held.get(self.key)
+        if entry is None or entry[2] != self.owner:
+            raise ThreadBusy(self.thread_id, "this run no longer holds its lock")
+        self._verify(entry[0])
+
     def acquire(self) -> None:
         with _held_lock:
             if self.key in _held:

@@ -73,6 +73,15 @@ class PgThreadLock(ReentrantRunLock):
             raise
         return conn
 
+    def _verify(self, conn: psycopg.Connection[Any]) -> None:
+        """The session is alive, so its advisory lock is held; a dead session has lost it to the server."""
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise StateUnavailable(f"the run lock of thread {self.thread_id} in the database {self.db.label} was "
+                                   "lost (its session ended); stopped before the next task so that no other "
+                                   "machine runs it twice") from exc
+
     def _drop(self, conn: psycopg.Connection[Any]) -> None:
         with contextlib.suppress(psycopg.Error):  # a lost connection has dropped the lock already
             conn.execute("DELETE FROM run_locks WHERE thread_id = %s", (self.thread_id,))

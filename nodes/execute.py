@@ -89,7 +89,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
     thread = thread_id(config)
     key = attempt_key(dict(task), state["goal"])
     journal = deps.journal()
-    with deps.lock(thread, run_owner(config)):
+    with deps.lock(thread, run_owner(config)) as lock:
         entry = journal.get(thread, key)
         if entry is not None and entry.get("state") == "started":  # a crash cut this run short
             _emit({"event": "task_interrupted", "task_id": tid, "description": task["description"]})
@@ -103,6 +103,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                    "language": task.get("language", "python"), "code": task["code"]})
             with deps.using_executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
                                      runtime.context.network and state.get("network", True)) as executor:
+                lock.check()  # still ours (a lost lock may let another machine run this thread): else stop here
                 journal.started(thread, key, tid)
                 result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
             journal.finished(thread, key, tid, result)

@@ -273,3 +273,33 @@ def test_a_runner_without_a_url_uses_the_database_of_the_environment_like_its_gu
     finally:
         runner.close()
     assert not (tmp_path / "checkpoints.db").exists()
+
+
+def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, tmp_path: Path) -> None:
+    """The lock's session ended (terminated, a dropped connection): the next task does not start, so
+    another machine that took the thread over cannot have it run twice."""
+    from graph.deps import Deps
+    from nodes.execute import run_task
+    from providers.backends import StateUnavailable
+    from tests.agent_helpers import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
+
+    ex = FakeExecutor()
+    deps = Deps(llm=scripted(), executor_factory=ex.factory, home=tmp_path, database_url=postgres_url)
+    state = make_state([pending(1, code="print(1)", language="python", approved=True),
+                        pending(2, code="print(2)", language="python", approved=True)], batch=[1, 2])
+    config = {"configurable": {**CONFIG["configurable"], "run_owner": "the-run"}}
+    with deps.lock(THREAD, "the-run"):  # the run holds its thread, as Runner does
+        run_task(state, rt(), config, deps=deps)
+        assert ex.codes == ["print(1)"]
+        with psycopg.connect(postgres_url, autocommit=True) as admin:  # the server ends the lock's session
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                          "AND objsubid = 2 AND granted")
+        state["tasks"][0]["status"] = "done"
+        with pytest.raises(StateUnavailable, match=f"run lock of thread {THREAD} .* was lost"):
+            run_task(state, rt(), config, deps=deps)
+    assert ex.codes == ["print(1)"]  # task 2 never started ...
+    assert deps.journal().get(THREAD, "anything") is None
+    with psycopg.connect(postgres_url) as conn:  # ... and the journal does not say it did
+        entry = conn.execute("SELECT entry FROM task_journal WHERE thread_id = %s", (THREAD,)).fetchone()
+    assert entry is not None and '"task_id": 1' in entry[0] and '"finished"' in entry[0]
+    deps.close_guards()
