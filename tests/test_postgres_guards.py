@@ -278,6 +278,8 @@ def test_a_runner_without_a_url_uses_the_database_of_the_environment_like_its_gu
 def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, tmp_path: Path) -> None:
     """The lock's session ended (terminated, a dropped connection): the next task does not start, so
     another machine that took the thread over cannot have it run twice."""
+    from langchain_core.runnables import RunnableConfig
+
     from graph.deps import Deps
     from nodes.execute import run_task
     from providers.backends import StateUnavailable
@@ -287,7 +289,7 @@ def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, 
     deps = Deps(llm=scripted(), executor_factory=ex.factory, home=tmp_path, database_url=postgres_url)
     state = make_state([pending(1, code="print(1)", language="python", approved=True),
                         pending(2, code="print(2)", language="python", approved=True)], batch=[1, 2])
-    config = {"configurable": {**CONFIG["configurable"], "run_owner": "the-run"}}
+    config: RunnableConfig = {"configurable": {**CONFIG["configurable"], "run_owner": "the-run"}}
     with deps.lock(THREAD, "the-run"):  # the run holds its thread, as Runner does
         run_task(state, rt(), config, deps=deps)
         assert ex.codes == ["print(1)"]
