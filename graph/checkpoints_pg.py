@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from graph.checkpoints import CheckpointUnreadable
 from providers.backends import StateUnavailable
-from providers.db_pg import redacted
+from providers.db_pg import probe, redacted
 
 SETUP_LOCK = 0x46_4C_41_03  # "FLA" + 3: one machine at a time runs PostgresSaver.setup()
 
@@ -86,8 +86,9 @@ class PgCheckpoints:
 
     def __init__(self, url: str, *, max_size: int = 2) -> None:  # PostgresSaver runs one call at a time
         self.label = redacted(url)
-        self.pool: ConnectionPool[Any] = ConnectionPool(
-            url, min_size=1, max_size=max_size, open=True, timeout=60,
+        probe(url)  # unreachable, refused, a bad URL: one message with the reason, at once
+        self.pool: ConnectionPool[Any] = ConnectionPool(  # checked on lend: a server restart costs no failed call
+            url, min_size=1, max_size=max_size, open=True, timeout=60, check=ConnectionPool.check_connection,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, "connect_timeout": 10})
         try:
             self.pool.wait(timeout=15)

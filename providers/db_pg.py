@@ -142,8 +142,9 @@ class PgDatabase:
     def __init__(self, url: str, *, max_size: int = 4) -> None:
         self.url = url
         self.label = redacted(url)
+        probe(url)
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=60,
-                                   kwargs={"connect_timeout": 10})
+                                   kwargs={"connect_timeout": 10}, check=ConnectionPool.check_connection)
         try:
             self.pool.wait(timeout=15)  # a server that is down: a message now, not a stall later
         except PoolTimeout as exc:
@@ -203,6 +204,30 @@ class PgDatabase:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def probe(url: str) -> None:
+    """Connect once, now: a server that is down, a wrong password or database name, or a malformed URL is
+    :class:`StateUnavailable` at once with the server's (or libpq's) reason — not a pool's 15 s wait."""
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        password = _password(url)
+        if password:
+            reason = reason.replace(password, "***")
+        raise StateUnavailable(f"cannot connect to the database {redacted(url)} ({reason}): check --database-url / "
+                               "FREE_AGENT_DATABASE_URL and that the server is running") from exc
+
+
+def _password(url: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.password or (parse_qs(parts.query).get("password") or [""])[0]
+    except ValueError:
+        return ""
 
 
 def redacted(url: str) -> str:

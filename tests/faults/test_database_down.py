@@ -92,3 +92,38 @@ def test_a_database_lost_mid_run_is_exit_2_and_resume_completes_when_it_is_back(
         "one", "two", "three"]
     plans = [t for t in gate.answered if "Break this goal" in t]
     assert len(plans) == 1  # the plan, checkpointed before the server went down, was not asked again
+
+
+def test_a_server_restart_between_two_calls_costs_no_failed_call(cluster: Cluster, tmp_path: Path) -> None:
+    """Pooled connections are checked when lent: after a restart the next call reconnects."""
+    from graph.checkpoints_pg import PgCheckpoints
+    from providers.db_pg import PgDatabase
+
+    url = cluster.create_database("restart")
+    db, checkpoints = PgDatabase(url), PgCheckpoints(url)
+    try:
+        assert db.query("SELECT 1") == [(1,)] and checkpoints.thread_ids() == ([], True)
+        cluster.halt()
+        cluster.start()
+        assert db.query("SELECT 2") == [(2,)]
+        assert checkpoints.thread_ids() == ([], True)
+    finally:
+        db.close()
+        checkpoints.close()
+
+
+@pytest.mark.parametrize("problem", ["refused", "password", "database"])
+def test_a_database_that_cannot_be_used_is_named_at_once_with_the_reason(
+        cluster: Cluster, problem: str, tmp_path: Path) -> None:
+    from providers.backends import StateUnavailable
+    from providers.db_pg import PgDatabase
+
+    url = {"refused": "postgresql://agent:hunter2@127.0.0.1:1/agent",
+           "password": f"postgresql://nobody:hunter2@127.0.0.1:{cluster.port}/postgres",
+           "database": f"postgresql://{cluster.user}:hunter2@127.0.0.1:{cluster.port}/no_such_db"}[problem]
+    reason = {"refused": "refused", "password": "nobody", "database": "no_such_db"}[problem]
+    with pytest.raises(StateUnavailable) as raised:
+        PgDatabase(url)
+    message = str(raised.value)
+    assert "cannot connect to the database" in message and reason in message, message
+    assert "hunter2" not in message and ":***@" in message
