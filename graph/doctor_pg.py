@@ -12,6 +12,8 @@ Nothing else is changed: PostgreSQL keeps its own pages whole, so there is no fi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -20,15 +22,19 @@ from langgraph.checkpoint.postgres.base import MIGRATIONS as CHECKPOINT_MIGRATIO
 from graph.doctor import Finding
 from graph.guard_pg import LOCK_CLASS, thread_key
 from providers.backends import StateUnavailable
-from providers.db_pg import MIGRATIONS, redacted
+from providers.db_pg import MIGRATIONS, probe, redacted
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
+@contextmanager
+def _connect(url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection for one check; the server going away meanwhile is :class:`StateUnavailable`, not a traceback."""
+    probe(url)
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            yield conn
     except psycopg.OperationalError as exc:
-        raise StateUnavailable(f"cannot connect to the database {redacted(url)}: check --database-url / "
-                               "FREE_AGENT_DATABASE_URL and that the server is running") from exc
+        raise StateUnavailable(f"the database {redacted(url)} went away while doctor checked it ({exc}); "
+                               "check that the server is running") from exc
 
 
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -91,6 +97,11 @@ class PgCheckpointsCheck:
         from graph.checkpoints import CheckpointUnreadable
         from graph.checkpoints_pg import PgCheckpoints
 
+        with _connect(self.url) as conn:
+            exists = _scalar(conn, "SELECT to_regclass('checkpoint_migrations') IS NOT NULL")
+        if not exists:  # nothing to check, and doctor creates nothing
+            self._threads = set()
+            return [Finding("checkpoints", detail="no thread yet")]
         store = PgCheckpoints(self.url, max_size=1)
         try:
             ids, _ = store.thread_ids()
@@ -115,7 +126,8 @@ def _lock_held(conn: psycopg.Connection[Any], thread_id: str) -> bool:
     """Whether any session holds the thread's advisory lock (never takes it)."""
     key = thread_key(thread_id) & 0xFFFFFFFF  # pg_locks shows the keys as unsigned oids
     return bool(_scalar(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
-                              "AND objid = %s AND objsubid = 2 AND granted", (LOCK_CLASS, key)))
+                              "AND objid = %s AND objsubid = 2 AND granted AND database = "
+                              "(SELECT oid FROM pg_database WHERE datname = current_database())", (LOCK_CLASS, key)))
 
 
 class PgLocksCheck:
@@ -187,8 +199,16 @@ class PgJournalCheck:
         return [*findings, Finding("journal", detail=f"{count} entries, {len(leftovers)} left over")]
 
     def repair(self, stamp: str) -> list[str]:
+        done = []
         with _connect(self.url) as conn:
             leftovers, _ = self._leftovers(conn)
+            unless = ("AND NOT EXISTS (SELECT 1 FROM checkpoints WHERE checkpoints.thread_id = %s)"
+                      if _scalar(conn, "SELECT to_regclass('checkpoints') IS NOT NULL") else "AND %s::text IS NOT NULL")
             for tid in leftovers:
-                conn.execute("DELETE FROM task_journal WHERE thread_id = %s", (tid,))
-        return [f"removed the journal entry of {t} (no checkpoints)" for t in leftovers]
+                if _lock_held(conn, tid):  # a run started since the check: its entry is live
+                    continue
+                gone = conn.execute(f"DELETE FROM task_journal WHERE thread_id = %s {unless}",  # type: ignore[arg-type]
+                                    (tid, tid))
+                if gone.rowcount:
+                    done.append(f"removed the journal entry of {tid} (no checkpoints)")
+        return done

@@ -144,6 +144,8 @@ def test_doctor_checks_the_database(postgres_url: str, config: Path, tmp_path: P
     assert "reachable (PostgreSQL 15" in done.stdout or "reachable (PostgreSQL" in done.stdout
     repaired = json.loads(cli(tmp_path / "home", config, postgres_url, "doctor", "--repair", "--json").stdout)
     assert repaired["healthy"] and repaired["actions"] == ["removed the journal entry of gone (no checkpoints)"]
+    with psycopg.connect(postgres_url) as conn:  # doctor created nothing (no thread has run here)
+        assert conn.execute("SELECT to_regclass('checkpoints')").fetchone() == (None,)
     assert repaired["database"].startswith("postgresql://") and repaired["database"].endswith(
         postgres_url.rsplit("/", 1)[1])
     with psycopg.connect(postgres_url) as conn:
