@@ -137,6 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         runner = Runner(router.home, context=context, deps=deps, database_url=router.database_url)
     except StateUnavailable as exc:
+        deps.close_all()  # the executor started early
         raise BadInput(str(exc)) from None
     try:
         values = runner.graph.get_state(runner.config_for(args.thread_id)).values

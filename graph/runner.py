@@ -79,9 +79,14 @@ class Runner:
         self.home = home
         self.database_url = database_url = resolve_database_url(database_url)  # as Deps and the router resolve it
         self.checkpoints = open_checkpointer(database_url, home)
-        self.saver = self.checkpoints.saver
-        self.deps = deps or Deps(llm=llm, executor_factory=executor_factory, home=home, database_url=database_url)
-        self.graph = build_graph(checkpointer=self.saver, deps=self.deps)
+        try:
+            self.saver = self.checkpoints.saver
+            self.deps = deps or Deps(llm=llm, executor_factory=executor_factory, home=home,
+                                     database_url=database_url)
+            self.graph = build_graph(checkpointer=self.saver, deps=self.deps)
+        except BaseException:
+            self.checkpoints.close()  # no pool or file left open
+            raise
         self.context = context or Context()
         self._owner = f"runner-{uuid.uuid4().hex}"  # this runner's runs hold the thread lock as this owner
 
