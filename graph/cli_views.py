@@ -29,8 +29,10 @@ def cmd_threads(args: argparse.Namespace) -> int:
     damaged = [r for r in rows if r.status == "damaged"]
     if damaged or not complete:
         what = f"{len(damaged)} thread(s) cannot be read" if complete else "some threads may be missing"
-        err.print(f"warning: {runner.checkpoints.label} is damaged: {what}; the others work. "
-                  f"Repair: {hint(args, 'doctor', '--repair')}", style="yellow", markup=False)
+        fix = (f"Details: {hint(args, 'doctor')}" if runner.database_url  # nothing to move aside in a database
+               else f"Repair: {hint(args, 'doctor', '--repair')}")
+        err.print(f"warning: {runner.checkpoints.label} is damaged: {what}; the others work. {fix}",
+                  style="yellow", markup=False)
     done = [sum(t.get("status") == "done" for t in r.tasks) for r in rows]
     if args.json:
         print(json.dumps({"threads": [

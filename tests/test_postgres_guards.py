@@ -74,8 +74,12 @@ def test_the_thread_lock_holds_across_machines_and_dies_with_its_holder(
         busy = cli(tmp_path / "machine-b", config, postgres_url, "resume", "shared", "--yes")
         assert busy.returncode == 2 and "Traceback" not in busy.stderr
         assert f"thread shared is running (pid {holder.pid} on " in busy.stderr
-        with pytest.raises(ThreadBusy), PgGuards(postgres_url).lock("shared"):
-            pass
+        guards = PgGuards(postgres_url + "?application_name=other")  # another process's key, not this one's
+        try:
+            with pytest.raises(ThreadBusy), guards.lock("shared"):
+                pass
+        finally:
+            guards.close()
         report = json.loads(cli(tmp_path / "machine-b", config, postgres_url, "doctor", "--json").stdout)
         held = [f for f in report["findings"] if f["subject"] == "lock of shared"]
         assert held and held[0]["ok"] and "a run is in progress" in held[0]["detail"]
@@ -141,7 +145,7 @@ def test_doctor_checks_the_database(postgres_url: str, config: Path, tmp_path: P
     guards.close()
     done = cli(tmp_path / "home", config, postgres_url, "doctor")
     assert done.returncode == 1 and "journal of gone" in done.stdout and "doctor" in done.stdout
-    assert "reachable (PostgreSQL 15" in done.stdout or "reachable (PostgreSQL" in done.stdout
+    assert "reachable (PostgreSQL" in done.stdout
     repaired = json.loads(cli(tmp_path / "home", config, postgres_url, "doctor", "--repair", "--json").stdout)
     assert repaired["healthy"] and repaired["actions"] == ["removed the journal entry of gone (no checkpoints)"]
     with psycopg.connect(postgres_url) as conn:  # doctor created nothing (no thread has run here)
