@@ -104,10 +104,10 @@ class PgTaskJournal:
         return entry if isinstance(entry, dict) and entry.get("key") == key else None
 
     def _write(self, thread_id: str, entry: dict[str, Any]) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("INSERT INTO task_journal (thread_id, entry, updated) VALUES (?, ?, ?) "
-                         "ON CONFLICT (thread_id) DO UPDATE SET entry = EXCLUDED.entry, updated = EXCLUDED.updated",
-                         (thread_id, json.dumps(entry), time.time()))
+        # one upsert, atomic on its own: it need not queue behind the quota ledger's lock
+        self.db.execute("INSERT INTO task_journal (thread_id, entry, updated) VALUES (?, ?, ?) "
+                        "ON CONFLICT (thread_id) DO UPDATE SET entry = EXCLUDED.entry, updated = EXCLUDED.updated",
+                        (thread_id, json.dumps(entry), time.time()))
 
     def started(self, thread_id: str, key: str, task_id: int) -> None:
         self._write(thread_id, {"key": key, "task_id": task_id, "state": "started", "pid": os.getpid(),
@@ -117,8 +117,7 @@ class PgTaskJournal:
         self._write(thread_id, {"key": key, "task_id": task_id, "state": "finished", "result": result})
 
     def clear(self, thread_id: str) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM task_journal WHERE thread_id = ?", (thread_id,))
+        self.db.execute("DELETE FROM task_journal WHERE thread_id = ?", (thread_id,))
 
 
 class PgGuards:

@@ -192,6 +192,11 @@ class PgDatabase:
         with self._translated(), self.pool.connection() as conn:
             return list(conn.execute(_sql(sql), params).fetchall())  # type: ignore[arg-type]
 
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> None:
+        """One statement in its own transaction, without the ledger's lock (rows no reservation reads)."""
+        with self._translated(), self.pool.connection() as conn:
+            conn.execute(_sql(sql), params)  # type: ignore[arg-type]
+
     @contextmanager
     def _translated(self) -> Iterator[None]:
         """A lost or unreachable server is :class:`StateUnavailable` naming the database, not a traceback."""
