@@ -87,9 +87,9 @@ CHECKPOINT_BACKENDS: dict[str, Callable[[str | None, Path], Checkpoints]] = {
 
 def open_checkpointer(url: str | None, home: Path) -> Checkpoints:
     """The checkpointer for ``url`` (None: ``checkpoints.db`` in ``home``)."""
-    from providers.backends import scheme
+    from providers.backends import for_url
 
-    return CHECKPOINT_BACKENDS[scheme(url)](url, home)
+    return for_url(CHECKPOINT_BACKENDS, url)(url, home)
 
 
 def open_checkpoints(home: Path) -> tuple[sqlite3.Connection, GuardedSqliteSaver]:

@@ -278,9 +278,9 @@ DOCTOR_BACKENDS: dict[str, Callable[[str | None, Path], list[Check]]] = {
 
 def checks_for(home: Path, url: str | None = None) -> list[Check]:
     """The checks of the state in ``home`` and, with a database URL, in that database."""
-    from providers.backends import scheme
+    from providers.backends import for_url
 
-    return DOCTOR_BACKENDS[scheme(url)](url, home)
+    return for_url(DOCTOR_BACKENDS, url)(url, home)
 
 
 def run_doctor(home: Path, *, repair: bool = False, checks: list[Check] | None = None,

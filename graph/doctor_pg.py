@@ -45,6 +45,16 @@ def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = (
     return row[0] if row else None
 
 
+def _version(subject: str, found: Any, known: int, creator: str, what: str, knower: str) -> Finding:
+    """A schema's version against the newest this install knows (a newer one is reported, never moved)."""
+    if found is None:
+        return Finding(subject, detail=f"not created yet ({creator})")
+    if int(found) > known:
+        return Finding(subject, problem=f"{what} {found} is newer than this {knower} ({known})",
+                       fix="upgrade free-llm-agent on this machine")
+    return Finding(subject, detail=f"{what} {found} of {known}")
+
+
 class DatabaseCheck:
     """The server answers; both schemas are at the version this agent knows."""
 
@@ -59,22 +69,10 @@ class DatabaseCheck:
             checkpoints = _scalar(conn, "SELECT max(v) FROM checkpoint_migrations")
             server = _scalar(conn, "SHOW server_version")
         findings = [Finding(self.label, detail=f"reachable (PostgreSQL {server})")]
-        known = len(MIGRATIONS)
-        if agent is None:
-            findings.append(Finding("agent tables", detail="not created yet (the first command creates them)"))
-        elif int(agent) > known:
-            findings.append(Finding("agent tables", problem=f"schema version {agent} is newer than this "
-                                    f"free-llm-agent knows ({known})", fix="upgrade free-llm-agent on this machine"))
-        else:
-            findings.append(Finding("agent tables", detail=f"schema version {agent} of {known}"))
-        top = len(CHECKPOINT_MIGRATIONS) - 1
-        if checkpoints is None:
-            findings.append(Finding("checkpoint tables", detail="not created yet (the first run creates them)"))
-        elif int(checkpoints) > top:
-            findings.append(Finding("checkpoint tables", problem=f"migration {checkpoints} is newer than this "
-                                    f"langgraph-checkpoint-postgres knows ({top})", fix="upgrade free-llm-agent"))
-        else:
-            findings.append(Finding("checkpoint tables", detail=f"migration {checkpoints} of {top}"))
+        findings.append(_version("agent tables", agent, len(MIGRATIONS), "the first command creates them",
+                                 "schema version", "free-llm-agent knows"))
+        findings.append(_version("checkpoint tables", checkpoints, len(CHECKPOINT_MIGRATIONS) - 1,
+                                 "the first run creates them", "migration", "langgraph-checkpoint-postgres knows"))
         return findings
 
     def repair(self, stamp: str) -> list[str]:

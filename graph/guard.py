@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,7 +71,7 @@ def holder_note() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
-class ReentrantRunLock:
+class ReentrantRunLock(ABC):
     """The in-process half of a thread lock: re-entrant for one owner, refused to any other.
 
     Subclasses take and drop the lock between processes (:meth:`_take` raises :class:`ThreadBusy`).
@@ -82,14 +83,17 @@ class ReentrantRunLock:
         self.thread_id = thread_id
         self.owner = owner or f"{os.getpid()}-{threading.get_ident()}-{id(self)}"
 
+    @abstractmethod
     def _take(self) -> Any:
-        raise NotImplementedError
+        """Take the lock between processes; its handle (raises :class:`ThreadBusy` when another holds it)."""
 
+    @abstractmethod
     def _drop(self, handle: Any) -> None:
-        raise NotImplementedError
+        """Give back what :meth:`_take` took."""
 
-    def _verify(self, handle: Any) -> None:
-        """Raise when the lock behind ``handle`` is no longer held (a file lock cannot be lost)."""
+    def _verify(self, handle: Any) -> None:  # optional: a file lock cannot be lost
+        """Raise when the lock behind ``handle`` is no longer held."""
+        return None
 
     def check(self) -> None:
         """Before a task's code starts: the lock is still held by this run, or an error says it was lost."""
@@ -249,9 +253,9 @@ GUARD_BACKENDS: dict[str, Callable[[str | None, Path], RunGuards]] = {
 
 def open_guards(url: str | None, home: Path) -> RunGuards:
     """The run guards for ``url`` (None: files in ``home``); a PostgreSQL URL shares them across machines."""
-    from providers.backends import scheme
+    from providers.backends import for_url
 
-    return GUARD_BACKENDS[scheme(url)](url, home)
+    return for_url(GUARD_BACKENDS, url)(url, home)
 
 
 def attempt_key(task: dict[str, Any], goal: str = "") -> str:

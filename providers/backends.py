@@ -10,15 +10,16 @@ The graph layer keeps its own registry (checkpointer, run lock) keyed the same w
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from providers.dialect import Dialect
 
 ENV_VAR = "FREE_AGENT_DATABASE_URL"
+T = TypeVar("T")
 
 
 class StateDatabase(Protocol):
@@ -80,6 +81,11 @@ def scheme(url: str | None) -> str:
     return key
 
 
+def for_url(registry: Mapping[str, T], url: str | None) -> T:
+    """The entry of a backend registry (state database, checkpointer, run guards, doctor checks) for ``url``."""
+    return registry[scheme(url)]
+
+
 def open_state(url: str | None, home: Path) -> StateDatabase:
     """The shared-state database for ``url`` (None: ``agent.db`` in ``home``), migrated."""
-    return STATE_BACKENDS[scheme(url)](url, home)
+    return for_url(STATE_BACKENDS, url)(url, home)

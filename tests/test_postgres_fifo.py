@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -24,6 +21,7 @@ from config import RateLimit
 from providers.backends import open_state
 from providers.quota import QuotaStore, Slot
 from tests.test_quota import T0, _mp
+from tests.test_quota_counters import _wait_for
 
 pytestmark = pytest.mark.timeout(180)
 WAITERS = 6
@@ -43,14 +41,6 @@ def wait_for_a_slot(url: str, home: str, ready: str, go: str, out: str) -> None:
     got = store.reserve(["p"], lambda _: 1, T0, 3600)
     assert isinstance(got, Slot), got
     Path(out).write_text(json.dumps({"at": got.at, "id": got.id}))
-
-
-def _wait_for(check: Any, what: str, procs: Sequence[Any] = ()) -> None:
-    deadline = time.time() + 60
-    while not check():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        assert all(p.exitcode in (None, 0) for p in procs), [p.exitcode for p in procs]
-        time.sleep(0.005)
 
 
 def lock_waiters(url: str) -> set[int]:
