@@ -36,10 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workdir", metavar="DIR", help="folder the code works in (default: the current one)")
     where.add_argument("--scratch", action="store_true", help="work in a fresh folder under the home instead")
-    run.add_argument("--no-network", action="store_true", help="generated code gets no network (sandbox)")
+    run.add_argument("--no-network", action="store_true", help="generated code gets no network at all")
     resume = sub.add_parser("resume", parents=[common], help="continue a paused or interrupted thread")
     resume.add_argument("thread_id")
     for sp in (run, resume):
+        sp.add_argument("--allow-domain", action="append", default=[], metavar="D",
+                        help="let the code reach domain D (repeatable; *.D for its subdomains)")
         sp.add_argument("--yes", "-y", action="store_true", help="run generated code without asking")
         sp.add_argument("--json", action="store_true", help="print one JSON object, no progress")
         sp.add_argument("--offline", action="store_true", help="use only local providers (Ollama, llama.cpp …)")
@@ -93,6 +95,20 @@ def _check_sandbox(runner: Any, router: Any) -> None:
         raise BadInput(f"{router.config.config_dir / 'limits.yaml'}: {exc}") from None
 
 
+def _domains(given: list[str]) -> list[str]:
+    """``--allow-domain`` values, checked: a host name or ``*.`` a host name, no scheme, path or port."""
+    import re
+
+    out = []
+    for raw in given:
+        domain = raw.strip().lower().rstrip(".")
+        if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", domain):
+            raise BadInput(f"--allow-domain {raw!r}: give a domain such as example.com or *.example.com "
+                           "(no scheme, path or port)")
+        out.append(domain)
+    return out
+
+
 def _prewarm(deps: Any, context: Any, thread_id: str, workdir: str | None, network: bool) -> None:
     """Start the run's executor now (in the background): its kernel boots while the CLI imports the model
     clients and the plan is asked for, so the first task finds it warm."""
@@ -115,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(getattr(args, "config_dir", None))
     deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config, database_url=database_url(args))
     context = Context(auto_approve=args.yes, max_batch_size=config.limits.optimization.max_batch_size,
-                      network=not getattr(args, "no_network", False))
+                      executor_timeout_s=config.limits.execution.task_timeout_seconds,
+                      network=not getattr(args, "no_network", False), allowed_domains=_domains(args.allow_domain))
     new_thread = args.command == "run" and args.thread_id is None  # a fresh id: no thread has it yet
     if args.command == "run":
         args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
@@ -168,6 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             cli_support.err.print(f"thread [bold]{args.thread_id}[/bold]")
             listener = shown = Progress(cli_support.err, router)
             approver = terminal_approver(listener, cli_support.err)
+            if not args.yes:  # with --yes an unlisted domain is refused, and the task's output says how to allow it
+                from graph.approval_prompt import terminal_domain_prompt
+
+                deps.ask_domain = terminal_domain_prompt(listener, cli_support.err)
             if args.command == "resume":
                 listener.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
         with shown:

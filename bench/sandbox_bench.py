@@ -48,7 +48,7 @@ def _timed(ex: IsolatedExecutor, language: str, code: str) -> float:
 
 def _raw_start(sandbox: Sandbox, workdir: Path) -> float:
     """Median time to run ``true`` (under bubblewrap when the sandbox is active)."""
-    argv = sandbox.wrap(["true"], workdir=workdir, network=True)
+    argv = sandbox.wrap(["true"], workdir=workdir, proxy=True)
     samples: list[float] = []
     for _ in range(RAW_STARTS):
         start = time.perf_counter()

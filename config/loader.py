@@ -92,16 +92,45 @@ class Fallback(_Strict):
     failure_cooldown_seconds: float = Field(default=30, ge=0)
 
 
+def _yaml_switch(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``off`` / ``on`` as a boolean: take them back as the words they were."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
 class Execution(_Strict):
     sandbox: Literal["auto", "required", "off"] = "auto"
     """auto: bubblewrap where it works, else run unsandboxed with a warning; required: refuse to run
     code without it; off: never sandbox."""
+    network: Literal["off", "allowlist", "open"] = "allowlist"
+    """How sandboxed code reaches the network: never directly (its own empty network namespace), only
+    HTTP(S) through the agent's filtering proxy. allowlist: only allowed domains; open: any public
+    address (dangerous: code can send your files anywhere); off: no network at all."""
+    allowed_domains: list[str] = Field(default_factory=list)
+    """Domains the proxy lets through besides the package indexes and the domains written in the goal
+    (``example.com`` exactly, ``*.example.com`` its subdomains)."""
+    memory_mb: int = Field(default=1024, ge=0)
+    """Memory of everything the task code runs, together (0: no limit). Over it, the task fails with
+    'memory limit of N MB exceeded' and the run goes on."""
+    max_processes: int = Field(default=256, ge=0)
+    """Processes and threads in the sandbox at once (0: no limit)."""
+    tmp_mb: int = Field(default=256, ge=0)
+    """Size of the sandbox's private /tmp (RAM-backed; 0: no limit)."""
+    task_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Hard time limit of one task's code; at it, the task and every process it started are killed."""
     hidden_paths: list[str] = Field(default_factory=list)
     """Extra files or folders the sandboxed code must not see (besides the home, .env files and
     the usual credential folders)."""
     idle_close_seconds: float = Field(default=300.0, ge=0)
     """A warm executor nobody used this long (back in the pool after its thread's run, or held by a
     paused thread) is closed; 0 closes it as soon as its run ends. The CLI closes every one at exit."""
+
+
+    @field_validator("sandbox", "network", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return _yaml_switch(value)
 
 
 class LimitsFile(_Strict):

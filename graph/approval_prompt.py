@@ -78,3 +78,33 @@ def terminal_approver(progress: Any, err: Console) -> Approver:
             progress.resume()
 
     return ask
+
+
+def terminal_domain_prompt(progress: Any, err: Console) -> Any:
+    """The question the filtering proxy asks about a domain that is not on the allowed list, while a task
+    runs: once / for this thread / no. Without a terminal (or on Ctrl-D): no."""
+    import threading
+
+    lock = threading.Lock()  # one question at a time, whatever the proxy asks concurrently
+
+    def ask(domain: str) -> str:
+        if not sys.stdin.isatty():
+            return "no"
+        with lock:
+            progress.pause()
+            try:
+                err.print(escape(f"The task's code wants to reach {domain}, which is not on the allowed list."))
+                while True:
+                    answer = _ask_line(f"Allow {domain}? [o]nce / for this [t]hread / [n]o: ")
+                    if answer in ("o", "once"):
+                        return "once"
+                    if answer in ("t", "thread"):
+                        return "thread"
+                    if answer in ("n", "no", ""):
+                        return "no"
+            except _Paused:
+                return "no"
+            finally:
+                progress.resume()
+
+    return ask

@@ -149,6 +149,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             out.print(f"{escape(r['provider']):<20} {mark} {ms}  {escape(r['reason'])}")
         out.print(f"{'sandbox':<20} {'[green]on[/green]   ' if sandbox['active'] else '[yellow]off[/yellow]  '}"
                   f"{' ' * 10}{escape(sandbox['detail'])}")
+        if "network" in sandbox:
+            for label, value in (("network", f"{sandbox['network']['mode']}: {sandbox['network']['detail']}"),
+                                 ("seccomp", sandbox["seccomp"]), ("user namespaces", sandbox["user_namespaces"]),
+                                 *((f"limit: {k}", v) for k, v in sandbox["limits"].items())):
+                out.print(f"  {label:<18} {escape(value)}")
     return 0 if any(r["ok"] for r in rows) else 1
 
 

@@ -18,7 +18,11 @@ class Context:
     workdir: str | None = None
     """Folder the generated code works in (read-write); None: a fresh scratch folder per thread."""
     network: bool = True
-    """Let generated code reach the network (False: the sandbox cuts it off)."""
+    """Let generated code reach the network through the filtering proxy, as ``execution.network`` in
+    limits.yaml says (False: no network at all, as ``--no-network``)."""
+    allowed_domains: list[str] = field(default_factory=list)
+    """Domains this run's code may reach besides ``execution.allowed_domains``, the package indexes and
+    the domains written in the goal (``--allow-domain``)."""
     preferred_providers: list[str] = field(default_factory=list)
     """Providers to try first, before routing.task_types and routing.priority."""
     max_attempts: int = 2

@@ -29,7 +29,7 @@ from config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
 from config.loader import REPO_CONFIG_DIR
 from graph.executor_pool import ExecutorPool, PoolKey
 from graph.guard import Journal, ReentrantRunLock, RunGuards, open_guards
-from tools.sandbox import Sandbox, hidden_paths, resolve
+from tools.sandbox import Sandbox, SandboxUnavailable, hidden_paths, resolve
 from tools.workspace import check_workdir, scratch_dir
 
 if TYPE_CHECKING:  # langchain is imported when the model is built, not before the CLI's executor starts
@@ -61,6 +61,7 @@ class Deps:
     execution: Execution | None = None  # None: limits.yaml's ``execution`` section
     config: AppConfig | None = None  # None: the chat model's (the CLI gives it before the model is built)
     database_url: str | None = None  # None: $FREE_AGENT_DATABASE_URL, else the home (run lock and journal)
+    ask_domain: Callable[[str], Any] | None = None  # a terminal's question about an unlisted domain (the CLI)
     _guards: RunGuards | None = None
     _sandbox: Sandbox | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -128,7 +129,11 @@ class Deps:
         if requested is None:
             return scratch_dir(home, thread_id)
         forbidden = hidden_paths(home, extra=self.execution_settings().hidden_paths)[1:]  # all but the home
-        return check_workdir(requested, home, forbidden)
+        try:
+            sandboxed = self.executor_factory is None and self.sandbox().active
+        except SandboxUnavailable:
+            sandboxed = False  # reported as such before anything runs
+        return check_workdir(requested, home, forbidden, sandboxed=sandboxed)
 
     def guards(self) -> RunGuards:
         """Where the run lock and the task journal live: the home, or the shared database (one per Deps)."""
@@ -153,11 +158,44 @@ class Deps:
 
     def _default_executor(self, workdir: Path, timeout_s: float, network: bool) -> Executor:
         from tools.isolated_executor import IsolatedExecutor
+        from tools.sandbox_session import Walls
 
+        settings = self.execution_settings()
+        walls = Walls(limits=resource_limits(settings), policy=self.network_policy([]) if network else None)
         return IsolatedExecutor(workdir, timeout_s=timeout_s, sandbox=self.sandbox(), network=network,
-                                key_vars=self.key_vars())
+                                key_vars=self.key_vars(), walls=walls)
+
+    def network_policy(self, domains: list[str]) -> Any:
+        """The proxy's policy for a thread whose own allowed domains are ``domains`` (None: no network)."""
+        from tools.netproxy import DEFAULT_ALLOWED_DOMAINS, NetworkPolicy
+
+        settings = self.execution_settings()
+        if settings.network == "off":
+            return None
+        allowed = [*DEFAULT_ALLOWED_DOMAINS, *settings.allowed_domains, *domains]
+        return NetworkPolicy(settings.network, allowed, ask=self.ask_domain)
+
+    def _configure(self, executor: Executor, domains: list[str]) -> None:
+        """Give the thread's network policy to the executor it takes (a pooled one served another thread)."""
+        policy = getattr(executor, "policy", None)
+        if policy is not None:
+            fresh = self.network_policy(domains)
+            if fresh is not None:
+                policy.configure(fresh.mode, fresh.allowed, fresh.ask)
+
+    def thread_domains(self, executor: Executor, domains: list[str]) -> list[str] | None:
+        """The thread's domains after a task, with those answered "for this thread" at the prompt (None: no
+        new one)."""
+        policy = getattr(executor, "policy", None)
+        if policy is None:
+            return None
+        base = self.network_policy([])
+        known = set(domains) | set(base.allowed if base is not None else [])
+        added = [d for d in policy.allowed if d not in known]
+        return [*domains, *added] if added else None
 
     def _key(self, workdir: Path, network: bool) -> PoolKey:
+        network = network and self.execution_settings().network != "off"
         sandbox = "" if self.executor_factory else repr((self.sandbox().kind, self.sandbox().hidden,
                                                          self.sandbox().protected))
         return (str(Path(workdir).expanduser().resolve()), network, sandbox)
@@ -174,12 +212,14 @@ class Deps:
         return ex  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
-    def using_executor(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True
-                       ) -> Iterator[Executor]:
-        """:meth:`executor`, never closed as idle while the block runs (a task on it)."""
+    def using_executor(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True,
+                       domains: list[str] | None = None) -> Iterator[Executor]:
+        """:meth:`executor`, never closed as idle while the block runs (a task on it); ``domains``: the
+        thread's own allowed domains."""
         with self._pool.using(thread_id, self._key(workdir, network), self._maker(workdir, timeout_s, network)) as ex:
             if hasattr(ex, "timeout_s"):
                 ex.timeout_s = timeout_s
+            self._configure(ex, domains or [])
             yield ex
 
     def prewarm(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True) -> threading.Thread:
@@ -218,6 +258,14 @@ class Deps:
         self._pool.close_all()
 
 
+def resource_limits(settings: Execution) -> Any:
+    """``execution.memory_mb`` / ``max_processes`` / ``tmp_mb`` as :class:`tools.limits.Limits` (0: none)."""
+    from tools.limits import Limits
+
+    return Limits(memory_mb=settings.memory_mb or None, max_processes=settings.max_processes or None,
+                  tmp_mb=settings.tmp_mb or None)
+
+
 def sandbox_report(router: Any) -> dict[str, Any]:
     """Whether generated code would run sandboxed, and why not."""
     from providers import QuotaAwareChatModel
@@ -228,4 +276,7 @@ def sandbox_report(router: Any) -> dict[str, Any]:
         sandbox = Deps(llm=QuotaAwareChatModel(router=router), home=router.home).sandbox()
     except SandboxUnavailable as exc:
         return {"mode": mode, "active": False, "detail": f"code will not run: {exc}"}
-    return {"mode": mode, "active": sandbox.active, "detail": sandbox.describe()}
+    from tools.sandbox_session import report
+
+    return {"mode": mode, "active": sandbox.active, "detail": sandbox.describe(),
+            **report(sandbox, router.config.limits.execution)}

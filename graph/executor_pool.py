@@ -3,7 +3,8 @@
 A thread holds one executor while it runs (:meth:`ExecutorPool.get`); when its run ends
 (:meth:`ExecutorPool.release`) the executor goes back to the pool, still warm, and the next thread
 with the same key — working directory, network, sandbox — takes it instead of starting a kernel
-(its Python namespace is reset first: see ``reset`` of :class:`tools.isolated_executor.IsolatedExecutor`).
+(when the run ends, every process its tasks started is killed and fresh kernels start before it is pooled:
+see ``reset`` of :class:`tools.isolated_executor.IsolatedExecutor`).
 Executors of different keys are never shared. An executor nobody used for ``idle_close_s`` — in the
 pool, or held by a thread that paused (awaiting approval, waiting for quota) — is closed by a reaper
 thread; a paused thread that continues later gets a new one. ``idle_close_s <= 0`` closes at release.
@@ -39,6 +40,7 @@ class ExecutorPool:
         self._idle_close_s = idle_close_s
         self._held: dict[str, _Entry] = {}
         self._idle: list[_Entry] = []
+        self._recycling: list[_Entry] = []  # released, being reset before they are pooled
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._reaper: threading.Thread | None = None
@@ -72,15 +74,12 @@ class ExecutorPool:
         with self._lock:
             entry = self._held.get(thread)
             if entry is not None and entry.key != key:  # the thread moved (e.g. network turned off)
-                closing += self._park(self._held.pop(thread))
+                closing.append(self._held.pop(thread))
                 entry = None
             if entry is None:
                 entry = next((e for e in reversed(self._idle) if e.key == key), None)
                 if entry is not None:
-                    self._idle.remove(entry)
-                    reset = getattr(entry.executor, "reset", None)
-                    if reset is not None:
-                        reset()  # nothing of the earlier thread's tasks leaks into this one's
+                    self._idle.remove(entry)  # reset when it was pooled: nothing of the earlier thread is left
                 else:
                     entry = _Entry(make(), key)
                 self._held[thread] = entry
@@ -95,10 +94,27 @@ class ExecutorPool:
             return entry.executor if entry is not None else None
 
     def release(self, thread: str) -> None:
-        """``thread``'s run is over: its executor goes back to the pool (or is closed: idle time 0)."""
+        """``thread``'s run is over: its executor goes back to the pool (or is closed: idle time 0), once every
+        process of the thread's tasks is gone (``reset``: killed, fresh kernels started)."""
         with self._lock:
             entry = self._held.pop(thread, None)
-            closing = self._park(entry) if entry is not None else []
+            if entry is None:
+                return
+            if self._idle_close_s() <= 0:
+                closing = [entry]
+            else:
+                closing = []
+                self._recycling.append(entry)
+        if not closing:
+            reset = getattr(entry.executor, "reset", None)
+            try:
+                if reset is not None:
+                    reset()
+            finally:
+                with self._lock:
+                    if entry in self._recycling:  # not closed meanwhile (close_all)
+                        self._recycling.remove(entry)
+                        closing = self._park(entry)
         _close(closing)
 
     def _park(self, entry: _Entry) -> list[_Entry]:
@@ -115,12 +131,13 @@ class ExecutorPool:
 
     def executors(self) -> list[Any]:
         with self._lock:
-            return [e.executor for e in [*self._held.values(), *self._idle]]
+            return [e.executor for e in [*self._held.values(), *self._recycling, *self._idle]]
 
     def close_all(self) -> None:
         with self._lock:
-            closing = [*self._held.values(), *self._idle]
+            closing = [*self._held.values(), *self._recycling, *self._idle]
             self._held.clear()
+            self._recycling.clear()
             self._idle.clear()
             self._changed.notify_all()
         _close(closing)

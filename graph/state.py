@@ -65,6 +65,7 @@ class InputState(TypedDict):
 class State(InputState, total=False):
     workdir: str  # the run's working directory (chosen when the run starts; resume and retries keep it)
     network: bool  # generated code may use the network (chosen with the workdir)
+    allowed_domains: list[str]  # this thread's domains: the goal's, --allow-domain, "for this thread" answers
     tasks: Annotated[list[Task], merge_tasks]
     batch: list[int]  # ids of the tasks in the current batch
     plan_start: int  # first task id of the latest plan (earlier tasks belong to replaced plans)

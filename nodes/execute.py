@@ -88,6 +88,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
         }
     thread = thread_id(config)
     key = attempt_key(dict(task), state["goal"])
+    domains = list(dict.fromkeys([*state.get("allowed_domains", []), *runtime.context.allowed_domains]))
     journal = deps.journal()
     with deps.lock(thread, run_owner(config)) as lock:
         entry = journal.get(thread, key)
@@ -98,14 +99,17 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                                "error": "interrupted: the agent stopped while this task was running"}]}
         if entry is not None and entry.get("state") == "finished":  # ran; only its checkpoint was lost
             result = dict(entry["result"])
+            learned = None
         else:
             _emit({"event": "task_running", "task_id": tid, "description": task["description"],
                    "language": task.get("language", "python"), "code": task["code"]})
             with deps.using_executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
-                                     runtime.context.network and state.get("network", True)) as executor:
+                                     runtime.context.network and state.get("network", True),
+                                     domains=domains) as executor:
                 lock.check()  # still ours (a lost lock may let another machine run this thread): else stop here
                 journal.started(thread, key, tid)
                 result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
+                learned = deps.thread_domains(executor, domains)
             journal.finished(thread, key, tid, result)
     status = "done" if result["ok"] else "failed"
     _emit(
@@ -117,7 +121,9 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
             "duration_s": result["duration_s"],
         }
     )
+    answered = {"allowed_domains": learned} if learned else {}  # answered "for this thread" at the prompt
     return {
+        **answered,
         "tasks": [
             {
                 "id": tid,

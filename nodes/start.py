@@ -41,10 +41,18 @@ _FRESH: dict[str, Any] = {
 }
 
 
+def thread_domains(state: State, given: list[str]) -> list[str]:
+    """The thread's own allowed domains: those it had, ``--allow-domain``, and those written in the goal."""
+    from tools.netproxy import domains_in
+
+    return list(dict.fromkeys([*state.get("allowed_domains", []), *given, *domains_in(state["goal"])]))
+
+
 def start(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
     chosen = {"status": "running",  # the working directory is chosen once per thread (module docstring)
               "workdir": state.get("workdir") or str(deps.workdir(runtime.context.workdir, thread_id(config))),
-              "network": bool(state.get("network", runtime.context.network))}
+              "network": bool(state.get("network", runtime.context.network)),
+              "allowed_domains": thread_domains(state, runtime.context.allowed_domains)}
     if not any(state.get(k) for k in ("tasks", "calls", "summary", "iteration", "errors")):
         return chosen  # the thread's first run
     deps.journal().clear(thread_id(config))  # nothing of the earlier run is in flight any more

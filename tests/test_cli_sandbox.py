@@ -243,13 +243,16 @@ def test_no_network_cuts_the_sandbox_off(
     agent: Callable[..., tuple[FakeProvider, Path]], home: Path, fake_server: Callable[..., FakeProvider]
 ) -> None:
     web = fake_server("openai")
-    probe_code = (f"import urllib.request\ntry:\n    urllib.request.urlopen({web.base_url!r} + '/models', timeout=5)\n"
+    url = web.base_url.replace("127.0.0.1", "web.test")  # through the proxy's test resolver, to loopback
+    probe_code = (f"import urllib.request\ntry:\n    urllib.request.urlopen({url!r} + '/models', timeout=5)\n"
                   "    print('reached')\nexcept Exception as e:\n    print('offline', type(e).__name__)")
     plan: Plan = (("reach the server", probe_code + "\nprint('checked')"), ("b", "print(2)"), ("c", "print(3)"))
     _, cfg = agent(plan)
-    off = as_json(cli(["run", "net", "--scratch", "--no-network", "--yes", "--json"], home, cfg))
+    env = {**os.environ, "FREE_AGENT_TEST_RESOLVE": '{"web.test": "127.0.0.1"}'}
+    args = ["run", "net", "--scratch", "--allow-domain", "web.test", "--yes", "--json"]
+    off = as_json(cli([*args, "--no-network"], home, cfg, env=env))
     assert "offline" in off["tasks"][0]["output"]
-    on = as_json(cli(["run", "net", "--scratch", "--yes", "--json"], home, cfg))
+    on = as_json(cli(args, home, cfg, env=env))
     assert "offline" not in on["tasks"][0]["output"] and "checked" in on["tasks"][0]["output"]
 
 

@@ -235,7 +235,7 @@ def test_bwrap_command_hides_home_credentials_and_env_files(monkeypatch: pytest.
         env_file.parent.mkdir()
         env_file.write_text("K=1")
         box = Sandbox("bwrap", "", "/usr/bin/bwrap", "0.8", hidden_paths(agent_home, [env_file]))
-        argv = box.wrap(["python", "-V"], workdir=ws, network=False)
+        argv = box.wrap(["python", "-V"], workdir=ws, proxy=False)
         joined = " ".join(argv)
         # the home is hidden first, then the scratch folder inside it is bound back
         assert joined.index(f"--tmpfs {agent_home}") < joined.index(f"--bind {ws} {ws}")
@@ -245,14 +245,15 @@ def test_bwrap_command_hides_home_credentials_and_env_files(monkeypatch: pytest.
         assert str(fake_home / ".aws") not in joined  # absent: nothing to hide
         assert "--unshare-net" in argv and "--die-with-parent" in argv and "--unshare-pid" in argv
         assert argv[-3:] == ["--", "python", "-V"]
-        assert "--unshare-net" not in box.wrap(["true"], workdir=ws, network=True)
+        with_proxy = box.wrap(["true"], workdir=ws, proxy=True)  # the network namespace is its own either way
+        assert "--unshare-net" in with_proxy and "https_proxy" in with_proxy and "https_proxy" not in argv
         # a .env inside the working directory is hidden after the directory is bound
         inner = ws / ".env"
         inner.write_text("K=2")
         box2 = Sandbox("bwrap", "", "/usr/bin/bwrap", "0.8", hidden_paths(agent_home, [inner]))
-        joined2 = " ".join(box2.wrap(["true"], workdir=ws, network=True))
+        joined2 = " ".join(box2.wrap(["true"], workdir=ws, proxy=True))
         assert joined2.index(f"--bind {ws} {ws}") < joined2.index(f"--ro-bind /dev/null {inner}")
-        assert Sandbox("none", "off").wrap(["x"], workdir=ws, network=False) == ["x"]
+        assert Sandbox("none", "off").wrap(["x"], workdir=ws, proxy=False) == ["x"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -8,18 +8,20 @@ killed with its whole process tree and the next run starts a fresh one.
 
 The child is started under the :class:`tools.sandbox.Sandbox` it is given
 (bubblewrap: working directory writable, rest read-only, home and credentials
-hidden, its own PID namespace dying with the agent) with an environment
-without any key; output is redacted of the removed values all the same. On
-Linux without a sandbox the child still sets ``PR_SET_PDEATHSIG`` for itself,
-so it dies with the agent. Children are spawned from one long-lived thread: the parent
-death signal fires when the *thread* that forked exits, and LangGraph runs
-nodes in short-lived pool threads.
+hidden, its own PID and network namespaces dying with the agent, seccomp), in a
+resource box, with an environment without any key (:mod:`tools.sandbox_session`
+holds those walls); output is redacted of the removed values all the same. It talks
+to the agent over one end of a socket pair that no task code can reach
+(:mod:`tools.executor_worker`), so answers cannot be forged or shifted. On Linux
+without a sandbox the child still sets ``PR_SET_PDEATHSIG`` for itself, so it dies
+with the agent.
 
 :meth:`IsolatedExecutor.start` starts the child and its kernels without waiting (the first ``run``
-then waits only for what is left of the start); :meth:`IsolatedExecutor.reset` clears the Python
-namespace before another thread's tasks use the same warm child; :meth:`IsolatedExecutor.close`
-kills the child's whole tree at once (nothing in it needs a polite shutdown: the kernels' runtime
-files are in the sandbox's private ``/tmp``, or unsandboxed in a folder removed with it).
+then waits only for what is left of the start); :meth:`IsolatedExecutor.reset` — before another
+thread's tasks use the same warm child — kills every process the earlier thread's tasks started and
+starts fresh kernels; :meth:`IsolatedExecutor.close` kills the child's whole tree at once (nothing in it
+needs a polite shutdown: the kernels' runtime files are in the sandbox's private ``/tmp``, or
+unsandboxed in a folder removed with it).
 """
 
 from __future__ import annotations
@@ -29,27 +31,27 @@ import json
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any
 
 from tools import bytecode
 from tools.local_executor import ExecutionResult
+from tools.processes import kill_tree, spawn
 from tools.sandbox import Sandbox, redact, scrubbed_env
-
-if TYPE_CHECKING:  # imported when a tree is killed: not on the way to the worker's start
-    import psutil
+from tools.sandbox_session import SandboxSession, Walls
 
 ROOT = Path(__file__).resolve().parent.parent
 # Beyond the executor's own timeout: a cold start (import ≈ 0.5 s, kernel ≈ 1–3 s; far more on a loaded
 # machine) and cleanup.
 GRACE_S = 90.0
+RESET_WAIT_S = 30.0  # for the worker to confirm that the earlier thread's processes are gone
 
 
 class ExecutorAborted(RuntimeError):
@@ -68,30 +70,35 @@ class IsolatedExecutor:
         sandbox: Sandbox | None = None,
         network: bool = True,
         key_vars: Iterable[str] = (),
+        walls: Walls | None = None,
     ) -> None:
         self.workspace = Path(workspace).expanduser().resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
         self.max_output_chars = max_output_chars
         self.sandbox = sandbox or Sandbox("none", "no sandbox given")
-        self.network = network
+        self.walls = walls or Walls()
+        if not network:
+            self.walls.policy = None
+        self.network = self.walls.policy is not None
         self.key_vars = tuple(key_vars)
         self._secrets: dict[str, str] = {}
         self._hidden_marks: tuple[tuple[int, int] | None, ...] = ()
         self._aborted = False
-        self._proc: subprocess.Popen[str] | None = None
+        self._proc: subprocess.Popen[Any] | None = None
+        self._channel: socket.socket | None = None
+        self._session: SandboxSession | None = None
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._runtime_dir: str | None = None  # unsandboxed: the kernels' connection files, removed on close
         self._warm = False  # the running child was asked to start its kernels
         self._lock = threading.Lock()
 
-    def command(self) -> list[str]:
-        """The child's command line: the worker, under the sandbox if there is one."""
-        worker = [sys.executable, "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)]
-        keep = [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
-        return self.sandbox.wrap(worker, workdir=self.workspace, network=self.network, keep=keep)
+    @property
+    def policy(self) -> Any:
+        """The thread's network policy (:class:`tools.netproxy.NetworkPolicy`), None without network."""
+        return self.walls.policy
 
-    def _start(self) -> subprocess.Popen[str]:
+    def _start(self) -> subprocess.Popen[Any]:
         env, self._secrets = scrubbed_env(os.environ, self.key_vars)
         self._hidden_marks = self.sandbox.fingerprint()
         env["PYTHONUNBUFFERED"] = "1"  # the worker's LocalExecutor sets OI's own env
@@ -99,19 +106,32 @@ class IsolatedExecutor:
             env["FLA_PARENT_PID"] = str(os.getpid())  # the worker dies with this process (PR_SET_PDEATHSIG)
             self._runtime_dir = env["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="fla-jupyter-")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        argv = self.command()
-        proc = _spawn(lambda: subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-            env=env, process_group=0,  # a Ctrl-C in the agent's terminal is the agent's to handle
-        ))
+        ours, theirs = socket.socketpair()
+        session = self._session = SandboxSession(self.sandbox, self.workspace, self.walls)
+        worker = [sys.executable, "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)]
+        keep = [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
+        try:
+            argv, fds = session.command(worker, theirs.fileno(), keep)
+            proc = spawn(lambda: subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                env=env, pass_fds=fds, process_group=0,  # a Ctrl-C in the agent's terminal is the agent's to handle
+            ))
+        except BaseException:
+            ours.close()
+            session.close()
+            raise
+        finally:
+            theirs.close()
+        session.started(proc.pid)
+        self._channel = ours
         self._answers = queue.Queue()
         self._warm = False
-        threading.Thread(target=_pump, args=(proc.stdout, self._answers), daemon=True).start()
+        threading.Thread(target=_listen, args=(ours, session, self._answers), daemon=True).start()
         if self.sandbox.active:  # the sandboxed worker and kernel cannot write their bytecode themselves
             bytecode.compile_in_background()
         return proc
 
-    def _ready(self) -> subprocess.Popen[str]:
+    def _ready(self) -> subprocess.Popen[Any]:
         """The running child: a fresh one if there is none, or if a hidden path changed since it started
         (its hiding mount no longer covers a path replaced or created since)."""
         if self._proc is not None and self.sandbox.active and self.sandbox.fingerprint() != self._hidden_marks:
@@ -121,31 +141,35 @@ class IsolatedExecutor:
             self._proc = self._start()
         return self._proc
 
-    def _send(self, proc: subprocess.Popen[str], request: dict[str, Any]) -> None:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(request) + "\n")
-        proc.stdin.flush()
+    def _send(self, request: dict[str, Any]) -> None:
+        assert self._channel is not None
+        self._channel.sendall((json.dumps(request) + "\n").encode("utf-8"))
 
     def start(self) -> None:
         """Start the child and its kernels now, without waiting for them (see the module docstring)."""
         with self._lock:
             try:
-                proc = self._ready()
+                self._ready()
                 if not self._warm:
-                    self._send(proc, {"control": "warm"})
+                    self._send({"control": "warm"})
                     self._warm = True
             except OSError:
                 self._kill()  # the first run starts it again, and reports what goes wrong
 
     def reset(self) -> None:
-        """Before another thread's tasks: forget the Python namespace of the earlier ones (without waiting)."""
+        """Before another thread's tasks: every process the earlier ones started is killed and fresh kernels
+        start (in the sandbox; unsandboxed, the Python namespace is cleared). Returns once that is done; a
+        worker that does not confirm it is killed (the next run starts a fresh one)."""
         with self._lock:
             proc = self._proc
             if proc is None or proc.poll() is not None:
-                return  # the next run starts a fresh child anyway
+                return
             try:
-                self._send(proc, {"control": "reset"})
-            except OSError:
+                self._send({"control": "reset"})
+                self._warm = True  # the worker starts fresh kernels after the reset
+                if self._control_answer(time.monotonic() + RESET_WAIT_S) is None:
+                    self._kill()
+            except (OSError, queue.Empty):
                 self._kill()
 
     @property
@@ -161,23 +185,38 @@ class IsolatedExecutor:
             if line is None or not line.startswith('{"control"'):
                 return line
 
+    def _control_answer(self, deadline: float) -> str | None:
+        """The answer to the reset just sent (the warm-up's answer may come first)."""
+        while True:
+            line = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None or line.startswith('{"control": "reset"'):
+                return line
+
     def run(self, language: str, code: str) -> ExecutionResult:
         start = time.monotonic()
         with self._lock:
+            mark = 0
             try:
-                proc = self._ready()
-                self._send(proc, {"language": language, "code": code, "timeout_s": self.timeout_s})
+                self._ready()
+                mark = self._session.mark() if self._session is not None else 0
+                self._send({"language": language, "code": code, "timeout_s": self.timeout_s})
                 line = self._answer(time.monotonic() + self.timeout_s + GRACE_S)
             except (OSError, queue.Empty):
                 line = None
             if line is None:
+                result = ExecutionResult(ok=False, output="", timed_out=True, duration_s=time.monotonic() - start,
+                                         error="the executor stopped answering; it was restarted")
+                if self._session is not None:  # e.g. the OOM killer took the worker itself
+                    result = self._session.finished(result, mark)
+                    result.timed_out = not (result.error or "").startswith("memory limit")
                 self._kill()
                 if self._aborted:
                     self._aborted = False
                     raise ExecutorAborted("the run was stopped while this task ran")
-                return ExecutionResult(ok=False, output="", timed_out=True, duration_s=time.monotonic() - start,
-                                       error="the executor stopped answering; it was restarted")
+                return result
             result = ExecutionResult(**json.loads(line))
+            if self._session is not None:
+                result = self._session.finished(result, mark)
             result.output = redact(result.output, self._secrets)
             if result.error:
                 result.error = redact(result.error, self._secrets)
@@ -190,15 +229,19 @@ class IsolatedExecutor:
         if proc is None or proc.poll() is not None:
             return
         self._aborted = True
-        _kill_tree(proc, self.sandbox.active)
+        kill_tree(proc, self.sandbox.active)
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            _kill_tree(proc, self.sandbox.active)
+            kill_tree(proc, self.sandbox.active)
+        channel, self._channel = self._channel, None
+        if channel is not None:
             with contextlib.suppress(OSError):
-                assert proc.stdin is not None
-                proc.stdin.close()
+                channel.close()
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
         runtime, self._runtime_dir = self._runtime_dir, None
         if runtime is not None:
             shutil.rmtree(runtime, ignore_errors=True)
@@ -215,66 +258,15 @@ class IsolatedExecutor:
         self.close()
 
 
-_spawn_queue: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
-_spawner_lock = threading.Lock()
-_spawner: threading.Thread | None = None
-
-
-def _kill_tree(proc: subprocess.Popen[str], sandboxed: bool) -> None:
-    """SIGKILL ``proc`` and its descendants; return when they are gone. ``sandboxed``: ``proc`` is bubblewrap,
-    which exits by itself once its child is killed (killed with it, its child would be left a zombie)."""
-    import psutil
-
+def _listen(channel: socket.socket, session: SandboxSession, answers: queue.Queue[str | None]) -> None:
+    """The worker's side of the channel: first the proxy's listening socket (or none), then answer lines."""
     try:
-        tree = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        tree = []
-    for p in tree:  # first what runs inside: a sandbox's bubblewrap then reaps its child and exits itself
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            p.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=0.5 if tree and sandboxed else 0)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-    deadline = time.monotonic() + 5  # SIGKILL is delivered at once, but a process takes a moment to be gone
-    while time.monotonic() < deadline and any(_alive(p) for p in tree):
-        time.sleep(0.005)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    import psutil
-
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _spawn_loop() -> None:
-    while True:
-        make, future = _spawn_queue.get()
-        try:
-            future.set_result(make())
-        except BaseException as exc:
-            future.set_exception(exc)
-
-
-def _spawn(make: Callable[[], subprocess.Popen[str]]) -> subprocess.Popen[str]:
-    """Run ``make`` (a Popen) on the process-wide spawner thread, which lives as long as the process."""
-    global _spawner
-    with _spawner_lock:
-        if _spawner is None or not _spawner.is_alive():
-            _spawner = threading.Thread(target=_spawn_loop, name="fla-spawner", daemon=True)
-            _spawner.start()
-    future: Future[subprocess.Popen[str]] = Future()
-    _spawn_queue.put((make, future))
-    return future.result()
-
-
-def _pump(stream: IO[str] | None, answers: queue.Queue[str | None]) -> None:
-    assert stream is not None
-    for line in stream:
-        answers.put(line)
-    answers.put(None)  # the child exited
+        first, fds, _, _ = socket.recv_fds(channel, 1, 1)
+        if fds:
+            session.serve(socket.socket(fileno=fds[0]))
+        if first:
+            for line in channel.makefile("r", encoding="utf-8"):
+                answers.put(line)
+    except OSError:
+        pass
+    answers.put(None)  # the child exited (or its channel was closed)

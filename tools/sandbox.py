@@ -8,41 +8,34 @@ Open Interpreter kernels and everything they start) sees:
 * not at all: the agent's home (checkpoints, ``agent.db``, cache), every ``.env`` the agent read,
   the usual credential folders and ``execution.hidden_paths``;
 * its own PID namespace that dies with the agent (``--die-with-parent``), so nothing a task starts
-  outlives the run; with ``network=False`` its own empty network namespace.
+  outlives the run; always its own network namespace (only its loopback: HTTP(S) leaves through the
+  agent's filtering proxy, :mod:`tools.netproxy`); no nested user namespace (``--disable-userns``),
+  no capability, a seccomp filter (:mod:`tools.seccomp_filter`) and a bounded ``/tmp``.
 
-:func:`scrubbed_env` removes every key-like variable from the executor's environment, sandboxed or
-not; :func:`redact` replaces the removed values in output as a second line of defence.
+:func:`scrubbed_env` (:mod:`tools.secrets`) removes every key-like variable from the executor's
+environment, sandboxed or not; :func:`redact` replaces the removed values in output as a second line
+of defence.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tools.secrets import CREDENTIAL_PATHS, SECRET_NAME, credential_paths, hide_args, redact, scrubbed_env
+
+__all__ = ["CREDENTIAL_PATHS", "SECRET_NAME", "Sandbox", "SandboxUnavailable", "hidden_paths", "probe", "redact",
+           "resolve", "scrubbed_env"]
+
 Mode = Literal["auto", "required", "off"]
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
-CREDENTIAL_PATHS = (
-    "~/.ssh", "~/.aws", "~/.azure", "~/.config/gcloud", "~/.kube", "~/.docker", "~/.gnupg", "~/.netrc",
-    "~/.git-credentials", "~/.pypirc", "~/.npmrc", "~/.config/gh", "~/.password-store", "~/.local/share/keyrings",
-    "~/.cache/huggingface", "~/.huggingface", "~/.config/openai", "~/.config/langgraph", "~/.terraform.d",
-    "~/.vault-token", "~/.pgpass", "~/.my.cnf", "~/.free-llm-agent", "~/.cargo/credentials.toml",
-    "~/.cargo/credentials", "~/.m2/settings.xml", "~/.config/hub", "~/.bash_history", "~/.zsh_history",
-    "~/.python_history", "~/.psql_history", "~/.mysql_history", "~/.sqlite_history", "~/.node_repl_history",
-    "~/.local/share/fish/fish_history", "~/.mozilla", "~/.config/google-chrome", "~/.config/chromium",
-)
-SECRET_NAME = re.compile(
-    r"(_API_KEY|_APIKEY|_TOKEN|_KEY|_PAT)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|^LANGSMITH_|^LANGCHAIN_|DATABASE_URL$"
-    r"|^(SSH_AUTH_SOCK|SSH_AGENT_PID|GPG_AGENT_INFO|DBUS_SESSION_BUS_ADDRESS|KRB5CCNAME)$",  # doors to agents
-    re.IGNORECASE,
-)
 # Where tools inside the sandbox write their caches and runtime files (the home is read-only there).
 _SANDBOX_ENV = {
     "JUPYTER_RUNTIME_DIR": "/tmp/.fla/jupyter", "IPYTHONDIR": "/tmp/.fla/ipython", "MPLCONFIGDIR": "/tmp/.fla/mpl",
@@ -64,6 +57,8 @@ class Sandbox:
     version: str = ""
     hidden: tuple[str, ...] = field(default_factory=tuple)  # absolute paths to hide
     protected: tuple[str, ...] = field(default_factory=tuple)  # read-only even inside the workdir
+    no_userns: bool = False  # bubblewrap can forbid nested user namespaces (--unshare-user --disable-userns)
+    tmp_size: bool = False  # bubblewrap can bound the private /tmp (--size)
 
     @property
     def active(self) -> bool:
@@ -74,13 +69,23 @@ class Sandbox:
             return f"off: {self.reason}"
         return " ".join(filter(None, ["bubblewrap", self.version, "(active)"]))
 
-    def wrap(self, argv: list[str], *, workdir: Path, network: bool, keep: Iterable[Path] = ()) -> list[str]:
-        """``argv`` run under bubblewrap with ``workdir`` writable; ``keep`` stays readable under /tmp."""
+    def wrap(self, argv: list[str], *, workdir: Path, proxy: bool, keep: Iterable[Path] = (),
+             seccomp_fd: int | None = None, tmp_mb: int | None = None) -> list[str]:
+        """``argv`` run under bubblewrap with ``workdir`` writable; ``keep`` stays readable under /tmp.
+
+        The sandbox always has its own network namespace (only its own loopback); ``proxy``: its HTTP(S)
+        clients are pointed at the agent's filtering proxy on that loopback (:data:`PROXY_PORT`; the
+        worker hands the listening socket out, see :mod:`tools.isolated_executor`). ``seccomp_fd``: a
+        compiled filter (:mod:`tools.seccomp_filter`) bubblewrap applies to everything inside;
+        ``tmp_mb``: the size of the private /tmp."""
         if not self.active:
             return argv
         assert self.binary is not None
         ws = os.path.realpath(workdir)
-        args = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        args = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        if tmp_mb and self.tmp_size:
+            args += ["--size", str(tmp_mb * 1024 * 1024)]
+        args += ["--tmpfs", "/tmp"]
         # /run holds sockets that open doors out of any sandbox (docker.sock, ssh/gpg agents, D-Bus, a
         # PostgreSQL with peer auth): gone, but for the resolver config DNS may need.
         args += ["--tmpfs", "/run"]
@@ -108,11 +113,16 @@ class Sandbox:
             args += _hide(real)
         # --cap-drop ALL: bwrap started by root would otherwise hand the code every capability, and with
         # CAP_SYS_ADMIN it could unmount what hides the secrets or remount the filesystem read-write.
-        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
-                 "--cap-drop", "ALL"]
-        if not network:
-            args.append("--unshare-net")
-        for key, value in _SANDBOX_ENV.items():
+        # The network namespace is always its own: abstract Unix sockets (an X server's, say) and the
+        # host's loopback services are out of reach; HTTP(S) leaves only through the proxy.
+        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--die-with-parent",
+                 "--new-session", "--cap-drop", "ALL"]
+        if self.no_userns:  # no nested user namespace: no root of its own, no mounts of its own
+            args += ["--unshare-user", "--disable-userns"]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
+        env = {**_SANDBOX_ENV, **(proxy_env() if proxy else {}), "FLA_SANDBOXED": "1"}
+        for key, value in env.items():
             args += ["--setenv", key, value]
         return [*args, "--chdir", ws, "--", *argv]
 
@@ -129,6 +139,18 @@ class Sandbox:
             except OSError:
                 marks.append(None)
         return tuple(marks)
+
+
+PROXY_PORT = 3128  # on the sandbox's own loopback (its own network namespace)
+
+
+def proxy_env() -> dict[str, str]:
+    """What points the usual HTTP(S) clients (Python, pip, curl, git, npm, Node ≥ 24) at the filtering proxy."""
+    url = f"http://127.0.0.1:{PROXY_PORT}"
+    env = {name: url for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "npm_config_proxy",
+                                  "npm_config_https_proxy")}
+    return {**env, "no_proxy": "localhost,127.0.0.1,::1", "NO_PROXY": "localhost,127.0.0.1,::1",
+            "NODE_USE_ENV_PROXY": "1"}
 
 
 def _names(folder: str) -> list[str]:
@@ -155,8 +177,7 @@ def _read_only_inside(ws: str, protected: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _hide(path: str) -> list[str]:
-    return ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
+_hide = hide_args
 
 
 def _under(path: str, root: str) -> bool:
@@ -173,9 +194,7 @@ def probe(binary: str | None = None) -> tuple[bool, str, str]:
         return False, f"bubblewrap (bwrap) is not installed; {INSTALL_HINT}", ""
     try:
         version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=10).stdout.split()
-        test = subprocess.run(
-            [found, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--unshare-net",
-             "--die-with-parent", "--", "true"], capture_output=True, text=True, timeout=20)
+        test = _try(found, [])
     except (OSError, subprocess.SubprocessError) as exc:
         return False, f"bubblewrap does not start here ({exc})", ""
     if test.returncode != 0:
@@ -184,9 +203,27 @@ def probe(binary: str | None = None) -> tuple[bool, str, str]:
     return True, "", version[-1] if version else ""
 
 
+def _try(binary: str, extra: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--unshare-net",
+         "--die-with-parent", *extra, "--", "true"], capture_output=True, text=True, timeout=20)
+
+
+@functools.lru_cache(maxsize=4)
+def features(binary: str) -> tuple[bool, bool]:
+    """(nested user namespaces can be forbidden, the private /tmp can be bounded) with this bubblewrap."""
+    try:
+        no_userns = _try(binary, ["--unshare-user", "--disable-userns"]).returncode == 0
+        tmp_size = _try(binary, ["--size", "1048576", "--tmpfs", "/tmp"]).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False, False
+    return no_userns, tmp_size
+
+
 def hidden_paths(home: Path, env_files: Iterable[Path] = (), extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """Absolute paths the sandboxed code must not see: the home, .env files, credentials, ``extra``."""
-    paths = [str(home), *map(str, env_files), *CREDENTIAL_PATHS, *extra]
+    """Absolute paths the sandboxed code must not see: the home, .env files, credential files and folders
+    (:mod:`tools.secrets`: the usual ones, and those the environment's variables name), ``extra``."""
+    paths = [str(home), *map(str, env_files), *credential_paths(os.environ), *extra]
     return tuple(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in paths))
 
 
@@ -197,32 +234,13 @@ def resolve(mode: Mode, home: Path, *, env_files: Iterable[Path] = (), extra_hid
     if mode == "off":
         return Sandbox("none", "execution.sandbox is off")
     works, reason, version = probe()
-    if works:
-        return Sandbox("bwrap", "", shutil.which("bwrap"), version, hidden_paths(home, env_files, extra_hidden),
-                       tuple(os.path.abspath(p) for p in protected))
+    binary = shutil.which("bwrap")
+    if works and binary is not None:
+        no_userns, tmp_size = features(binary)
+        return Sandbox("bwrap", "", binary, version, hidden_paths(home, env_files, extra_hidden),
+                       tuple(os.path.abspath(p) for p in protected), no_userns, tmp_size)
     if mode == "required":
         raise SandboxUnavailable(
             f"execution.sandbox is 'required' but {reason}. Install it, or set execution.sandbox: auto "
             "in limits.yaml to run unsandboxed with a warning")
     return Sandbox("none", reason)
-
-
-def scrubbed_env(environ: Mapping[str, str], key_vars: Iterable[str] = ()) -> tuple[dict[str, str], dict[str, str]]:
-    """(environment without secrets, the removed variables): configured key vars and key-like names."""
-    named = set(key_vars)
-    kept: dict[str, str] = {}
-    removed: dict[str, str] = {}
-    for key, value in environ.items():
-        if key in named or SECRET_NAME.search(key) or key.startswith("FREE_AGENT_"):
-            removed[key] = value
-        else:
-            kept[key] = value
-    return kept, removed
-
-
-def redact(text: str, secrets: Mapping[str, str]) -> str:
-    """Replace every secret value (8+ chars) in ``text`` by ``[redacted NAME]``."""
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
-        if len(value) >= 8 and value in text:
-            text = text.replace(value, f"[redacted {name}]")
-    return text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections import deque
 from pathlib import Path
 
@@ -41,10 +42,11 @@ def scratch_dir(home: Path, thread_id: str) -> Path:
     return path
 
 
-def check_workdir(path: str | Path, home: Path, forbidden: tuple[str, ...] = ()) -> Path:
+def check_workdir(path: str | Path, home: Path, forbidden: tuple[str, ...] = (), *, sandboxed: bool = False) -> Path:
     """The resolved working directory, or WorkdirError: it must exist, be a writable folder, and not
     be the filesystem root, the user's home folder or above it, the agent's home or inside it (its
-    scratch folders excepted), or inside one of the ``forbidden`` paths (credential folders)."""
+    scratch folders excepted), or inside one of the ``forbidden`` paths (credential folders).
+    ``sandboxed``: writable by the sandboxed code, which runs without any capability (root's included)."""
     wd = Path(path).expanduser()
     if not wd.exists():
         raise WorkdirError(f"working directory {wd} does not exist; create it or pass another --workdir")
@@ -69,7 +71,29 @@ def check_workdir(path: str | Path, home: Path, forbidden: tuple[str, ...] = ())
                                "see; pick another folder")
     if not os.access(wd, os.W_OK):
         raise WorkdirError(f"working directory {wd} is not writable; pick a folder you can write to")
+    if sandboxed:
+        why = _sandbox_cannot_write(wd)
+        if why:
+            raise WorkdirError(f"working directory {wd} is not writable by the sandboxed code: {why}; "
+                               "pick another folder (--workdir DIR or --scratch)")
     return wd
+
+
+def _sandbox_cannot_write(folder: Path) -> str | None:
+    """Why code without capabilities (the sandbox drops them all, root's too) cannot create files in
+    ``folder``, judged by its owner, group and mode (as the kernel does without CAP_DAC_OVERRIDE)."""
+    st = folder.stat()
+    uid, mode = os.geteuid(), st.st_mode
+    if st.st_uid == uid:
+        ok, whose = bool(mode & 0o200) and bool(mode & 0o100), "you own it"
+    elif st.st_gid == os.getegid() or st.st_gid in os.getgroups():
+        ok, whose = bool(mode & 0o020) and bool(mode & 0o010), "it belongs to your group"
+    else:
+        ok, whose = bool(mode & 0o002) and bool(mode & 0o001), f"it belongs to user id {st.st_uid}, not to you"
+    if ok:
+        return None
+    root = " (you are root, but the sandbox drops root's capabilities)" if uid == 0 and st.st_uid != 0 else ""
+    return f"{whose}{root} and its mode is {stat.filemode(mode)} ({mode & 0o777:o})"
 
 
 def _size(n: int) -> str:
