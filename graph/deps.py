@@ -167,7 +167,7 @@ class Deps:
 
     def network_policy(self, domains: list[str]) -> Any:
         """The proxy's policy for a thread whose own allowed domains are ``domains`` (None: no network)."""
-        from tools.netproxy import DEFAULT_ALLOWED_DOMAINS, NetworkPolicy
+        from tools.netpolicy import DEFAULT_ALLOWED_DOMAINS, NetworkPolicy
 
         settings = self.execution_settings()
         if settings.network == "off":

@@ -43,7 +43,7 @@ _FRESH: dict[str, Any] = {
 
 def thread_domains(state: State, given: list[str]) -> list[str]:
     """The thread's own allowed domains: those it had, ``--allow-domain``, and those written in the goal."""
-    from tools.netproxy import domains_in
+    from tools.netpolicy import domains_in
 
     return list(dict.fromkeys([*state.get("allowed_domains", []), *given, *domains_in(state["goal"])]))
 

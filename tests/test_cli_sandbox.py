@@ -270,8 +270,14 @@ def test_sandbox_settings_and_bad_workdirs_are_clear_errors(
     assert check["sandbox"]["active"] is False and "bubblewrap" in check["sandbox"]["detail"]
     if SANDBOX:
         on = as_json(cli(["check", "--json"], home, cfg))
-        assert on["sandbox"] == {"mode": "required", "active": True, "detail": on["sandbox"]["detail"]}
-        assert on["sandbox"]["detail"].startswith("bubblewrap")
+        box = on["sandbox"]
+        assert (box["mode"], box["active"]) == ("required", True) and box["detail"].startswith("bubblewrap")
+        assert box["network"]["mode"] == "allowlist" and "filtering proxy" in box["network"]["detail"]
+        assert box["seccomp"].startswith("on (") and box["user_namespaces"].startswith("refused")
+        assert set(box["limits"]) == {"memory", "processes", "tmp"}
+        assert "1024 MB" in box["limits"]["memory"]
+        shown = cli(["check"], home, cfg).stdout
+        assert "network" in shown and "seccomp" in shown and "limit: memory" in shown
     _, auto = agent(plan)
     warned = cli(["run", "x", "--scratch", "--yes", "--json"], home, auto, env=no_bwrap)
     assert warned.returncode == 0 and "warning: no sandbox" in warned.stderr

@@ -90,3 +90,53 @@ def test_an_edit_that_changes_nothing_is_not_an_approval_and_ctrl_d_pauses(
     threads = subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home",
                               str(home), "threads", "--json"], capture_output=True, text=True, check=True)
     assert json.loads(threads.stdout)["threads"][0]["status"] == "awaiting_approval"
+
+
+DOMAIN_PROMPT = r"Allow ([a-z.]+)\? \[o\]nce / for this \[t\]hread / \[n\]o:"
+
+
+@pytest.mark.skipif(not __import__("tools.sandbox", fromlist=["probe"]).probe()[0], reason="no bubblewrap sandbox")
+def test_an_unlisted_domain_is_asked_once_for_the_thread_and_no_refuses(
+    fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
+) -> None:
+    web = fake_server("openai")
+    port = web.base_url.rsplit(":", 1)[1].split("/")[0]
+    def fetch(*hosts: str) -> str:
+        return (f"import urllib.request\nfor host in {hosts!r}:\n    try:\n"
+                f"        urllib.request.urlopen(f'http://{{host}}:{port}/v1/models', timeout=30)\n"
+                "        print(host, 'reached')\n"
+                "    except Exception as e:\n        print(host, 'refused', getattr(e, 'code', e))")
+
+    plan = (("fetch twice", fetch("thread.test", "once.test", "no.test")),
+            ("fetch again", fetch("thread.test", "once.test")), ("c", "print(3)"))
+    server = fake_server("openai", responder=make_responder(plan))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
+    pins = {name: "127.0.0.1" for name in ("thread.test", "once.test", "no.test")}
+    child = pexpect.spawn(
+        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
+                         "fetch pages", "--scratch", "--thread-id", "ask"],
+        cwd=str(ROOT), env={**os.environ, "FREE_AGENT_TEST_RESOLVE": json.dumps(pins)}, encoding="utf-8",
+        timeout=120, dimensions=(50, 140))
+    answers = {"thread.test": "t", "once.test": "o", "no.test": "n"}
+    asked = []
+    child.expect(PROMPT)
+    child.sendline("y")
+    for _ in range(3):  # task 1 asks about each domain
+        child.expect(DOMAIN_PROMPT)
+        asked.append(child.match.group(1))
+        child.sendline(answers[asked[-1]])
+    child.expect(PROMPT)
+    child.sendline("y")
+    child.expect(DOMAIN_PROMPT)  # task 2: once.test again, thread.test not
+    asked.append(child.match.group(1))
+    child.sendline("n")
+    child.expect(PROMPT)
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert asked == ["thread.test", "once.test", "no.test", "once.test"]
+    shown = subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home",
+                            str(home), "show", "ask", "--json"], capture_output=True, text=True, check=True)
+    first, second = (t["output"] for t in json.loads(shown.stdout)["tasks"][:2])
+    assert "thread.test reached" in first and "once.test reached" in first and "no.test refused 403" in first
+    assert "thread.test reached" in second and "once.test refused 403" in second

@@ -3,7 +3,8 @@
 ipykernel imports debugpy (≈110 modules, ≈0.2 s of a ≈0.5 s kernel start) to serve Jupyter's debug
 protocol, which the executor never speaks. Here ``debugpy`` is blocked while the kernel initialises,
 so ipykernel finds it unavailable (as when it is not installed) and runs without a debugger; the
-block is lifted before the kernel runs anything, so code a task runs can ``import debugpy`` as usual.
+block is lifted before the kernel runs anything, so code a task runs can ``import debugpy`` as usual. IPython's
+history database is off.
 
 Started by :func:`tools.oi_parts.start_kernel` (``python -m tools.ipykernel_launcher -f CONNECTION_FILE``: its
 command line names ``ipykernel_launcher``, as the stock kernel's does).
@@ -25,7 +26,9 @@ def main() -> None:
         from ipykernel.kernelapp import IPKernelApp
 
         app = IPKernelApp.instance()
-        app.initialize()
+        # no history database: tasks' code is not kept by the kernel (and nothing a task scribbles on the kernel's
+        # descriptors can corrupt one and print errors into the next task's output)
+        app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False"])
     finally:
         if blocked and sys.modules.get("debugpy", 0) is None:
             del sys.modules["debugpy"]

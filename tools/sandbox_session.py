@@ -19,6 +19,7 @@ its worker, and closed when the worker is killed. It holds:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -87,6 +88,7 @@ class SandboxSession:
             return None
         from tools.limits import ResourceBox
 
+        _sweep_once()  # the boxes of agents that were killed
         try:
             self._box = ResourceBox.create(self.walls.limits, f"executor-{os.getpid()}")
         except OSError:
@@ -171,6 +173,13 @@ class SandboxSession:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds.clear()
+
+
+@functools.cache
+def _sweep_once() -> None:
+    from tools.limits import sweep
+
+    sweep()
 
 
 def _markers_dir() -> Path:
