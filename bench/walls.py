@@ -28,11 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.isolated_executor import IsolatedExecutor  # noqa: E402
-from tools.limits import Limits  # noqa: E402
-from tools.netproxy import NetworkPolicy  # noqa: E402
-from tools.sandbox import Sandbox, resolve  # noqa: E402
-from tools.sandbox_session import Walls  # noqa: E402
+from tools.isolated_executor import IsolatedExecutor
+from tools.limits import Limits
+from tools.netproxy import NetworkPolicy
+from tools.sandbox import Sandbox, resolve
+from tools.sandbox_session import Walls
 
 CONFIGS = ("bubblewrap only", "+ seccomp", "+ resource box", "+ proxy", "all walls", "all walls, 10k-file folder")
 

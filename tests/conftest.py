@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import pytest
 import yaml
 
 from tests.client_helpers import CLIENTS, kind_of
+from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
 from tests.pg import Cluster, PostgresUnavailable, start_cluster
 from tests.provider_client_helpers import KINDS, ConfigFactory, FakeFactory, SetupFactory, setup_factory
@@ -297,3 +300,25 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return str(request.getfixturevalue("postgres_url"))
+
+
+# ------------------------------------------------------------------ the sandboxed CLI (test_cli_sandbox, ...)
+@pytest.fixture
+def var_tmp() -> Iterator[Path]:
+    """A folder outside /tmp (the sandbox gives code a private /tmp, so /tmp proves nothing)."""
+    path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="fla-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def agent(fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path]
+          ) -> Callable[..., tuple[FakeProvider, Path]]:
+    def setup(plan: tuple[tuple[str, str], ...], key: str = "test-key", **config: Any) -> tuple[FakeProvider, Path]:
+        server = fake_server("openai", responder=make_responder(plan))
+        cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url, "key": key,
+                                          "limits": {"requests_per_minute": 100, "requests_per_day": 1000}}},
+                          optimization={"max_batch_size": 3}, **config)
+        return server, cfg
+
+    return setup

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
 from tools.sandbox import probe
 
@@ -44,27 +41,6 @@ def cli(args: list[str], home: Path, config: Path, *, cwd: Path = ROOT, env: dic
 def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert proc.stdout.strip(), proc.stderr
     return dict(json.loads(proc.stdout))
-
-
-@pytest.fixture
-def var_tmp() -> Iterator[Path]:
-    """A folder outside /tmp (the sandbox gives code a private /tmp, so /tmp proves nothing)."""
-    path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="fla-test-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def agent(fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path]
-          ) -> Callable[..., tuple[FakeProvider, Path]]:
-    def setup(plan: Plan, key: str = "test-key", **config: Any) -> tuple[FakeProvider, Path]:
-        server = fake_server("openai", responder=make_responder(plan))
-        cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url, "key": key,
-                                          "limits": {"requests_per_minute": 100, "requests_per_day": 1000}}},
-                          optimization={"max_batch_size": 3}, **config)
-        return server, cfg
-
-    return setup
 
 
 def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:

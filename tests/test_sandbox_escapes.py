@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from tests.fakes.provider_server import FakeProvider
-from tests.test_cli_sandbox import SANDBOX, Plan, _gone, _with_cmdline, agent, as_json, cli, var_tmp  # noqa: F401
+from tests.test_cli_sandbox import SANDBOX, Plan, _gone, _with_cmdline, as_json, cli
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not SANDBOX, reason="no bubblewrap sandbox here (see tests/test_cli_sandbox.py)")]
@@ -42,7 +42,7 @@ def _sh(script: str) -> str:
 def _run(agent: Agent, plan: Plan, cwd: Path, *extra: str, env: dict[str, str] | None = None,
          **config: Any) -> dict[str, Any]:
     """``run --yes --json`` of ``plan`` in ``cwd``; ``env``: variables added to the agent's environment."""
-    server, cfg = agent(plan, **config)  # sets the provider's key in os.environ
+    _, cfg = agent(plan, **config)  # sets the provider's key in os.environ
     proc = cli(["run", "hostile goal", "--yes", "--json", *extra], cwd.parent.parent / "home", cfg, cwd=cwd,
                env={**os.environ, **(env or {})})
     out = as_json(proc)
@@ -52,7 +52,7 @@ def _run(agent: Agent, plan: Plan, cwd: Path, *extra: str, env: dict[str, str] |
 
 
 @pytest.fixture
-def project(var_tmp: Path) -> Path:  # noqa: F811
+def project(var_tmp: Path) -> Path:
     path = var_tmp / "ws" / "project"
     path.mkdir(parents=True)
     (path.parent.parent / "home").mkdir()
@@ -62,7 +62,7 @@ def project(var_tmp: Path) -> Path:  # noqa: F811
 
 # ------------------------------------------------------------------------------------ 1. planted for git
 def test_nothing_a_task_leaves_in_the_folder_runs_when_you_use_git_there(agent: Agent, project: Path,
-                                                                          var_tmp: Path) -> None:  # noqa: F811
+                                                                          var_tmp: Path) -> None:
     marks = [var_tmp / f"pwned{i}" for i in range(5)]
     plant = f"""
 git init -q . 2>&1 | head -1; echo "root .git: $(ls -A .git 2>&1 | wc -l) entries"
@@ -199,7 +199,7 @@ for host in ('allowed.test', 'unlisted.test', 'metadata.test', 'private.test'):
 
 def test_no_network_means_none_and_open_still_refuses_loopback(agent: Agent, project: Path,
                                                               listeners: tuple[_Listener, _Web]) -> None:
-    sink, web = listeners
+    _, web = listeners
     code = f"""import urllib.request
 for host in ('allowed.test', '127.0.0.1'):
     try:
