@@ -266,3 +266,24 @@ def test_sandbox_settings_and_bad_workdirs_are_clear_errors(
     with sqlite3.connect(home / "checkpoints.db") as db:  # nothing was started for the refused runs
         threads = {row[0] for row in db.execute("select distinct thread_id from checkpoints")}
     assert ".." not in threads and "../x" not in threads
+
+
+@needs_sandbox
+def test_a_folder_the_sandboxed_code_cannot_write_is_exit_2_before_any_request(
+    agent: Callable[..., tuple[FakeProvider, Path]], home: Path, var_tmp: Path
+) -> None:
+    server, cfg = agent((("a", "print(1)"), ("b", "print(2)"), ("c", "print(3)")))
+    readonly = var_tmp / "read-only"
+    readonly.mkdir(mode=0o555)
+    readonly.chmod(0o555)
+    cases = [(readonly, "r-xr-xr-x (555)")]
+    if os.geteuid() == 0:  # root passes os.access; the sandbox drops its capabilities (a Docker bind mount's case)
+        theirs = var_tmp / "theirs"
+        theirs.mkdir(mode=0o755)
+        os.chown(theirs, 12345, 12345)
+        cases.append((theirs, "belongs to user id 12345"))
+    for folder, why in cases:
+        proc = cli(["run", "count the files", "--yes", "--workdir", str(folder)], home, cfg)
+        assert proc.returncode == 2, proc.stderr
+        assert str(folder) in proc.stderr and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert server.requests == []  # nothing was asked of the provider

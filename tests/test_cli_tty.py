@@ -14,6 +14,7 @@ import pytest
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tools.sandbox import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = (
@@ -95,7 +96,7 @@ def test_an_edit_that_changes_nothing_is_not_an_approval_and_ctrl_d_pauses(
 DOMAIN_PROMPT = r"Allow ([a-z.]+)\? \[o\]nce / for this \[t\]hread / \[n\]o:"
 
 
-@pytest.mark.skipif(not __import__("tools.sandbox", fromlist=["probe"]).probe()[0], reason="no bubblewrap sandbox")
+@pytest.mark.skipif(not probe()[0], reason=f"no bubblewrap sandbox: {probe()[1]}")
 def test_an_unlisted_domain_is_asked_once_for_the_thread_and_no_refuses(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path
 ) -> None:

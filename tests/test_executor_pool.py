@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from tests.agent_helpers import Brain, scripted
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
 from tools.isolated_executor import IsolatedExecutor
+from tools.sandbox import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
@@ -199,3 +202,31 @@ def test_close_returns_with_the_whole_tree_gone(tmp_path: Path) -> None:
     ex.close()
     assert [p for p in procs if not gone(p.pid)] == []
     assert ex.pid is None and os.path.isdir(tmp_path)
+
+
+@pytest.mark.skipif(not probe()[0], reason=f"no bubblewrap sandbox: {probe()[1]}")
+def test_another_thread_gets_the_executor_only_with_nothing_of_the_earlier_thread_alive(tmp_path: Path) -> None:
+    """Thread A leaves a detached job writing into the folder; when its run ends the executor is pooled, and thread B
+    (same folder) takes it warm — with A's job, kernel and namespace gone."""
+    ws = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="fla-pool-"))  # outside the sandbox's own /tmp
+    deps = Deps(llm=scripted(), home=tmp_path, execution=Execution(sandbox="required"))
+    try:
+        ex = cast(IsolatedExecutor, deps.executor("A", ws, 30.0))
+        job = ("import subprocess\nsubprocess.Popen(\"setsid sh -c 'while true; do date >> a.log; sleep 0.05; done'\""
+               ", shell=True, start_new_session=True)\nsecret = 'from thread A'\nprint('started')")
+        assert ex.run("python", job).ok
+        wait_for(lambda: (ws / "a.log").exists(), "thread A's job writing")
+        a_procs = [p for p in tree(ex.pid) if "a.log" in " ".join(p.cmdline())] if ex.pid else []
+        assert a_procs, "A's job is not in the executor's tree"
+        deps.release("A")
+        same = deps.executor("B", ws, 30.0)
+        assert same is ex  # warm: the same worker
+        assert [p.pid for p in a_procs if not gone(p.pid)] == []  # A's job is gone before B runs anything
+        size = (ws / "a.log").stat().st_size
+        look = "import subprocess\nps = subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout\n"
+        seen = same.run("python", f"print(globals().get('secret'))\n{look}print('a.log' in ps)")
+        assert seen.ok and seen.output.split() == ["None", "False"], seen
+        assert (ws / "a.log").stat().st_size == size  # nobody writes any more
+    finally:
+        deps.close_all()
+        shutil.rmtree(ws, ignore_errors=True)
