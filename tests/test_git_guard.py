@@ -14,17 +14,8 @@ from pathlib import Path
 import pytest
 
 from tools import git_guard
-from tools.git_guard import (
-    baseline,
-    find_git_dirs,
-    is_dangerous,
-    marker_folder,
-    neutralize,
-    release_root_mask,
-    reserve_root_mask,
-    scan,
-    sweep_stale_masks,
-)
+from tools.git_guard import baseline, find_git_dirs, is_dangerous, neutralize, scan
+from tools.git_mask import marker_folder, release_root_mask, reserve_root_mask, sweep_stale_masks
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

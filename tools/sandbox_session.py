@@ -7,8 +7,8 @@ its worker, and closed when the worker is killed. It holds:
   worker is started in, so memory, processes and the private ``/tmp`` are bounded together; a task
   the OOM killer stopped fails with "memory limit of N MB exceeded";
 * the **seccomp filter** (:mod:`tools.seccomp_filter`) handed to bubblewrap;
-* the **git guard** (:mod:`tools.git_guard`): a missing root ``.git`` is masked by an empty read-only
-  directory while the sandbox lives, and after every task (and once more when the sandbox is gone)
+* the **git guard** (:mod:`tools.git_guard`, :mod:`tools.git_mask`): a missing root ``.git`` is masked by an
+  empty read-only directory while the sandbox lives, and after every task (and once more when the sandbox is gone)
   executable git configuration and hooks the task planted anywhere in the folder are neutralized
   and named in that task's output;
 * the **network**: the filtering proxy (:mod:`tools.netproxy`) serving the listening socket the worker
@@ -97,9 +97,13 @@ class SandboxSession:
         return self._box
 
     def _guard_git(self) -> None:
-        from tools import git_guard
+        from tools import git_guard, git_mask
 
-        self._mask = git_guard.reserve_root_mask(self.workspace, _markers_dir())
+        try:
+            self._mask = git_mask.reserve_root_mask(self.workspace, _markers_dir())
+        except OSError as exc:  # the folder was checked writable: something odd; the neutralizing still holds
+            _log.warning("warning: could not reserve %s/.git (%s); a root repository a task creates is "
+                         "neutralized after each task instead", self.workspace, exc)
         self._baseline = git_guard.baseline(self.workspace)
 
     def started(self, pid: int) -> None:
@@ -164,9 +168,9 @@ class SandboxSession:
         for note in self._git_notes():  # a background job may have written after the last task
             _log.warning("%s %s", NOTE, note)
         if self._mask is not None:
-            from tools import git_guard
+            from tools import git_mask
 
-            git_guard.release_root_mask(self._mask)
+            git_mask.release_root_mask(self._mask)
             self._mask = None
         self._baseline = None
         for fd in self._fds:
