@@ -129,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise BadInput(f"--thread-id: {exc}") from None
     config = load_config(getattr(args, "config_dir", None))
-    deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config, database_url=database_url(args))
+    deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config, database_url=database_url(args),
+                reuse_executors=False)  # the process ends with the run: nothing to keep warm for
     context = Context(auto_approve=args.yes, max_batch_size=config.limits.optimization.max_batch_size,
                       executor_timeout_s=config.limits.execution.task_timeout_seconds,
                       network=not getattr(args, "no_network", False), allowed_domains=_domains(args.allow_domain))

@@ -62,13 +62,14 @@ class Deps:
     config: AppConfig | None = None  # None: the chat model's (the CLI gives it before the model is built)
     database_url: str | None = None  # None: $FREE_AGENT_DATABASE_URL, else the home (run lock and journal)
     ask_domain: Callable[[str], Any] | None = None  # a terminal's question about an unlisted domain (the CLI)
+    reuse_executors: bool = True  # pool a thread's executor when its run ends (False: close it, as the CLI exits)
     _guards: RunGuards | None = None
     _sandbox: Sandbox | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _pool: ExecutorPool = field(init=False)
 
     def __post_init__(self) -> None:
-        self._pool = ExecutorPool(lambda: self.execution_settings().idle_close_seconds)
+        self._pool = ExecutorPool(lambda: self.execution_settings().idle_close_seconds if self.reuse_executors else 0)
         atexit.register(self.close_all)
 
     def chat_model(self) -> BaseChatModel:
@@ -158,10 +159,11 @@ class Deps:
 
     def _default_executor(self, workdir: Path, timeout_s: float, network: bool) -> Executor:
         from tools.isolated_executor import IsolatedExecutor
+        from tools.limits import Limits
         from tools.sandbox_session import Walls
 
-        settings = self.execution_settings()
-        walls = Walls(limits=resource_limits(settings), policy=self.network_policy([]) if network else None)
+        walls = Walls(limits=Limits.from_config(self.execution_settings()),
+                      policy=self.network_policy([]) if network else None)
         return IsolatedExecutor(workdir, timeout_s=timeout_s, sandbox=self.sandbox(), network=network,
                                 key_vars=self.key_vars(), walls=walls)
 
@@ -256,14 +258,6 @@ class Deps:
 
     def close_all(self) -> None:
         self._pool.close_all()
-
-
-def resource_limits(settings: Execution) -> Any:
-    """``execution.memory_mb`` / ``max_processes`` / ``tmp_mb`` as :class:`tools.limits.Limits` (0: none)."""
-    from tools.limits import Limits
-
-    return Limits(memory_mb=settings.memory_mb or None, max_processes=settings.max_processes or None,
-                  tmp_mb=settings.tmp_mb or None)
 
 
 def sandbox_report(router: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ unsandboxed in a folder removed with it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -79,7 +80,7 @@ class IsolatedExecutor:
         self.sandbox = sandbox or Sandbox("none", "no sandbox given")
         self.walls = walls or Walls()
         if not network:
-            self.walls.policy = None
+            self.walls = dataclasses.replace(self.walls, policy=None)
         self.network = self.walls.policy is not None
         self.key_vars = tuple(key_vars)
         self._secrets: dict[str, str] = {}

@@ -214,8 +214,7 @@ def report(sandbox: Sandbox, execution: Any) -> dict[str, Any]:
         seccomp = f"on ({len(seccomp_filter.BLOCKED)} system calls refused)" if seccomp_ok else f"off: {seccomp_why}"
         userns = ("refused (--disable-userns)" if sandbox.no_userns else
                   f"allowed: bubblewrap {sandbox.version} cannot refuse them (0.8 or newer can)")
-    wanted = limits.Limits(memory_mb=execution.memory_mb or None, max_processes=execution.max_processes or None,
-                           tmp_mb=execution.tmp_mb or None)
+    wanted = limits.Limits.from_config(execution)
     enforced = dict(limits.enforcement(wanted))
     if not (sandbox.active and sandbox.tmp_size) and wanted.tmp_mb:
         enforced["tmp"] = ("not enforced: no sandbox" if not sandbox.active
