@@ -20,7 +20,7 @@ from nodes.execute import run_task
 from nodes.plan import plan
 from tests.agent_helpers import CONFIG, GOAL, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
 from tests.fakes.scripted import tool_answer
-from tools.sandbox import Sandbox, hidden_paths, redact, scrubbed_env
+from tools.sandbox import Sandbox, hidden_paths, probe, redact, resolve, scrubbed_env
 from tools.workspace import WorkdirError, check_thread_id, check_workdir, listing, scratch_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,3 +270,22 @@ def test_an_empty_or_unchanged_edit_or_an_unclear_answer_is_not_an_approval(
     assert not task.get("approved")  # asked again (no update) or rejected, never run
     if update:
         assert task["status"] == "skipped"
+
+
+@pytest.mark.skipif(not probe()[0], reason=f"no bubblewrap sandbox: {probe()[1]}")
+def test_editor_and_agent_settings_in_the_folder_stay_read_only(tmp_path: Path) -> None:
+    ws = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="fla-settings-"))
+    try:
+        (ws / ".vscode").mkdir()
+        (ws / ".vscode" / "tasks.json").write_text("{}")
+        (ws / ".mcp.json").write_text("{}")
+        box = resolve("required", tmp_path / "home")
+        code = ("for p in ('.vscode/tasks.json', '.mcp.json', 'notes.txt'):\n"
+                "    try:\n        open(p, 'w').write('changed')\n        print(p, 'written')\n"
+                "    except OSError as e:\n        print(p, 'refused', e.strerror)")
+        argv = box.wrap([sys.executable, "-c", code], workdir=ws, proxy=False)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+        assert ".vscode/tasks.json refused" in out and ".mcp.json refused" in out and "notes.txt written" in out
+        assert (ws / ".vscode" / "tasks.json").read_text() == "{}"
+    finally:
+        shutil.rmtree(ws, ignore_errors=True)

@@ -141,6 +141,10 @@ class Sandbox:
         return tuple(marks)
 
 
+# Settings of the tools that open a folder and may run what they say (tasks, servers, hooks, environments):
+# read-only in the working directory, as sandbox-runtime protects them. A task may create them where there
+# were none (an editor asks before it trusts a folder's new settings; direnv asks before it runs a new .envrc).
+TOOL_SETTINGS = (".vscode", ".idea", ".cursor", ".claude", ".mcp.json", ".envrc", ".devcontainer")
 PROXY_PORT = 3128  # on the sandbox's own loopback (its own network namespace)
 
 
@@ -163,7 +167,9 @@ def _names(folder: str) -> list[str]:
 def _read_only_inside(ws: str, protected: Iterable[str]) -> list[str]:
     """What stays read-only although it lies in the workdir: the agent's own code, virtualenv and
     config (each existing entry of it, when the workdir *is* one of them, so new files can still be
-    made there), and ``.git`` (its hooks and config run outside the sandbox on the next git command)."""
+    made there), ``.git`` (its hooks and config run outside the sandbox on the next git command), and
+    the editors' and agents' own settings there (:data:`TOOL_SETTINGS`: what they may run when the
+    folder is opened)."""
     out: list[str] = []
     for path in protected:
         real = os.path.realpath(path)
@@ -171,9 +177,9 @@ def _read_only_inside(ws: str, protected: Iterable[str]) -> list[str]:
             out += [os.path.join(ws, n) for n in sorted(_names(ws))]
         elif _under(real, ws) and os.path.exists(real):
             out.append(real)
-    git = os.path.join(ws, ".git")
-    if os.path.lexists(git):
-        out.append(git)
+    for name in (".git", *TOOL_SETTINGS):
+        if os.path.lexists(os.path.join(ws, name)):
+            out.append(os.path.join(ws, name))
     return list(dict.fromkeys(out))
 
 
