@@ -1,12 +1,13 @@
 """Child process hosting a LocalExecutor; JSON lines over a private channel.
 
 Started by :class:`tools.isolated_executor.IsolatedExecutor` with one end of a socket pair as its
-channel (``argv[3]``: its fd number). Nothing else in the sandbox can reach that channel: bubblewrap's
-pid 1 closes every descriptor but 0-2 (which are ``/dev/null``), the worker marks the channel
-close-on-exec (its kernels never get it) and makes itself non-dumpable, so no other process — the
-task code included — can open ``/proc/<worker>/fd/*``, read its memory or ``ptrace`` it (seccomp also
-refuses ``ptrace``). Task code therefore cannot forge an answer, steal a request or shift the
-answers of later tasks.
+channel (``argv[3]``: its fd number). Nothing else in the sandbox can reach that channel: the worker is
+the sandbox's pid 1 (bubblewrap ``--as-pid-1``: no other process of bubblewrap's is inside), marks the
+channel close-on-exec (its kernels never get it) and makes itself non-dumpable, so no other process —
+the task code included — can open ``/proc/1/fd/*``, read or write its memory (``/proc/1/mem``) or
+``ptrace`` it (seccomp also refuses ``ptrace``); as init it cannot be killed or stopped from inside.
+Task code therefore cannot forge an answer, steal a request or shift the answers of later tasks. As
+init it also reaps the orphans of the namespace (``SIGCHLD``).
 
 The first thing sent is one byte: ``L`` with a listening TCP socket attached (``SCM_RIGHTS``) when
 ``--proxy`` is given — the socket is bound to the filtering proxy's port on the sandbox's own
@@ -86,8 +87,8 @@ def kill_except(keep: set[int], rounds: int = 50) -> None:
         _reap()
 
 
-def _reap() -> None:
-    """Collect what was killed among this process's own children (bubblewrap's pid 1 reaps the orphans)."""
+def _reap(*_: Any) -> None:
+    """Collect the children that ended: this process's own, and (as the sandbox's init) every orphan's."""
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass
@@ -140,6 +141,8 @@ def main(workspace: str, max_output_chars: int, channel_fd: int, proxy_port: int
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints -> stderr
     sys.stdout = sys.stderr
     sandboxed = os.environ.get("FLA_SANDBOXED") == "1"
+    if os.getpid() == 1:  # the sandbox's init: orphans are ours to reap
+        signal.signal(signal.SIGCHLD, _reap)
     requests, answers = channel.makefile("r", encoding="utf-8"), channel.makefile("w", encoding="utf-8")
     worker = Worker(Path(workspace), max_output_chars, sandboxed)
     try:

@@ -101,7 +101,7 @@ class IsolatedExecutor:
 
     def _start(self) -> subprocess.Popen[Any]:
         env, self._secrets = scrubbed_env(os.environ, self.key_vars)
-        self._hidden_marks = self.sandbox.fingerprint()
+        self._hidden_marks = self.sandbox.fingerprint(self.workspace)
         env["PYTHONUNBUFFERED"] = "1"  # the worker's LocalExecutor sets OI's own env
         if not self.sandbox.active:  # bubblewrap's --die-with-parent does it in the sandbox
             env["FLA_PARENT_PID"] = str(os.getpid())  # the worker dies with this process (PR_SET_PDEATHSIG)
@@ -109,7 +109,8 @@ class IsolatedExecutor:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         ours, theirs = socket.socketpair()
         session = self._session = SandboxSession(self.sandbox, self.workspace, self.walls)
-        worker = [sys.executable, "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)]
+        # -P: nothing is imported from the working directory (where the worker runs, and task code writes)
+        worker = [sys.executable, "-P", "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)]
         keep = [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
         try:
             argv, fds = session.command(worker, theirs.fileno(), keep)
@@ -135,7 +136,8 @@ class IsolatedExecutor:
     def _ready(self) -> subprocess.Popen[Any]:
         """The running child: a fresh one if there is none, or if a hidden path changed since it started
         (its hiding mount no longer covers a path replaced or created since)."""
-        if self._proc is not None and self.sandbox.active and self.sandbox.fingerprint() != self._hidden_marks:
+        moved = self.sandbox.active and self.sandbox.fingerprint(self.workspace) != self._hidden_marks
+        if self._proc is not None and moved:
             self._kill()
         if self._proc is None or self._proc.poll() is not None:
             self._kill()
@@ -170,6 +172,8 @@ class IsolatedExecutor:
                 self._warm = True  # the worker starts fresh kernels after the reset
                 if self._control_answer(time.monotonic() + RESET_WAIT_S) is None:
                     self._kill()
+                elif self._session is not None:
+                    self._session.settle()  # nothing of the earlier thread is alive: check what it left
             except (OSError, queue.Empty):
                 self._kill()
 

@@ -119,7 +119,8 @@ def start_kernel() -> Any:
     km = KernelManager(kernel_name="python3")
     spec = km.kernel_spec
     if spec is not None and list(spec.argv[1:3]) == ["-m", "ipykernel_launcher"]:
-        spec.argv = [spec.argv[0], "-m", "tools.ipykernel_launcher", *spec.argv[3:]]
+        # -P: the kernel starts in the working directory; nothing a task wrote there is imported at start-up
+        spec.argv = [spec.argv[0], "-P", "-m", "tools.ipykernel_launcher", *spec.argv[3:]]
     km.start_kernel()
     return km
 

@@ -59,6 +59,7 @@ class Sandbox:
     protected: tuple[str, ...] = field(default_factory=tuple)  # read-only even inside the workdir
     no_userns: bool = False  # bubblewrap can forbid nested user namespaces (--unshare-user --disable-userns)
     tmp_size: bool = False  # bubblewrap can bound the private /tmp (--size)
+    cgroup_ns: bool = False  # bubblewrap can give the sandbox its own cgroup namespace
 
     @property
     def active(self) -> bool:
@@ -83,9 +84,8 @@ class Sandbox:
         assert self.binary is not None
         ws = os.path.realpath(workdir)
         args = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        if tmp_mb and self.tmp_size:
-            args += ["--size", str(tmp_mb * 1024 * 1024)]
-        args += ["--tmpfs", "/tmp"]
+        size = ["--size", str(tmp_mb * 1024 * 1024)] if tmp_mb and self.tmp_size else []
+        args += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]  # both RAM-backed: both bounded
         # /run holds sockets that open doors out of any sandbox (docker.sock, ssh/gpg agents, D-Bus, a
         # PostgreSQL with peer auth): gone, but for the resolver config DNS may need.
         args += ["--tmpfs", "/run"]
@@ -96,8 +96,7 @@ class Sandbox:
         for path in rebound:
             args += ["--ro-bind", path, path]  # e.g. the agent's code or venv in a temp folder
         inside: list[str] = []
-        dotenvs = [os.path.join(ws, n) for n in _names(ws) if n == ".env" or n.startswith(".env.")]
-        for path in [*self.hidden, *dotenvs]:  # first what holds or lies beside the workdir, then in it
+        for path in [*self.hidden, *dotenv_files(ws)]:  # first what holds or lies beside the workdir, then in it
             real = os.path.realpath(path)
             shown = any(_under(real, root) for root in [ws, *rebound])
             if not os.path.lexists(real) or real == ws or (_under(real, "/tmp") and not shown):
@@ -115,8 +114,12 @@ class Sandbox:
         # CAP_SYS_ADMIN it could unmount what hides the secrets or remount the filesystem read-write.
         # The network namespace is always its own: abstract Unix sockets (an X server's, say) and the
         # host's loopback services are out of reach; HTTP(S) leaves only through the proxy.
-        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--die-with-parent",
-                 "--new-session", "--cap-drop", "ALL"]
+        # --as-pid-1: the worker is the namespace's init. No bubblewrap process stays inside for task code to
+        # write into through /proc/1/mem, and init cannot be killed or stopped from inside.
+        args += ["--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+                 "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        if self.cgroup_ns:
+            args.append("--unshare-cgroup")  # the host's cgroup paths stay out of /proc/self/cgroup
         if self.no_userns:  # no nested user namespace: no root of its own, no mounts of its own
             args += ["--unshare-user", "--disable-userns"]
         if seccomp_fd is not None:
@@ -127,12 +130,13 @@ class Sandbox:
         return [*args, "--chdir", ws, "--", *argv]
 
 
-    def fingerprint(self) -> tuple[tuple[int, int] | None, ...]:
-        """(device, inode) of every hidden path, None where absent. The hiding mounts are set up when
-        the sandbox starts; a path replaced (an editor saving .env by rename) or created since is not
-        covered, so a changed fingerprint means: start a new sandbox."""
+    def fingerprint(self, workdir: Path | None = None) -> tuple[tuple[int, int] | None, ...]:
+        """(device, inode) of every hidden path — with ``workdir``, its ``.env`` files too — None where absent.
+        The hiding mounts are set up when the sandbox starts; a path replaced (an editor saving .env by rename)
+        or created since is not covered, so a changed fingerprint means: start a new sandbox."""
         marks: list[tuple[int, int] | None] = []
-        for path in self.hidden:
+        found = dotenv_files(os.path.realpath(workdir)) if workdir is not None else []
+        for path in [*self.hidden, *found]:
             try:
                 st = os.lstat(path)
                 marks.append((st.st_dev, st.st_ino))
@@ -144,7 +148,34 @@ class Sandbox:
 # Settings of the tools that open a folder and may run what they say (tasks, servers, hooks, environments):
 # read-only in the working directory, as sandbox-runtime protects them. A task may create them where there
 # were none (an editor asks before it trusts a folder's new settings; direnv asks before it runs a new .envrc).
-TOOL_SETTINGS = (".vscode", ".idea", ".cursor", ".claude", ".mcp.json", ".envrc", ".devcontainer")
+TOOL_SETTINGS = (".vscode", ".idea", ".cursor", ".claude", ".mcp.json", ".envrc", ".devcontainer",
+                 # hook managers: what they name runs on the user's next commit
+                 ".husky", ".pre-commit-config.yaml", "lefthook.yml", ".lefthook.yml", "lefthook-local.yml",
+                 ".lefthook-local.yml")
+_DOTENV_SKIP = {".git", "node_modules", ".venv", "venv", "__pycache__", "site-packages", ".tox", ".mypy_cache"}
+_DOTENV_DEPTH, _DOTENV_DIRS = 3, 2000
+
+
+def dotenv_files(ws: str) -> list[str]:
+    """The ``.env`` / ``.env.*`` files of the working directory and its folders (monorepos keep one per
+    package) down to :data:`_DOTENV_DEPTH` levels, at most :data:`_DOTENV_DIRS` folders looked at: hidden
+    from the code like the agent's own ``.env`` files."""
+    found: list[str] = []
+    folders, seen = [(ws, 0)], 0
+    while folders and seen < _DOTENV_DIRS:
+        folder, depth = folders.pop()
+        seen += 1
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if (name == ".env" or name.startswith(".env.")) and not entry.is_dir(follow_symlinks=False):
+                found.append(entry.path)
+            elif depth < _DOTENV_DEPTH and name not in _DOTENV_SKIP and entry.is_dir(follow_symlinks=False):
+                folders.append((entry.path, depth + 1))
+    return sorted(found)
 PROXY_PORT = 3128  # on the sandbox's own loopback (its own network namespace)
 
 
@@ -216,14 +247,16 @@ def _try(binary: str, extra: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def features(binary: str) -> tuple[bool, bool]:
-    """(nested user namespaces can be forbidden, the private /tmp can be bounded) with this bubblewrap."""
+def features(binary: str) -> tuple[bool, bool, bool]:
+    """(nested user namespaces can be forbidden, the private /tmp can be bounded, a cgroup namespace can be
+    had) with this bubblewrap and kernel."""
     try:
         no_userns = _try(binary, ["--unshare-user", "--disable-userns"]).returncode == 0
         tmp_size = _try(binary, ["--size", "1048576", "--tmpfs", "/tmp"]).returncode == 0
+        cgroup_ns = _try(binary, ["--unshare-cgroup"]).returncode == 0
     except (OSError, subprocess.SubprocessError):
-        return False, False
-    return no_userns, tmp_size
+        return False, False, False
+    return no_userns, tmp_size, cgroup_ns
 
 
 def hidden_paths(home: Path, env_files: Iterable[Path] = (), extra: Iterable[str] = ()) -> tuple[str, ...]:
@@ -242,9 +275,9 @@ def resolve(mode: Mode, home: Path, *, env_files: Iterable[Path] = (), extra_hid
     works, reason, version = probe()
     binary = shutil.which("bwrap")
     if works and binary is not None:
-        no_userns, tmp_size = features(binary)
+        no_userns, tmp_size, cgroup_ns = features(binary)
         return Sandbox("bwrap", "", binary, version, hidden_paths(home, env_files, extra_hidden),
-                       tuple(os.path.abspath(p) for p in protected), no_userns, tmp_size)
+                       tuple(os.path.abspath(p) for p in protected), no_userns, tmp_size, cgroup_ns)
     if mode == "required":
         raise SandboxUnavailable(
             f"execution.sandbox is 'required' but {reason}. Install it, or set execution.sandbox: auto "

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import socket
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,12 @@ class SandboxSession:
             _log.warning("checking the folder for planted git configuration failed", exc_info=True)
             return []
 
+    def settle(self) -> None:
+        """Every task process is gone (a thread's run ended): neutralize what a background job planted after
+        the last task's check (there is no task to report it in: it is logged)."""
+        for note in self._git_notes():
+            _log.warning("%s %s", NOTE, note)
+
     # ------------------------------------------------------------------ end
     def close(self) -> None:
         """After the worker was killed: nothing of it may survive, nothing it planted stays armed."""
@@ -165,8 +172,7 @@ class SandboxSession:
             self._box.kill_all()
             self._box.close()
             self._box = None
-        for note in self._git_notes():  # a background job may have written after the last task
-            _log.warning("%s %s", NOTE, note)
+        self.settle()  # a background job may have written after the last task
         if self._mask is not None:
             from tools import git_mask
 
@@ -187,8 +193,16 @@ def _sweep_once() -> None:
 
 
 def _markers_dir() -> Path:
-    """Where sandboxes note which root ``.git`` placeholder they use (shared by every agent process)."""
-    return Path(tempfile.gettempdir()) / "free-llm-agent-git-masks"
+    """Where this user's sandboxes note which root ``.git`` placeholder they use (shared by every agent process
+    of the user, whatever its home): a folder of the user's own under the temporary folder, refused if someone
+    else made it first (another user could otherwise plant or remove reservations)."""
+    base = Path(tempfile.gettempdir()) / f"free-llm-agent-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o700)
+    st = os.lstat(base)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise OSError(f"{base} is not a private folder of this user; remove it")
+    return base / "git-masks"
 
 
 def report(sandbox: Sandbox, execution: Any) -> dict[str, Any]:
