@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import git_guard
+from tools import git_config, git_guard
 from tools.git_guard import baseline, find_git_dirs, is_dangerous, neutralize, scan
 from tools.git_mask import marker_folder, release_root_mask, reserve_root_mask, sweep_stale_masks
 
@@ -101,6 +101,14 @@ def _alias(repo: Path, m: Path) -> None:
     git(repo, "config", "alias.x", f"!touch {m}")
 
 
+def _alias_grep(repo: Path, m: Path) -> None:  # a plain subcommand: `grep -O<cmd>` runs <cmd> on the matches
+    git(repo, "config", "alias.st", f"grep -O'touch {m}' -e one")
+
+
+def _trailer(repo: Path, m: Path) -> None:
+    git(repo, "config", "trailer.t.cmd", f"touch {m}; true")
+
+
 def _include(repo: Path, m: Path) -> None:
     (repo / "inc.cfg").write_text(f"[core]\n\tfsmonitor = touch {m}; true\n")
     git(repo, "config", "include.path", "../inc.cfg")
@@ -115,6 +123,8 @@ PLANTS: dict[str, tuple[Callable[[Path, Path], None], list[str]]] = {
     "textconv": (_textconv, ["diff"]),
     "core.editor": (_editor, ["commit", "-q", "--allow-empty"]),
     "alias !": (_alias, ["x"]),
+    "alias grep -O": (_alias_grep, ["st"]),
+    "trailer cmd": (_trailer, ["commit", "-q", "--allow-empty", "-m", "x", "--trailer", "t=v"]),
     "include.path": (_include, ["status"]),
 }
 
@@ -151,10 +161,16 @@ SAMPLES: list[tuple[str, str]] = [
     ("man.v.cmd", "x"), ("man.v.path", "x"), ("interactive.diffFilter", "x"), ("submodule.s.update", "!x"),
     ("hook.h.command", "x"), ("hook.h.event", "pre-commit"), ("protocol.allow", "always"),
     ("protocol.ext.allow", "always"), ("sendemail.smtpServer", "/bin/x"), ("sendemail.toCmd", "x"),
-    ("imap.tunnel", "x"), ("instaweb.httpd", "x"), ("guitool.g.cmd", "x"),
+    ("imap.tunnel", "x"), ("instaweb.httpd", "x"), ("guitool.g.cmd", "x"), ("alias.co", "checkout"),
+    ("alias.st", "grep -O'touch /x' -e hello"), ("alias.dt", "difftool -x 'touch /x'"),
+    ("alias.rb", "rebase --exec 'touch /x'"), ("alias.fe", "submodule foreach 'touch /x'"),
+    ("trailer.t.command", "x"), ("trailer.t.cmd", "x"), ("tar.tgz.command", "x"), ("remote.o.vcs", "x"),
+    ("init.templateDir", "/x"), ("help.browser", "x"), ("lfs.customtransfer.c.path", "x"),
+    ("lfs.extension.e.clean", "x"), ("lfs.extension.e.smudge", "x"),
 ]
 HARMLESS: list[tuple[str, str]] = [
-    ("alias.co", "checkout"), ("submodule.s.update", "checkout"), ("user.name", "x"), ("core.autocrlf", "input"),
+    ("submodule.s.update", "checkout"), ("trailer.t.key", "Signed-off-by"), ("tar.tgz.remote", "true"),
+    ("user.name", "x"), ("core.autocrlf", "input"), ("lfs.url", "https://example.com/lfs"),
     ("remote.o.url", "https://example.com/r.git"), ("protocol.file.allow", "always"), ("diff.d.xfuncname", "x"),
 ]
 
@@ -177,7 +193,9 @@ def test_every_dangerous_key_family_is_removed_and_harmless_ones_stay(ws: Path) 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
     ("CORE.FSMonitor", "x", True), ("Diff.Foo.TextConv", "x", True), ("protocol.EXT.allow", "always", False),
-    ("alias.st", "status -s", False), ("alias.st", "  !sh", True), ("alias.st", '"-c" x', True),
+    ("alias.st", "status -s", True), ("alias.st", "  !sh", True), ("alias.st", '"-c" x', True),
+    ("alias.st", "grep -O'touch /x' -e hello", True), ("ALIAS.Sub.command", "status", True),
+    ("trailer.sign.cmd", "x", True), ("trailer.sign.key", "x", False), ("remote.o.vcs", "hg", True),
     ("submodule.x.update", "rebase", False), ("core.fsmonitorhookversion", "2", False),
     ("diff.textconv", "x", False), ("credential.a.b.c.helper", "x", True), ("hook.x.y.z", None, True),
 ])
@@ -390,9 +408,39 @@ def test_walk_is_bounded_and_handles_many_files(ws: Path) -> None:
     new_repo(ws / "d3/e300/repo")
     assert find_git_dirs(ws) == [ws / "d3/e300/repo/.git"]
     assert not scan(ws).truncated
-    assert scan(ws, limit=500).truncated
+    assert scan(ws, limit=500).truncated and scan(ws, limit=500).checked == 500
     base = baseline(ws)
-    assert neutralize(ws, base, limit=500)[-1].startswith("git: checked only the first 500 entries")
+    assert neutralize(ws, base, limit=500)[-1].startswith(
+        "git: WARNING: the working directory was too large to check fully for planted git settings (only 500 "
+        "directories were checked)")
+
+
+def test_many_files_do_not_end_the_walk(ws: Path) -> None:
+    """Files cost nothing: 1000 of them in aaa/ must not hide a repository planted in zzz/."""
+    base = baseline(ws)
+    (ws / "aaa").mkdir()
+    for i in range(1000):
+        (ws / f"aaa/f{i}").write_bytes(b"")
+    planted = new_repo(ws / "zzz")
+    _fsmonitor(planted, ws.parent / "ran")
+    found = scan(ws, limit=100)
+    assert found.git_dirs == [str(planted / ".git")] and not found.truncated
+    lines = neutralize(ws, base, limit=100)
+    assert lines == [f"git: removed core.fsmonitor from zzz/.git/config ({git_guard.WHY})"]
+    git(planted, "status")
+    assert not (ws.parent / "ran").exists()
+
+
+def test_too_many_folders_neutralize_what_was_found_and_warn(ws: Path) -> None:
+    base = baseline(ws)
+    for i in range(300):
+        (ws / f"aaa/d{i}").mkdir(parents=True)
+    planted = new_repo(ws / "zzz")
+    _fsmonitor(planted, ws.parent / "ran")
+    lines = neutralize(ws, base, limit=100)
+    assert lines[0] == f"git: removed core.fsmonitor from zzz/.git/config ({git_guard.WHY})"  # a .git: found listed
+    assert lines[1].startswith("git: WARNING: the working directory was too large to check fully")
+    assert "(only 100 directories were checked)" in lines[1] and len(lines) == 2
 
 
 def test_after_a_truncated_baseline_only_what_changed_since_is_neutralized(ws: Path) -> None:
@@ -410,6 +458,43 @@ def test_after_a_truncated_baseline_only_what_changed_since_is_neutralized(ws: P
     assert "git: removed core.fsmonitor from deep/planted/.git/config (a task may not plant commands git runs)" in lines
 
 
+def managed(rel: str, how: str) -> str:
+    return f"git: {rel} was {how} by the task; hook managers run it on your next commit — review it before committing"
+
+
+def test_hook_managers_files_new_or_changed_are_reported_once_and_kept(ws: Path) -> None:
+    user = new_repo(ws / "user")
+    (user / ".pre-commit-config.yaml").write_text("repos: []\n")
+    (user / "lefthook.yml").write_text("pre-commit: {}\n")
+    write_hook(user / ".husky/pre-commit", "npm test")
+    write_hook(user / ".husky/_/pre-commit", '. "$(dirname "$0")/h"')  # husky 9: stubs run .husky/<hook>
+    write_hook(user / ".husky/_/h", "exit 0")
+    git(user, "config", "core.hooksPath", ".husky/_")
+    base = baseline(ws)
+    planted = "repos:\n- repo: local\n  hooks:\n  - {id: x, name: x, entry: touch /x, language: system}\n"
+    (user / ".pre-commit-config.yaml").write_text(planted)
+    write_hook(user / ".husky/pre-push", "touch /x")
+    (user / ".lefthook-local.yml").write_text("pre-commit:\n  commands:\n    x:\n      run: touch /x\n")
+    write_hook(user / ".lefthook/pre-commit/x.sh", "touch /x")
+    write_hook(user / ".husky/_/h", "touch /x")  # a guarded hook: disabled, not reported twice
+    (new_repo(ws / "sub") / ".config").mkdir()
+    (ws / "sub/.config/lefthook.toml").write_text("")
+    (ws / ".pre-commit-config.yaml").write_text(planted)  # WS's root, not a repository
+    (ws / "other").mkdir()
+    (ws / "other/lefthook.yml").write_text("")  # no .git beside it: no hook manager reads it
+    lines = neutralize(ws, base)
+    assert sorted(lines) == sorted([
+        managed("user/.pre-commit-config.yaml", "changed"), managed("user/.husky/pre-push", "created"),
+        managed("user/.lefthook-local.yml", "created"), managed("user/.lefthook/pre-commit/x.sh", "created"),
+        managed("sub/.config/lefthook.toml", "created"), managed(".pre-commit-config.yaml", "created"),
+        f"git: disabled hook user/.husky/_/h ({git_guard.WHY})"])
+    assert (user / ".pre-commit-config.yaml").read_text() == planted and (user / ".husky/pre-push").exists()
+    assert neutralize(ws, base) == []  # reported once
+    (user / ".pre-commit-config.yaml").write_text("repos: []\n")  # back to the user's: nothing to say
+    (user / ".husky/pre-push").write_text("touch /y\n")  # changed again: said again
+    assert neutralize(ws, base) == [managed("user/.husky/pre-push", "created")]
+
+
 def test_loose_object_folders_are_not_walked(ws: Path) -> None:
     repo = new_repo(ws / "r")
     fanouts = [p for p in (repo / ".git/objects").iterdir() if len(p.name) == 2]
@@ -420,11 +505,11 @@ def test_loose_object_folders_are_not_walked(ws: Path) -> None:
 
 def test_without_git_the_fallback_parser_reads_configs(monkeypatch: pytest.MonkeyPatch) -> None:
     text = '[core]\n\tFSMonitor = "touch x" ; c\n[alias]\n\tst = status\n[diff "My Drv"]\n\ttextconv = y\n[a.B]\nk\n'
-    assert git_guard._parse_fallback(text) == [
+    assert git_config.parse_fallback(text) == [
         ("core.fsmonitor", "touch x"), ("alias.st", "status"), ("diff.My Drv.textconv", "y"), ("a.b.k", None)]
-    assert git_guard._parse_fallback("[core\n") is None
-    monkeypatch.setattr(git_guard.shutil, "which", lambda _name: None)
-    assert git_guard._parse(b"[core]\n\tpager = x\n") == [("core.pager", "x")]
+    assert git_config.parse_fallback("[core\n") is None
+    monkeypatch.setattr(git_config.shutil, "which", lambda _name: None)
+    assert git_config.parse(b"[core]\n\tpager = x\n") == [("core.pager", "x")]
 
 
 # --- the root .git placeholder -------------------------------------------------------------------------------

@@ -12,17 +12,20 @@ import asyncio
 import contextlib
 import http.server
 import json
+import queue
 import socket
 import socketserver
+import ssl
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
 
 from tools import netproxy
+from tools.netpolicy import client_hello_sni
 from tools.netproxy import (
     DEFAULT_ALLOWED_DOMAINS,
     TEST_RESOLVE_ENV,
@@ -87,6 +90,44 @@ def http_port() -> Iterator[int]:
     server.server_close()
 
 
+Handler = Callable[[socket.socket, "queue.Queue[bytes]"], None]
+
+
+def _first_bytes(conn: socket.socket, got: queue.Queue[bytes]) -> None:
+    """Keep the first bytes received, then close."""
+    got.put(conn.recv(65536))
+
+
+def _one_answer(conn: socket.socket, got: queue.Queue[bytes]) -> None:
+    """Read a request head, answer it and half-close, then keep everything received until EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+        data += chunk
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    conn.shutdown(socket.SHUT_WR)
+    while chunk := conn.recv(65536):
+        data += chunk
+    got.put(data)
+
+
+@pytest.fixture
+def raw_server(request: pytest.FixtureRequest) -> Iterator[tuple[int, queue.Queue[bytes]]]:
+    """A loopback upstream running the handler given by indirect parametrization: (port, what it received)."""
+    handler: Handler = request.param
+    got: queue.Queue[bytes] = queue.Queue()
+
+    class Handle(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            handler(self.request, got)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server.server_address[1], got
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def proxy() -> Iterator[FilteringProxy]:
     p = FilteringProxy()
@@ -136,10 +177,33 @@ def exchange(port: int, request: bytes) -> tuple[int, str, str]:
     return int(head.split()[1]), head, body
 
 
-def tunnel(port: int, target: str) -> socket.socket:
+def client_hello(sni: str | None, *, extra: bytes = b"") -> bytes:
+    """A TLS 1.2-style ClientHello record naming ``sni`` (no server_name extension if None)."""
+    def vec(data: bytes, size: int) -> bytes:
+        return len(data).to_bytes(size, "big") + data
+
+    extensions = extra
+    if sni is not None:
+        extensions += b"\x00\x00" + vec(vec(b"\x00" + vec(sni.encode(), 2), 2), 2)
+    extensions += b"\x00\x0b" + vec(vec(b"\x00", 1), 2)  # ec_point_formats after it: the parser must skip on
+    body = (b"\x03\x03" + bytes(range(32)) + vec(b"\x01" * 32, 1) + vec(b"\x13\x01\xc0\x2f", 2) + vec(b"\x00", 1)
+            + vec(extensions, 2))
+    handshake = b"\x01" + vec(body, 3)
+    return b"\x16\x03\x01" + vec(handshake, 2)
+
+
+def tunnel(port: int, target: str, sni: str | None = "") -> socket.socket:
+    """A CONNECT tunnel to an echo server, past the SNI check: a ClientHello naming ``sni`` (default: the target's
+    host) is sent first and read back."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+    hello = client_hello(target.rpartition(":")[0] if sni == "" else sni)
+    sock.sendall(hello)
+    echoed = b""
+    while len(echoed) < len(hello) and (chunk := sock.recv(65536)):
+        echoed += chunk
+    assert echoed == hello
     return sock
 
 
@@ -298,8 +362,13 @@ def test_resolution_and_connect_failures(pinned: None, proxy: FilteringProxy) ->
     _, port, _ = serve(proxy, NetworkPolicy("open"))
     status, body = connect_status(port, "unpinned.test:443")
     assert status == 502 and "could not resolve unpinned.test" in body
-    status, body = connect_status(port, f"allowed.test:{closed_port}")
+    status, _, body = exchange(port, f"GET http://allowed.test:{closed_port}/ HTTP/1.1\r\n\r\n".encode())
     assert status == 502 and "could not connect to allowed.test" in body
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:  # a tunnel connects after the 200
+        sock.sendall(f"CONNECT allowed.test:{closed_port} HTTP/1.1\r\n\r\n".encode())
+        assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(client_hello("allowed.test"))
+        assert closed(sock)
 
 
 @pytest.mark.parametrize("request_bytes", [
@@ -310,6 +379,10 @@ def test_resolution_and_connect_failures(pinned: None, proxy: FilteringProxy) ->
     b"CONNECT allowed.test:99999 HTTP/1.1\r\n\r\n",
     b"GET http://allowed.test/ HTTP/1.1\r\nno colon here\r\n\r\n",
     b"GET http://allowed.test/ HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+    b"GET http://allowed.test/ HTTP/1.1\r\nX-A: 1\rHost: other.test\r\n\r\n",  # bare CR
+    b"GET http://allowed.test/ HTTP/1.1\r\nX-A: 1\x00\r\n\r\n",  # NUL
+    b"POST http://allowed.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    b"POST http://allowed.test/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
 ])
 def test_malformed_requests_get_400(request_bytes: bytes, pinned: None, proxy: FilteringProxy) -> None:
     _, port, _ = serve(proxy, NetworkPolicy("open"))
@@ -397,6 +470,12 @@ def test_policy_matching() -> None:
     ("not-an-ip", "unparsable"),
     ("93.184.216.34", None), ("8.8.8.8", None), ("172.32.0.1", None), ("2606:4700::1111", None),
     ("::ffff:8.8.8.8", None), ("64:ff9b::808:808", None), ("2002:0808:0808::1", "6to4"),
+    ("168.63.129.16", "cloud metadata"), ("::ffff:168.63.129.16", "cloud metadata"),  # Azure WireServer
+    ("168.63.129.17", None),
+    ("::a9fe:a9fe", "link-local / cloud metadata"), ("::10.0.0.1", "private network (RFC 1918)"),  # IPv4-compatible
+    ("::127.0.0.1", "loopback"), ("::0.0.0.2", "unspecified"), ("::8.8.8.8", None),
+    ("::ffff:0:a9fe:a9fe", "link-local / cloud metadata"), ("::ffff:0:7f00:1", "loopback"),  # IPv4-translated
+    ("::ffff:0:10.0.0.1", "private network (RFC 1918)"), ("::ffff:0:8.8.8.8", None),
 ])
 def test_forbidden_address(ip: str, reason: str | None) -> None:
     assert forbidden_address(ip) == reason
@@ -416,3 +495,199 @@ def test_forbidden_address(ip: str, reason: str | None) -> None:
 ])
 def test_domains_in(text: str, domains: list[str]) -> None:
     assert domains_in(text) == domains
+
+
+def closed(sock: socket.socket) -> bool:
+    """True when the proxy closed ``sock`` without sending anything (EOF, or a reset)."""
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize(("request_line", "port_text"), [
+    ("CONNECT registry.npmjs.org:22 HTTP/1.1", "port 22 is not allowed"),
+    ("CONNECT registry.npmjs.org:80 HTTP/1.1", "port 80 is not allowed"),
+    ("GET http://registry.npmjs.org:8080/ HTTP/1.1", "port 8080 is not allowed"),
+    ("GET http://registry.npmjs.org:443/ HTTP/1.1", "port 443 is not allowed"),
+    ("CONNECT internal.example:22 HTTP/1.1", "a private network (RFC 1918) address"),  # pinned, not to loopback
+    ("CONNECT 127.0.0.1:8080 HTTP/1.1", "port 8080 is not allowed"),  # a literal is never "pinned"
+])
+def test_only_ports_443_and_80(request_line: str, port_text: str, pinned: None) -> None:
+    connector = Recorder()
+    proxy = FilteringProxy(connect=connector)
+    policy = NetworkPolicy("open")
+    try:
+        _, port, _ = serve(proxy, policy)
+        status, _, body = exchange(port, f"{request_line}\r\n\r\n".encode())
+        # 443 and 80 pass the port check (then registry.npmjs.org is not pinned: it does not resolve)
+        assert connect_status(port, "registry.npmjs.org:443")[0] == 502
+        assert exchange(port, b"GET http://registry.npmjs.org/ HTTP/1.1\r\n\r\n")[0] == 502
+    finally:
+        proxy.close()
+    assert status == 403, body
+    assert port_text in body
+    assert "port" not in port_text or "only port 443 (https, CONNECT) and port 80 (plain http) are" in body
+    assert connector.calls == [] and not policy.refusals()[0].allowable
+
+
+def test_port_rule_outside_test_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TEST_RESOLVE_ENV, raising=False)
+    resolved: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        resolved.append(host)
+        return ["127.0.0.1"]
+
+    proxy = FilteringProxy(resolve=resolve, connect=Recorder())
+    try:
+        _, port, _ = serve(proxy, NetworkPolicy("open"))
+        status, body = connect_status(port, "loop.example:8443")
+    finally:
+        proxy.close()
+    assert status == 403 and "port 8443 is not allowed" in body and resolved == []
+
+
+def test_sni_matching_the_connect_host_passes(pinned: None, echo_port: int) -> None:
+    connector = Recorder(echo_port)
+    proxy = FilteringProxy(connect=connector)
+    policy = NetworkPolicy("allowlist", ["allowed.test"])
+    try:
+        _, port, _ = serve(proxy, policy)
+        with tunnel(port, "allowed.test:443", sni="Allowed.Test.") as sock:  # the echo upstream got the hello
+            sock.sendall(b"after")
+            assert sock.recv(5) == b"after"
+    finally:
+        proxy.close()
+    assert connector.calls == [("127.0.0.1", 443)] and policy.refusals() == []
+
+
+@pytest.mark.parametrize(("first", "why"), [
+    (client_hello("evil.example"), "the TLS handshake named evil.example (domain fronting)"),
+    (client_hello("allowed.test.evil.example"), "the TLS handshake named allowed.test.evil.example (domain fronting)"),
+    (client_hello(None), "the TLS handshake named no server (no SNI)"),
+    (b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n", "the tunnel did not start with a TLS ClientHello"),
+    (b"\x16\x03\x01\x40\x01" + b"\x01" * 100, "the tunnel did not start with a TLS ClientHello"),  # over 16 KiB
+    (b"SSH-2.0-OpenSSH_9.6\r\n", "the tunnel did not start with a TLS ClientHello"),
+])
+def test_tunnel_refused_before_connecting(first: bytes, why: str, pinned: None, echo_port: int) -> None:
+    connector = Recorder(echo_port)
+    proxy = FilteringProxy(connect=connector)
+    policy = NetworkPolicy("allowlist", ["allowed.test"])
+    try:
+        _, port, _ = serve(proxy, policy)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n")
+            assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(first)
+            assert closed(sock)
+    finally:
+        proxy.close()
+    assert connector.calls == []  # the upstream never saw a connection
+    assert [r.reason for r in policy.refusals()] == [f"refused allowed.test: {why}."]
+    assert not policy.refusals()[0].allowable
+
+
+def test_ip_literal_tunnel_may_omit_sni(monkeypatch: pytest.MonkeyPatch, echo_port: int) -> None:
+    monkeypatch.delenv(TEST_RESOLVE_ENV, raising=False)
+    connector = Recorder(echo_port)
+    proxy = FilteringProxy(connect=connector)
+    policy = NetworkPolicy("allowlist", ["93.184.216.34"])
+    try:
+        _, port, _ = serve(proxy, policy)
+        tunnel(port, "93.184.216.34:443", sni=None).close()  # TLS clients send no SNI for an IP literal
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"CONNECT 93.184.216.34:443 HTTP/1.1\r\n\r\n")
+            assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(client_hello("evil.example"))  # but a name is still checked
+            assert closed(sock)
+    finally:
+        proxy.close()
+    assert connector.calls == [("93.184.216.34", 443)]
+    assert [r.reason for r in policy.refusals()] == [
+        "refused 93.184.216.34: the TLS handshake named evil.example (domain fronting)."]
+
+
+@pytest.mark.parametrize("raw_server", [_first_bytes], indirect=True)
+def test_real_tls_client_passes_the_sni_check(pinned: None, proxy: FilteringProxy,
+                                              raw_server: tuple[int, queue.Queue[bytes]]) -> None:
+    upstream_port, got = raw_server
+    policy = NetworkPolicy("allowlist", ["allowed.test"])
+    _, port, _ = serve(proxy, policy)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"CONNECT allowed.test:{upstream_port} HTTP/1.1\r\n\r\n".encode())
+        assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+        with pytest.raises(OSError):  # the upstream speaks no TLS: it takes the first bytes and closes
+            context.wrap_socket(sock, server_hostname="allowed.test")
+    received = got.get(timeout=5)
+    assert received[:1] == b"\x16" and policy.refusals() == []
+    if len(received) >= 5 + int.from_bytes(received[3:5], "big"):  # the whole record came in one piece
+        assert client_hello_sni(received) == "allowed.test"
+
+
+@pytest.mark.parametrize("raw_server", [_one_answer], indirect=True)
+def test_pipelined_request_is_not_forwarded(pinned: None, proxy: FilteringProxy,
+                                            raw_server: tuple[int, queue.Queue[bytes]]) -> None:
+    upstream_port, got = raw_server
+    _, port, _ = serve(proxy, NetworkPolicy("allowlist", ["allowed.test", "other.test"]))
+    status, _, body = exchange(port, (
+        f"POST http://allowed.test:{upstream_port}/up HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+        f"GET http://other.test:{upstream_port}/second HTTP/1.1\r\nHost: other.test\r\n\r\n"
+        "GET /third HTTP/1.1\r\nHost: other.test\r\n\r\n").encode())
+    assert (status, body) == (200, "ok")
+    received = got.get(timeout=5)
+    assert received.startswith(b"POST /up HTTP/1.1\r\n") and received.endswith(b"\r\n\r\nhello")
+    assert b"other.test" not in received and received.count(b"HTTP/1.1") == 1
+    exchange(port, (f"POST http://allowed.test:{upstream_port}/up HTTP/1.1\r\nConnection: Content-Length\r\n"
+                    "Content-Length: 5\r\n\r\nhello").encode())
+    assert b"\r\nContent-Length: 5\r\n" in got.get(timeout=5)  # a hop-by-hop claim does not strip it
+
+
+def test_bare_lf_header_smuggling_gets_400(pinned: None, proxy: FilteringProxy, http_port: int) -> None:
+    _, port, _ = serve(proxy, NetworkPolicy("allowlist", ["allowed.test"]))
+    status, _, _ = exchange(port, (
+        f"GET http://allowed.test:{http_port}/ HTTP/1.1\r\nX-A: 1\nHost: other.test\r\n\r\n").encode())
+    assert status == 400 and _Upstream.seen == []
+
+
+def test_chunked_request_bodies_are_refused(pinned: None, proxy: FilteringProxy, http_port: int) -> None:
+    _, port, _ = serve(proxy, NetworkPolicy("allowlist", ["allowed.test"]))
+    status, _, body = exchange(port, (
+        f"POST http://allowed.test:{http_port}/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\n\r\n").encode())
+    assert status == 400 and "chunked request bodies are not supported by the proxy; use https" in body
+    assert _Upstream.seen == []
+
+
+def test_a_late_answer_does_not_land_in_a_reconfigured_policy(pinned: None, proxy: FilteringProxy,
+                                                               echo_port: int) -> None:
+    asked, release = threading.Event(), threading.Event()
+
+    def ask(domain: str) -> str:
+        asked.set()
+        assert release.wait(10)
+        return "thread"
+
+    policy = NetworkPolicy("allowlist", [], ask=ask)
+    _, port, _ = serve(proxy, policy)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"CONNECT asked.test:{echo_port} HTTP/1.1\r\n\r\n".encode())
+        assert asked.wait(5)
+        policy.configure("allowlist", ["allowed.test"])  # the sandbox goes to another thread meanwhile
+        release.set()  # ... and only then is the question answered "thread"
+        with policy._ask_lock:  # held from before ask() until the answer is dealt with
+            pass
+        status, _, body = exchange_rest(sock)
+    assert policy.allowed == ["allowed.test"]
+    assert status == 403 and "while the question was pending" in body  # the waiting connection was refused
+    assert policy.refusals() == [] and policy._pending == {}
+
+
+def exchange_rest(sock: socket.socket) -> tuple[int, str, str]:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), head, body

@@ -229,10 +229,13 @@ for path in glob.glob('/proc/[0-9]*/fd/*'):
         opened += 1
     except OSError:
         pass
-try:
-    print('read channel:', open('/proc/2/fd/3', 'rb').read(10))
-except OSError as e:
-    print('channel closed to me:', type(e).__name__)
+for path in ['/proc/1/fd/%d' % fd for fd in range(3, 12)] + ['/proc/1/mem']:
+    try:
+        open(path, 'r+b').write(b'x')
+        print('OPENED', path)
+    except OSError as e:
+        pass
+print('channel closed to me')
 sys.exit(3)
 """
     plan: Plan = (("forge", forge), ("second", "print('second is mine')"), ("third", "print('third is mine')"))
@@ -241,7 +244,31 @@ sys.exit(3)
     assert first["status"] == "failed" and first["error"] == "SystemExit: 3", first
     assert not [t["id"] for t in out["tasks"] if "FORGED" in f"{t.get('output')} {t.get('error')}"]
     assert "second is mine" in second["output"] and "third is mine" in third["output"]
-    assert "channel closed to me" in first["output"]
+    assert "channel closed to me" in first["output"] and "OPENED" not in first["output"], first["output"]
+
+
+def test_code_left_in_the_folder_is_never_run_by_the_agent(agent: Agent, project: Path) -> None:
+    """A task plants modules named like the executor's own (the worker and its kernel run in this folder) and
+    kills what it can; the next run in the same folder imports none of them and gets real results."""
+    plant = """import os, pathlib
+evil = "open(%r, 'w').write('imported')\\n" % os.path.abspath('IMPORTED')
+for mod in ('tools/__init__.py', 'tools/executor_worker.py', 'tools/ipykernel_launcher.py', 'ipykernel_launcher.py',
+            'ipykernel/__init__.py', 'jupyter_client/__init__.py', 'json.py', 'socket.py'):
+    pathlib.Path(mod).parent.mkdir(exist_ok=True)
+    pathlib.Path(mod).write_text(evil)
+for pid in (1, 2):
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+print('planted')
+"""
+    plan: Plan = (("plant", plant), ("b", "print('two is real')"), ("c", "import sys\nsys.exit(5)"))
+    first = _run(agent, plan, project)
+    assert "planted" in first["tasks"][0]["output"]
+    again = _run(agent, (*plan[1:], ("d", "print('four is real')")), project)
+    assert "two is real" in again["tasks"][0]["output"] and again["tasks"][1]["error"] == "SystemExit: 5"
+    assert not (project / "IMPORTED").exists()
 
 
 # ------------------------------------------------------------------------------------ 5. processes outlive tasks

@@ -65,6 +65,21 @@ SECRET_VARS: tuple[tuple[str, str], ...] = (
     ("MY_SETTING", GHP + "Q"), ("DEPLOY_KEY_PEM", "-----BEGIN OPENSSH PRIVATE KEY-----canary"),
     ("GIT_CONFIG_PARAMETERS", "'http.extraheader=Authorization: canary-git-config'"),
     ("GIT_CONFIG_VALUE_0", "Authorization: canary-git-value"),
+    # TOKEN anywhere in the name, JWTs, connection strings, headers, 1Password sessions
+    ("SYSTEM_ACCESSTOKEN", "canary-azure-pipelines"), ("NGROK_AUTHTOKEN", "canary-ngrok"),
+    ("CIRCLE_OIDC_TOKEN_V2", "canary-circle-oidc"), ("CI_JOB_JWT_V2", "canary-gitlab-jwt"),
+    ("npm_config_//registry.npmjs.org/:_authToken", "6f1c2a4e-9b7d-4c3e-8a51-0d2f7e9c4b13"),
+    ("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=canary"), ("ConnectionStrings__Main", "canary-cs"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer canary-otel"), ("OP_SESSION_my", "canary-op-session"),
+    # keys and passwords by their shape in the value
+    ("AzureWebJobsStorage", "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=canaryAzure=="),
+    ("SERVICEBUS", "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=canarySb="),
+    ("BLOB_SAS_URL", "https://x.blob.core.windows.net/c?sv=2022-11-02&sp=r&sig=canarySas%3D"),
+    ("JDBC_URL", "jdbc:postgresql://h/db?user=u&password=canary-jdbc"),
+    ("ODBC_DSN_STRING", "Driver={ODBC Driver 18};Server=h;Uid=u;Pwd=canary-odbc;"),
+    ("ID_PAYLOAD", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW5hcnkifQ.Y2FuYXJ5LXNpZw"),
+    ("STRIPE_LIVE", "sk_live_" + "C4n4ryStr1pe" * 2), ("STRIPE_RESTRICTED", "rk_live_" + "C4n4ryR3str" * 2),
+    ("STRIPE_TEST", "sk_test_" + "C4n4ryT3st" * 2),
     # AWS: everything but region and profile names
     ("AWS_ACCESS_KEY_ID", "AKIACANARY0000000000"), ("AWS_SECRET_ACCESS_KEY", "canary-aws-secret"),
     ("AWS_SESSION_TOKEN", "canary-aws-session"), ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://canary-aws/creds"),
@@ -72,7 +87,7 @@ SECRET_VARS: tuple[tuple[str, str], ...] = (
     # credential files
     ("GOOGLE_APPLICATION_CREDENTIALS", "/var/canary/gcp.json"), ("KUBECONFIG", "/var/canary/kube-a:/var/canary/kb"),
     ("DOCKER_CONFIG", "/var/canary/docker"), ("NETRC", "/var/canary/netrc"), ("PIP_CONFIG_FILE", "/var/canary/pip"),
-    ("HISTFILE", "/var/canary/histfile"),
+    ("HISTFILE", "/var/canary/histfile"), ("GOOGLE_GHA_CREDS_PATH", "/var/canary/gha-creds.json"),
     # this agent's and its tracer's settings
     ("FREE_AGENT_HOME", "/var/canary/free-agent-home"), ("LANGSMITH_API_KEY", "canary-langsmith"),
     ("LANGCHAIN_ENDPOINT", "https://canary-langchain.example"),
@@ -101,6 +116,11 @@ KEPT_VARS: tuple[tuple[str, str], ...] = (
     ("GOPATH", "/home/someone/go"), ("CONDA_PREFIX", "/opt/conda"), ("XDG_CONFIG_HOME", "/home/someone/.config"),
     ("XDG_SESSION_TYPE", "tty"), ("DESKTOP_SESSION", "gnome"), ("MPLBACKEND", "Agg"), ("OMP_NUM_THREADS", "4"),
     ("CUDA_VISIBLE_DEVICES", "0"), ("PYTHONDONTWRITEBYTECODE", "1"), ("SSH_TTY", "/dev/pts/1"),
+    ("TIKTOKEN_CACHE_DIR", "/home/someone/.cache/tiktoken"), ("TOKENIZER_NAME", "gpt2"), ("HEADLESS", "1"),
+    ("KEYBOARD_LAYOUT", "us"), ("HEADER_COLOR", "blue"), ("OP_MODE", "fast"), ("JDBC_DRIVER", "org.postgresql.Driver"),
+    ("PGOPTIONS", "-c statement_timeout=5s"), ("SQL_OPTS", "sslmode=require;connect_timeout=5"),
+    ("QUERY", "https://example.org/search?q=signal&sig_level=2&pwd_hint=none"), ("EYE_COLOR", "eyJane"),
+    ("SK_LIVE_REGION", "sk_live_region"),
 )
 
 
@@ -289,8 +309,10 @@ def test_credential_path_is_listed_and_unreadable_in_the_sandbox(case_id: str, w
 def test_variable_targets_are_expanded_split_and_deduplicated(tmp_path: Path) -> None:
     home = str(tmp_path)
     env = {"kubeconfig": "~/k1:/etc/k2::", "KRB5CCNAME": "DIR::/run/krb/tkt", "GNUPGHOME": "~/g",
-           "NETRC": "rel/netrc", "SSH_AUTH_SOCK": "", "XDG_CONFIG_HOME": f"{home}/.config"}
+           "NETRC": "rel/netrc", "SSH_AUTH_SOCK": "", "XDG_CONFIG_HOME": f"{home}/.config",
+           "GOOGLE_GHA_CREDS_PATH": "/w/gha-creds-1.json"}
     paths = credential_paths(env, home)
-    assert {f"{home}/k1", "/etc/k2", "/run/krb/tkt", f"{home}/g", os.path.abspath("rel/netrc")} <= set(paths)
+    assert {f"{home}/k1", "/etc/k2", "/run/krb/tkt", f"{home}/g", os.path.abspath("rel/netrc"),
+            "/w/gha-creds-1.json"} <= set(paths)
     assert len(paths) == len(set(paths)) and all(os.path.isabs(p) for p in paths)
     assert credential_paths({"KRB5CCNAME": "KEYRING:persistent:1000"}, home) == credential_paths({}, home)

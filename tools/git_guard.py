@@ -10,15 +10,17 @@ what a repository's config and hooks name (``core.fsmonitor`` on ``git status``,
   ``git config --file`` (config is only ever parsed: from stdin, no includes, no repository); a new or
   changed hook becomes ``<name>.fla-disabled`` (mode 0644, symlinks renamed, never followed); a config git
   cannot parse, a symlinked one or a non-file becomes ``config.fla-quarantined``; a ``.git`` file or symlink
-  pointing outside WS becomes ``.git.fla-disabled``. One report line per action.
+  pointing outside WS becomes ``.git.fla-disabled``. One report line per action. Hook managers' files (husky's
+  ``.husky/``, ``.pre-commit-config.yaml``, lefthook's configs and scripts) next to a ``.git`` or in WS that are
+  new or changed are only reported: they are the user's project files, run on the next commit.
 * :mod:`tools.git_mask` keeps code from creating the root repository while the sandbox lives.
 
 A task CAN ``git init``/``clone`` into a subfolder and commit there (harmless settings stay). It CANNOT
 create or change the root ``.git`` (read-only), nor leave behind config that makes git run a command or
 load other config, new or changed hooks (also in a kept ``core.hooksPath`` folder inside WS), or ``.git``
 links to repositories outside WS. Limits: run :func:`neutralize` when no sandboxed process is alive (one
-could re-plant afterwards); the walk stops after ``limit`` entries (reported); loose-object folders
-(``objects/xx/``) are not searched.
+could re-plant afterwards); the walk lists at most ``limit`` folders (files do not count; a cut-short walk is
+reported as a WARNING); loose-object folders (``objects/xx/``) are not searched.
 """
 
 from __future__ import annotations
@@ -29,77 +31,30 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_ENTRIES = 200_000
+from tools.git_config import DANGEROUS, Entry, is_dangerous, parse, run_git
+
+MAX_DIRS = 200_000
 DISABLED = ".fla-disabled"
 QUARANTINED = ".fla-quarantined"
 WHY = "a task may not plant commands git runs"
 _CONFIGS = ("config", "config.worktree")
 _MAX_READ = 16 << 20
 _FANOUT = re.compile(r"[0-9a-f]{2}")
-
-# Config entries git executes, or that make it load other config or use another tree, as git's docs name them:
-# "<x>" is any subsection, "[<x>]" an optional one, "*" any key. Section and key match case-insensitively, a
-# subsection case-sensitively. The value says when: "always", "!" = the value starts with "!" (a shell
-# command), "unplain" = the value is not a plain subcommand (aliases "!cmd" run a shell; "-c k=v cmd" sets
-# any config first).
-DANGEROUS: dict[str, str] = {
-    # run by everyday commands (status, diff, log, commit, checkout, merge, add -p, fetch, push)
-    "core.fsmonitor": "always", "core.hooksPath": "always", "core.pager": "always", "core.editor": "always",
-    "sequence.editor": "always", "pager.*": "always", "diff.external": "always", "diff.<x>.textconv": "always",
-    "diff.<x>.command": "always", "merge.<x>.driver": "always", "filter.<x>.clean": "always",
-    "filter.<x>.smudge": "always", "filter.<x>.process": "always", "interactive.diffFilter": "always",
-    "alias.*": "unplain", "submodule.<x>.update": "!", "hook.<x>.*": "always", "core.alternateRefsCommand": "always",
-    # run when talking to remotes or signing
-    "core.sshCommand": "always", "core.askPass": "always", "core.gitProxy": "always",
-    "credential[.<x>].helper": "always", "remote.<x>.uploadpack": "always", "remote.<x>.receivepack": "always",
-    "uploadpack.packObjectsHook": "always", "protocol.allow": "always", "protocol.ext.allow": "always",
-    "gpg[.<x>].program": "always", "gpg.ssh.defaultKeyCommand": "always",
-    # run by less common commands (difftool, mergetool, help --web, send-email, imap-send, instaweb, gui)
-    "difftool.<x>.cmd": "always", "difftool.<x>.path": "always", "mergetool.<x>.cmd": "always",
-    "mergetool.<x>.path": "always", "web.browser": "always", "browser.<x>.cmd": "always",
-    "browser.<x>.path": "always", "man.<x>.cmd": "always", "man.<x>.path": "always",
-    "sendemail[.<x>].smtpServer": "always", "sendemail[.<x>].toCmd": "always", "sendemail[.<x>].ccCmd": "always",
-    "sendemail[.<x>].headerCmd": "always", "sendemail[.<x>].sendmailCmd": "always", "imap.tunnel": "always",
-    "instaweb.httpd": "always", "instaweb.browser": "always", "guitool.<x>.cmd": "always",
-    # load other config, or point git at another tree
-    "include.path": "always", "includeIf.<x>.path": "always", "core.worktree": "always",
-}
-
-
-def _rule(pattern: str, when: str) -> tuple[str, str | None, str, str]:
-    """(section, subsection: None | "*" any | "?" optional | literal, key or "*", when) of a DANGEROUS pattern."""
-    m = re.fullmatch(r"(\w+)(\.<x>|\[\.<x>\]|\.\w+)?\.([\w*]+)", pattern)
-    assert m is not None, pattern
-    sub = {None: None, ".<x>": "*", "[.<x>]": "?"}.get(m[2], (m[2] or ".")[1:])
-    return m[1].lower(), sub, m[3].lower(), when
-
-
-_RULES = [_rule(pattern, when) for pattern, when in DANGEROUS.items()]
-Entry = tuple[str, str | None]  # (key as git lists it, value or None for a bare "key")
-
-
-def is_dangerous(key: str, value: str | None) -> bool:
-    """Whether config ``key`` (``section[.subsection].name``) with ``value`` makes git run or load something."""
-    section, _, rest = key.partition(".")
-    sub: str | None
-    sub, dot, name = rest.rpartition(".")
-    sub = sub if dot else None
-    for sec, want_sub, want_key, when in _RULES:
-        if sec != section.lower() or want_key not in ("*", name.lower()) or want_sub not in (None, "*", "?", sub):
-            continue
-        if want_sub != "?" and (want_sub is None) != (sub is None):
-            continue
-        text = (value or "").lstrip()
-        return when == "always" or (when == "!" and text.startswith("!")) or (
-            when == "unplain" and not re.match(r"[A-Za-z0-9_]", text))
-    return False
+_GIT_NAMES = frozenset({"HEAD", "commondir", "objects", "config", "refs"})
+# Hook managers' files next to a .git (or in WS): husky runs .husky/<hook> (core.hooksPath=.husky/_), pre-commit
+# and lefthook the commands their config names, lefthook also the scripts in .lefthook[-local]/. Only reported.
+_MANAGER_FILES = (".pre-commit-config.yaml", ".pre-commit-config.yml", ".huskyrc", ".huskyrc.json", ".huskyrc.js",
+                  "husky.config.js", *(f"{where}lefthook{local}.{ext}" for where in ("", ".", ".config/")
+                                       for local in ("", "-local") for ext in ("yml", "yaml", "toml", "json", "jsonc")))
+_MANAGER_DIRS = (".husky", ".lefthook", ".lefthook-local")
+MANAGED = "hook managers run it on your next commit — review it before committing"
+__all__ = ["DANGEROUS", "Baseline", "GitScan", "baseline", "find_git_dirs", "is_dangerous", "neutralize", "scan"]
 
 
 @dataclass
@@ -109,6 +64,7 @@ class GitScan:
     worktrees: dict[str, str] = field(default_factory=dict)  # git dir -> the folder a relative hooksPath uses
     outside: list[str] = field(default_factory=list)  # .git files/symlinks whose target is outside WS
     truncated: bool = False
+    checked: int = 0  # folders listed
 
 
 def _inside(path: str, ws: str) -> bool:
@@ -133,35 +89,42 @@ def _gitlink_target(link: str) -> str | None:
     return os.path.realpath(os.path.join(os.path.dirname(link), where)) if where else None  # as git resolves it
 
 
-def scan(ws: Path | str, limit: int = MAX_ENTRIES) -> GitScan:
-    """Walk WS breadth first (never following symlinks, not into loose-object folders) for git dirs."""
+def scan(ws: Path | str, limit: int = MAX_DIRS) -> GitScan:
+    """Walk WS breadth first (never following symlinks, not into loose-object folders) for git dirs, listing at
+    most ``limit`` folders: files do not count (their names come with their folder's listing), and a ``.git``
+    folder counts as found as soon as its parent is listed."""
     root = os.path.realpath(ws)
-    out, links, count = GitScan(), [], 0
+    out, links = GitScan(), []
     dirs: dict[str, str] = {}
     queue: deque[tuple[str, bool]] = deque([(root, False)])
     while queue:
         path, in_objects = queue.popleft()
-        try:
-            with os.scandir(path) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        count += len(entries)
-        if count > limit:
-            out.truncated = True
-            break
-        names, dot_git = {e.name for e in entries}, os.path.basename(path) == ".git"
+        out.checked += 1
+        names: set[str] = set()
+        subdirs: list[str] = []
+        with contextlib.suppress(OSError), os.scandir(path) as it:
+            for e in it:
+                if e.name in _GIT_NAMES:
+                    names.add(e.name)
+                with contextlib.suppress(OSError):
+                    if not e.is_dir(follow_symlinks=False):
+                        if e.name == ".git":
+                            links.append(e.path)
+                        continue
+                    if e.name == ".git":
+                        dirs.setdefault(e.path, path)
+                    elif in_objects and _FANOUT.fullmatch(e.name):
+                        continue
+                    if len(subdirs) + len(queue) + out.checked < limit:
+                        subdirs.append(e.name)
+                    else:
+                        out.truncated = True  # more folders than the walk may list
+        dot_git = os.path.basename(path) == ".git"
         is_git = dot_git or ("HEAD" in names and (
             "commondir" in names or ("objects" in names and ("config" in names or "refs" in names))))
         if is_git:
             dirs.setdefault(path, os.path.dirname(path) if dot_git else path)
-        for e in entries:
-            with contextlib.suppress(OSError):
-                if e.is_dir(follow_symlinks=False):
-                    if not (in_objects and _FANOUT.fullmatch(e.name)):
-                        queue.append((e.path, is_git and e.name == "objects"))
-                elif e.name == ".git":
-                    links.append(e.path)
+        queue.extend((os.path.join(path, name), is_git and name == "objects") for name in subdirs)
     for link in links:
         if (target := _gitlink_target(link)) is not None and _inside(target, root):
             dirs[target] = os.path.dirname(link)
@@ -179,51 +142,9 @@ def scan(ws: Path | str, limit: int = MAX_ENTRIES) -> GitScan:
     return out
 
 
-def find_git_dirs(ws: Path, limit: int = MAX_ENTRIES) -> list[Path]:
+def find_git_dirs(ws: Path, limit: int = MAX_DIRS) -> list[Path]:
     """Every git dir under WS (see :func:`scan`, which also says whether the walk stopped early)."""
     return [Path(p) for p in scan(ws, limit).git_dirs]
-
-
-def _git(args: list[str], data: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
-    """Run git on a config file only: no repository, no system or global config, no inherited GIT_* settings."""
-    if (exe := shutil.which("git")) is None:
-        return None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_DIR=os.devnull, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
-    try:
-        return subprocess.run([exe, *args], input=data, capture_output=True, cwd="/", env=env, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _parse_fallback(text: str) -> list[Entry] | None:
-    """A tolerant reader of git config for machines without git: every ``section.key`` and its value."""
-    out: list[Entry] = []
-    section = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if m := re.match(r'\[\s*([A-Za-z0-9-]+)(?:\.([^\s\]]+)|\s+"((?:[^"\\]|\\.)*)")?\s*\]', line):
-            sub = m[2].lower() if m[2] else None if m[3] is None else re.sub(r"\\(.)", r"\1", m[3])
-            section, line = m[1].lower() + ("" if sub is None else "." + sub), line[m.end():].strip()
-        if not line or line[0] in "#;":
-            continue
-        key, eq, value = line.partition("=")
-        if section is None or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", key.strip()):
-            return None
-        value = re.split(r"\s[#;]", value, maxsplit=1)[0].strip().replace('"', "")
-        out.append((f"{section}.{key.strip().lower()}", value if eq else None))
-    return out
-
-
-def _parse(data: bytes) -> list[Entry] | None:
-    """The entries of a config file's bytes (git's own parser, no includes), or None if unparsable."""
-    if shutil.which("git") is None:
-        return _parse_fallback(data.decode("utf-8", "surrogateescape"))
-    res = _git(["config", "--file", "-", "--list", "--null", "--no-includes"], data)
-    if res is None or res.returncode != 0:
-        return None
-    recs = (rec.decode("utf-8", "surrogateescape").partition("\n") for rec in res.stdout.split(b"\0") if rec)
-    return [(key, value if nl else None) for key, nl, value in recs]
 
 
 def _digest(path: str) -> str | None:
@@ -241,7 +162,7 @@ def _config_state(path: str) -> tuple[str, list[Entry] | None] | None:
     """(digest, dangerous entries or None if git cannot read it) of one config file; None if absent."""
     if (digest := _digest(path)) is None:
         return None
-    entries = None if (data := _read(path)) is None else _parse(data)
+    entries = None if (data := _read(path)) is None else parse(data)
     return digest, None if entries is None else [(k, v) for k, v in entries if is_dangerous(k, v)]
 
 
@@ -278,6 +199,8 @@ class Baseline:
     entries: set[tuple[str, str, str | None]] = field(default_factory=set)  # (config file, key, value), dangerous
     hooks: dict[str, str | None] = field(default_factory=dict)  # hook file -> digest
     outside: dict[str, str | None] = field(default_factory=dict)  # .git file/symlink pointing outside WS -> digest
+    managers: dict[str, str | None] = field(default_factory=dict)  # hook manager's file -> digest (sha256)
+    reported: dict[str, str | None] = field(default_factory=dict)  # what neutralize reported: not again unchanged
     truncated: bool = False  # the walk stopped early: what it did not reach is judged by ctime against started
     started: float = 0.0
 
@@ -340,7 +263,7 @@ def _fix_config(ws: str, path: str, rel: str, base: Baseline) -> tuple[list[str]
         return [], state[1]
     if state[1] is not None and not os.path.islink(path) and shutil.which("git"):
         for key, value in dict.fromkeys(new):
-            _git(["config", "--file", path, "--fixed-value", "--unset-all", key, value or ""])
+            run_git(["config", "--file", path, "--fixed-value", "--unset-all", key, value or ""])
         after = _config_state(path)
         if after is not None and after[1] is not None and all((rel, k, v) in base.entries for k, v in after[1]):
             return [f"git: removed {k} from {_show(rel)} ({WHY})" for k in dict.fromkeys(k for k, _ in new)], after[1]
@@ -348,6 +271,32 @@ def _fix_config(ws: str, path: str, rel: str, base: Baseline) -> tuple[list[str]
     moved = _aside(ws, path, QUARANTINED)
     return [f"git: quarantined {_show(rel)} as {_show(os.path.basename(moved))} ({why}; {WHY})" if moved
             else f"git: could not clean {_show(rel)} ({why}); delete it before using git there"], []
+
+
+def _managers(root: str, tops: Iterable[str], guarded: list[str]) -> Iterator[str]:
+    """The hook managers' files in the folders ``tops`` (outside the hook folders already ``guarded``)."""
+    for top in dict.fromkeys(tops):
+        files = (os.path.join(top, name) for name in _MANAGER_FILES)
+        yield from (f for f in files if os.path.lexists(f))
+        skip = [*guarded, os.path.join(top, ".husky", "_")]  # husky's stubs: run only as core.hooksPath, guarded
+        for folder in _MANAGER_DIRS:
+            yield from (f for f in _hook_files(root, os.path.join(top, folder), 2_000)
+                        if not any(_inside(f, d) for d in skip))
+
+
+def _check_managers(root: str, tops: Iterable[str], guarded: list[str], base: Baseline | None, rec: Baseline
+                    ) -> Iterator[str]:
+    """Record the hook managers' files; with ``base``, report those it does not have (never touching them)."""
+    for path in _managers(root, tops, guarded):
+        rel, digest = os.path.relpath(path, root), _digest(path)
+        rec.managers[rel] = digest
+        if base is None or digest is None or base.managers.get(rel) == digest or base.reported.get(rel) == digest:
+            continue
+        if rel not in base.managers and _untouched(base, path):
+            continue
+        base.reported[rel] = digest
+        how = "changed" if base.managers.get(rel) is not None else "created"
+        yield f"git: {_show(rel)} was {how} by the task; {MANAGED}"
 
 
 def _survey(ws: Path, base: Baseline | None, limit: int) -> tuple[Baseline, list[str]]:
@@ -361,6 +310,7 @@ def _survey(ws: Path, base: Baseline | None, limit: int) -> tuple[Baseline, list
                 rel not in base.outside and _untouched(base, link)):
             lines.append(_disable(root, link, "", f"it pointed git outside the working directory; {WHY}"))
         rec.outside[rel] = digest
+    guarded: list[str] = []
     for gitdir in found.git_dirs:
         try:
             kept: list[Entry] = []
@@ -374,6 +324,7 @@ def _survey(ws: Path, base: Baseline | None, limit: int) -> tuple[Baseline, list
                 rec.entries |= {(rel, k, v) for k, v in left}
                 kept += left
             hook_dirs = _hook_dirs(root, gitdir, found.worktrees.get(gitdir, gitdir), kept)
+            guarded += hook_dirs
             for hook in (h for d in dict.fromkeys(hook_dirs) for h in _hook_files(root, d)):
                 rel, digest = os.path.relpath(hook, root), _digest(hook)
                 if base is not None and base.hooks.get(rel) != digest and not (
@@ -383,18 +334,22 @@ def _survey(ws: Path, base: Baseline | None, limit: int) -> tuple[Baseline, list
                     rec.hooks[rel] = digest
         except (OSError, ValueError, UnicodeError) as exc:
             lines.append(f"git: could not check {_show(os.path.relpath(gitdir, root))} ({exc})")
+    tops = [root, *found.worktrees.values(), *(os.path.dirname(link) for link in found.outside)]
+    lines += _check_managers(root, tops, guarded, base, rec)
     if found.truncated:
-        lines.append(f"git: checked only the first {limit} entries of the working directory for git settings")
+        lines.append(f"git: WARNING: the working directory was too large to check fully for planted git settings "
+                     f"(only {found.checked} directories were checked); check it before using git there")
     return rec, list(dict.fromkeys(lines))
 
 
-def baseline(ws: Path, limit: int = MAX_ENTRIES) -> Baseline:
-    """Record the user's dangerous config entries, hooks and outside ``.git`` links under WS."""
+def baseline(ws: Path, limit: int = MAX_DIRS) -> Baseline:
+    """Record the user's dangerous config entries, hooks, hook managers' files and outside ``.git`` links."""
     return _survey(ws, None, limit)[0]
 
 
-def neutralize(ws: Path, base: Baseline, limit: int = MAX_ENTRIES) -> list[str]:
-    """Remove every dangerous config entry, hook and outside ``.git`` link that is not in ``base``.
+def neutralize(ws: Path, base: Baseline, limit: int = MAX_DIRS) -> list[str]:
+    """Remove every dangerous config entry, hook and outside ``.git`` link that is not in ``base``; report the hook
+    managers' files that are new or changed (once per change: ``base.reported`` remembers).
 
     One human-readable line per action (paths relative to WS). Idempotent; never raises on odd trees.
     Run it only when no sandboxed process is alive (one could re-plant afterwards)."""

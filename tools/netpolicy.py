@@ -2,8 +2,13 @@
 
 :class:`NetworkPolicy` decides a domain (an allowlist with wildcards, or open; an unlisted domain may be asked about
 at the terminal); :func:`forbidden_address` names the class of an address no sandbox may reach (loopback, private,
-CGNAT, link-local / cloud metadata, IPv6 unique-local, ...); :func:`domains_in` finds the domains a goal names.
-:mod:`tools.netproxy` applies them to every connection.
+CGNAT, link-local / cloud metadata such as 169.254.169.254 and Azure's WireServer 168.63.129.16, IPv6 unique-local,
+...; an IPv6 address that carries an IPv4 one is judged by the IPv4 inside); :func:`domains_in` finds the domains a
+goal names. :mod:`tools.netproxy` applies them to every connection.
+
+A domain question (``ask``) belongs to the configuration it was asked under: :meth:`NetworkPolicy.configure` bumps a
+generation counter and refuses the connections waiting for a pending question at once; an answer that arrives later
+(from an older generation) is ignored, so a pooled sandbox's next thread never inherits the last thread's "thread".
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -23,6 +30,8 @@ Answer = Literal["once", "thread", "no"]
 Ask = Callable[[str], str]  # answers "once" | "thread" | "no" (anything else counts as "no")
 MAX_PENDING_QUESTIONS = 8  # per policy: more unlisted domains waiting at once are refused unasked
 PREFIX = "free-llm-agent: the sandbox's network proxy"
+TEST_RESOLVE_ENV = "FREE_AGENT_TEST_RESOLVE"
+HTTPS_PORT, HTTP_PORT = 443, 80
 
 #: Package indexes and their download hosts: pip/uv, npm/yarn, cargo, Go modules, Maven, RubyGems, CRAN, conda.
 DEFAULT_ALLOWED_DOMAINS: tuple[str, ...] = (
@@ -35,6 +44,7 @@ _RANGES = [(ipaddress.ip_network(net), reason) for reason, nets in (
     ("loopback", "127.0.0.0/8 ::1/128"), ("unspecified", "0.0.0.0/8 ::/128"),
     ("private network (RFC 1918)", "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16"),
     ("carrier-grade NAT (RFC 6598)", "100.64.0.0/10"), ("link-local / cloud metadata", "169.254.0.0/16 fe80::/10"),
+    ("cloud metadata", "168.63.129.16/32"),  # Azure WireServer: a public address, reachable only from Azure VMs
     ("IPv6 unique local (fc00::/7)", "fc00::/7"), ("IPv6 site-local", "fec0::/10"),
     ("multicast", "224.0.0.0/4 ff00::/8"), ("broadcast", "255.255.255.255/32"), ("reserved", "240.0.0.0/4"),
     ("IETF protocol assignments", "192.0.0.0/24"), ("local-use NAT64", "64:ff9b:1::/48"), ("6to4", "2002::/16"),
@@ -42,6 +52,8 @@ _RANGES = [(ipaddress.ip_network(net), reason) for reason, nets in (
     ("documentation", "192.0.2.0/24 198.51.100.0/24 203.0.113.0/24 2001:db8::/32 3fff::/20"),
 ) for net in nets.split()]
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # IPv4-compatible ::a.b.c.d (deprecated), but :: and ::1 are their own
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # IPv4-translated ::ffff:0:a.b.c.d (SIIT, RFC 2765)
 INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
 _HOST_RE = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
@@ -52,17 +64,29 @@ def ip_of(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
+def embedded_ipv4(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d) or IPv4-compatible
+    (::a.b.c.d, not :: or ::1) address stands for: it is judged, and connected, as that IPv4 address."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return None
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _TRANSLATED or (addr in _COMPATIBLE and int(addr) > 1):
+        return ipaddress.IPv4Address(addr.packed[-4:])
+    return None
+
+
 def forbidden_address(ip: str) -> str | None:
     """The class of ``ip`` ("loopback", "private network (RFC 1918)", ...) if the sandbox may never reach it, else
-    None. IPv4-mapped and NAT64 (64:ff9b::/96) addresses are judged by the IPv4 inside, 6to4 (2002::/16, obsolete)
-    by it and then refused anyway; anything else not globally routable is "special-purpose"; an unparsable string
-    is refused ("unparsable")."""
+    None. IPv4-mapped, IPv4-translated, IPv4-compatible (:func:`embedded_ipv4`) and NAT64 (64:ff9b::/96) addresses
+    are judged by the IPv4 inside, 6to4 (2002::/16, obsolete) by it and then refused anyway; anything else not
+    globally routable is "special-purpose"; an unparsable string is refused ("unparsable")."""
     addr = ip_of(ip.strip().strip("[]").split("%", 1)[0])
     if addr is None:
         return "unparsable"
     if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return forbidden_address(str(addr.ipv4_mapped))
+        if (v4 := embedded_ipv4(addr)) is not None:
+            return forbidden_address(str(v4))
         inner = ipaddress.IPv4Address(addr.packed[-4:]) if addr in _NAT64 else addr.sixtofour
         if inner is not None and (reason := forbidden_address(str(inner))):
             return reason
@@ -82,6 +106,78 @@ def normalize_host(host: str) -> str | None:
         except UnicodeError:
             return None
     return name if len(name) <= 253 and _HOST_RE.fullmatch(name) else None
+
+
+def client_hello_sni(record: bytes) -> str | None:
+    """The server_name (SNI, RFC 6066) of the TLS ClientHello that starts ``record`` (a TLS record: 5-byte header,
+    then the handshake), "" if it names none; None if ``record`` does not start with a ClientHello. Only what this
+    one record holds is read; the name is decoded as latin-1 (the caller compares it with the host it expects)."""
+    if len(record) < 9 or record[0] != 0x16 or record[1] != 3 or record[5] != 1:
+        return None
+    body = record[9:5 + int.from_bytes(record[3:5], "big")][:int.from_bytes(record[6:9], "big")]
+    try:
+        at = 2 + 32  # client_version, random
+        at += 1 + body[at]  # legacy_session_id
+        at += 2 + int.from_bytes(body[at:at + 2], "big")  # cipher_suites
+        at += 1 + body[at]  # legacy_compression_methods
+        end = min(len(body), at + 2 + int.from_bytes(body[at:at + 2], "big"))
+    except IndexError:
+        return None
+    at += 2
+    while at + 4 <= end:  # extensions: type (2), length (2), data
+        kind, size = int.from_bytes(body[at:at + 2], "big"), int.from_bytes(body[at + 2:at + 4], "big")
+        ext, at = body[at + 4:at + 4 + size], at + 4 + size
+        if kind == 0:  # server_name: list length (2), then name_type (1, 0 = host_name), length (2), name
+            if len(ext) < 5 or ext[2] != 0:
+                return ""
+            return ext[5:5 + int.from_bytes(ext[3:5], "big")].decode("latin-1")
+    return ""
+
+
+def sni_refusal(name: str, record: bytes) -> str | None:
+    """Why a tunnel to ``name`` whose first TLS record is ``record`` is refused, None if it may go on: a ClientHello
+    whose SNI is ``name`` (case-insensitive, trailing dot ignored), or no SNI when ``name`` is an IP literal."""
+    sni = client_hello_sni(record)
+    if sni is None:
+        return "the tunnel did not start with a TLS ClientHello"
+    if not sni:
+        return None if ip_of(name) is not None else "the TLS handshake named no server (no SNI)"
+    shown = normalize_host(sni) or ascii(sni[:255])
+    return None if shown == name else f"the TLS handshake named {shown} (domain fronting)"
+
+
+def test_pins() -> dict[str, str] | None:
+    """The name -> address map of the ``FREE_AGENT_TEST_RESOLVE`` test hook (see :mod:`tools.netproxy`); None
+    outside test mode."""
+    if not (raw := os.environ.get(TEST_RESOLVE_ENV)):
+        return None
+    with contextlib.suppress(ValueError):
+        if isinstance(data := json.loads(raw), dict):
+            return {name: str(normalize_host(str(ip))) for key, ip in data.items()
+                    if (name := normalize_host(str(key)))}
+    return {}  # unreadable: test mode all the same, with nothing pinned
+
+
+def port_refusal(name: str, port: int, tunnel: bool, pins: dict[str, str] | None) -> str | None:
+    """Why ``port`` may not be reached: a tunnel (CONNECT) goes to 443 only, plain http to 80 only. Test mode
+    (``pins``) only: a NAME the map pins is let through here, for the tests' loopback servers on random ports; the
+    address rule (:func:`address_refusal`) then lets nothing but the loopback address pinned to it through, so in
+    effect only a name pinned to loopback may use another port (one pinned elsewhere gets that address refusal)."""
+    if port == (HTTPS_PORT if tunnel else HTTP_PORT) or (pins is not None and ip_of(name) is None and name in pins):
+        return None
+    return f"port {port} is not allowed: only port 443 (https, CONNECT) and port 80 (plain http) are"
+
+
+def address_refusal(name: str, ip: str, pins: dict[str, str] | None) -> str | None:
+    """Why the address ``ip`` that ``name`` resolved to may not be connected (:func:`forbidden_address`; in test
+    mode, anything but the loopback address the map pins ``name`` to)."""
+    reason = forbidden_address(ip)
+    if pins is not None:  # test mode: loopback only, and only where the map pins it
+        if reason == "loopback" and pins.get(name) == ip:
+            return None
+        reason = reason or f"non-loopback (${TEST_RESOLVE_ENV} test mode)"
+    article = "an" if reason and reason[0].lower() in "aeiou" else "a"
+    return reason and f"{article} {reason} address is never reachable from the sandbox"
 
 
 @dataclass(frozen=True)
@@ -123,18 +219,31 @@ class NetworkPolicy:
     def __init__(self, mode: Mode = "allowlist", allowed: Iterable[str] = (), ask: Ask | None = None) -> None:
         self._lock, self._ask_lock = threading.Lock(), threading.Lock()
         self._pending: dict[str, asyncio.Future[Answer]] = {}
+        self._generation = 0
         self.configure(mode, allowed, ask)
 
     def configure(self, mode: Mode, allowed: Iterable[str] = (), ask: Ask | None = None) -> None:
         """Start over (a pooled sandbox serving another thread): this mode, list and prompt; no refusal recorded,
-        no earlier "no" remembered."""
+        no earlier "no" remembered. The connections waiting for a pending question are refused now, and the answer
+        to that question, when it comes, is ignored (it was asked under the previous configuration)."""
         if mode not in ("allowlist", "open"):
             raise ValueError(f"unknown network mode {mode!r}")
         entries = NetworkPolicy._entries_of(allowed)
         with self._lock:
+            self._generation += 1
             self.mode: Mode = mode
             self.ask = ask
             self._entries, self._declined, self._refusals = entries, set[str](), list[Refusal]()
+            pending, self._pending = list(self._pending.values()), {}
+        for fut in pending:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                fut.get_loop().call_soon_threadsafe(_settle, fut, StaleQuestion())
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every :meth:`configure`."""
+        with self._lock:
+            return self._generation
 
     @property
     def allowed(self) -> list[str]:
@@ -197,20 +306,26 @@ class NetworkPolicy:
         with self._lock:
             if (fut := self._pending.get(name)) is None:
                 fut = self._pending[name] = loop.create_future()
-                threading.Thread(target=self._ask_now, args=(name, fut, loop), name="netproxy-ask", daemon=True).start()
+                threading.Thread(target=self._ask_now, args=(name, fut, loop, self._generation), name="netproxy-ask",
+                                 daemon=True).start()
             return fut
 
-    def _ask_now(self, name: str, fut: asyncio.Future[Answer], loop: asyncio.AbstractEventLoop) -> None:
+    def _ask_now(self, name: str, fut: asyncio.Future[Answer], loop: asyncio.AbstractEventLoop,
+                 generation: int) -> None:
         result: Answer | Exception = "no"
         try:
             with self._ask_lock:
-                if self._decision(name) == "allow":
+                if self.generation != generation:
+                    result = StaleQuestion()
+                elif self._decision(name) == "allow":
                     result = "once"
                 elif name not in self._declined and self.ask is not None:
                     got = self.ask(name)
                     result = cast(Answer, got) if got in ("once", "thread", "no") else "no"
                 with self._lock:
-                    if result == "thread":
+                    if self._generation != generation:  # configure() since: the answer is for a policy that is gone
+                        result = StaleQuestion()
+                    elif result == "thread":
                         self._entries.add(name)
                     elif result == "no":
                         self._declined.add(name)
@@ -219,12 +334,25 @@ class NetworkPolicy:
 
         def settle() -> None:
             with self._lock:
-                self._pending.pop(name, None)
-            if not fut.done():
-                fut.set_exception(result) if isinstance(result, Exception) else fut.set_result(result)
+                if self._pending.get(name) is fut:
+                    del self._pending[name]
+            _settle(fut, result)
 
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(settle)
+
+
+class StaleQuestion(Exception):
+    """The policy was configured again while a domain question was pending: its answer counts for nothing."""
+
+    def __str__(self) -> str:
+        return "the sandbox was given to another thread while the question was pending"
+
+
+def _settle(fut: asyncio.Future[Answer], result: Answer | Exception) -> None:
+    """(in the future's loop) Answer ``fut`` unless it is answered already."""
+    if not fut.done():
+        fut.set_exception(result) if isinstance(result, Exception) else fut.set_result(result)
 
 
 # A bare host name counts in domains_in only with one of these last labels: common gTLDs / ccTLDs that are not also

@@ -78,7 +78,7 @@ CREDENTIAL_FILE_VARS: tuple[str, ...] = (
     "GNUPGHOME", "PASSWORD_STORE_DIR", "OP_CONFIG_DIR", "SOPS_AGE_KEY_FILE", "ANSIBLE_VAULT_PASSWORD_FILE",
     "VAULT_CONFIG_PATH", "RCLONE_CONFIG", "S3CMD_CONFIG", "BOTO_CONFIG", "TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG",
     "NETRC", "PGPASSFILE", "PGSERVICEFILE", "MYSQL_TEST_LOGIN_FILE", "PIP_CONFIG_FILE", "NPM_CONFIG_USERCONFIG",
-    "HF_TOKEN_PATH", "KAGGLE_CONFIG_DIR", "CODEX_HOME", "CLAUDE_CONFIG_DIR", "GH_CONFIG_DIR",
+    "HF_TOKEN_PATH", "KAGGLE_CONFIG_DIR", "CODEX_HOME", "CLAUDE_CONFIG_DIR", "GH_CONFIG_DIR", "GOOGLE_GHA_CREDS_PATH",
     "SSH_AUTH_SOCK", "KRB5CCNAME", "KRB5_KTNAME", "KRB5_CLIENT_KTNAME", "XAUTHORITY",
     "HISTFILE", "PYTHON_HISTORY", "NODE_REPL_HISTORY", "PSQL_HISTORY", "MYSQL_HISTFILE", "SQLITE_HISTORY",
 )
@@ -109,7 +109,9 @@ AWS_KEPT: frozenset[str] = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_P
 
 # Names (case-insensitive) that say "secret".
 SECRET_NAME = re.compile(
-    r"_API_?KEY$|(^|_)APIKEY$|(^|_)API_?KEY$|(^|_)KEY$|(^|_)TOKENS?$|(^|_)PAT$|_PWD$|(^|_)PASS$|(^|_)DSN$"
+    r"_API_?KEY$|(^|_)APIKEY$|(^|_)API_?KEY$|(^|_)KEY$|(^|_)PAT$|_PWD$|(^|_)PASS$|(^|_)DSN$"
+    r"|(?<!TIK)TOKEN(?!IZER)"  # ACCESSTOKEN, AUTHTOKEN, OIDC_TOKEN_V2, :_authToken; not TOKENIZERS_*, TIKTOKEN_*
+    r"|JWT|CONNECTION_?STRING|_HEADERS?$|^OP_SESSION_"  # CI_JOB_JWT_V2, Azure, OTEL_EXPORTER_OTLP_HEADERS, 1Password
     r"|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|(^|_)AUTH$|_AUTH_|COOKIE|PRIVATE_KEY|WEBHOOK|SIGNING"
     r"|^LANGSMITH_|^LANGCHAIN_|DATABASE_URL$|^FREE_AGENT_"
     r"|^GIT_CONFIG_(PARAMETERS|COUNT|KEY_\d+|VALUE_\d+)$"  # `git -c` settings, e.g. an http.extraHeader
@@ -122,9 +124,15 @@ _URL_TOKEN = re.compile(r"(?i)\bhttps?://([^/\s:@]+)@")
 # Values that are tokens by their well-known shape, whatever the variable is called.
 _TOKEN_VALUE = re.compile(
     r"\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|glpat-[\w-]{20,}|xox[abeprs]-[\w-]{10,}"
-    r"|sk-(ant-|proj-)?[\w-]{20,}|AKIA[0-9A-Z]{16}|AIza[\w-]{35}|hf_[A-Za-z]{30,}|gsk_\w{30,}|npm_\w{36})"
+    r"|sk-(ant-|proj-)?[\w-]{20,}|AKIA[0-9A-Z]{16}|AIza[\w-]{35}|hf_[A-Za-z]{30,}|gsk_\w{30,}|npm_\w{36}"
+    r"|[rs]k_(live|test)_\w{10,}|whsec_\w{20,}"  # Stripe
+    r"|eyJ[\w-]+\.eyJ)"  # a JWT: base64url of '{"' twice (header, payload)
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
 )
+# Values: a key, signature or password in a connection string or URL query (Azure's AccountKey= and SAS sig=,
+# ODBC's Pwd=, JDBC's ?password=).
+_KEYED_VALUE = re.compile(
+    r"(?i)(^|[?&;])\s*(AccountKey|SharedAccessKey|SharedAccessSignature|sig|password|passwd|pwd)\s*=\s*[^\s&;]")
 
 
 def why_secret(name: str, value: str, key_vars: Iterable[str] = ()) -> str | None:
@@ -144,6 +152,8 @@ def why_secret(name: str, value: str, key_vars: Iterable[str] = ()) -> str | Non
         return "credentials in a URL"
     if _TOKEN_VALUE.search(value):
         return "a token by its shape"
+    if _KEYED_VALUE.search(value):
+        return "a key or password in a connection string"
     return None
 
 
