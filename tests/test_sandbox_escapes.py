@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import psutil
 import pytest
 
 from tests.fakes.provider_server import FakeProvider
-from tests.test_cli_sandbox import SANDBOX, Plan, _gone, _with_cmdline, as_json, cli
+from tests.test_cli_sandbox import CLI, SANDBOX, Plan, _gone, _with_cmdline, as_json, cli
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not SANDBOX, reason="no bubblewrap sandbox here (see tests/test_cli_sandbox.py)")]
@@ -340,3 +341,29 @@ except OSError as e:
     assert "stopped at" in storm_task["output"] and "started 500" not in storm_task["output"]
     assert "tmp full: No space left on device" in tmp_task["output"]
     assert psutil.virtual_memory().available > 0  # the machine is still answering
+
+
+def test_what_a_killed_runs_background_job_planted_is_removed_by_the_next_run(agent: Agent, project: Path,
+                                                                             var_tmp: Path) -> None:
+    """The agent is killed (kill -9) while a task's background job plants a git setting after that task's own
+    check: the next run in the folder neutralizes it before its first task, and `git status` runs nothing."""
+    mark = var_tmp / "pwned-after-crash"
+    later = (f"import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 1; git init -q late && git -C late config "
+             f"core.fsmonitor \"touch {mark}\" && touch planted.late'])\nprint('job started')")
+    hang = "import os, time\nwhile not os.path.exists('planted.late'):\n    time.sleep(0.05)\ntime.sleep(600)"
+    _, cfg = agent((("plant later", later), ("hang", hang), ("c", "print(3)")))
+    home = project.parent.parent / "home"
+    proc = subprocess.Popen([*CLI, "--config-dir", str(cfg), "--home", str(home), "run", "g", "--yes", "--json"],
+                            cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and not (project / "planted.late").exists():
+        time.sleep(0.1)
+    assert (project / "planted.late").exists(), "the background job never planted"
+    proc.kill()  # kill -9 of the agent: no last check
+    proc.wait(timeout=30)
+    assert "fsmonitor" in (project / "late" / ".git" / "config").read_text()  # armed, as it was left
+    nxt = _run(agent, (("a", "print(1)"), ("b", "print(2)"), ("c", "print(3)")), project)
+    assert nxt["status"] == "completed"
+    subprocess.run(["git", "-C", "late", "status"], cwd=project, capture_output=True, timeout=60)
+    assert not mark.exists()
+    assert "fsmonitor" not in (project / "late" / ".git" / "config").read_text()

@@ -26,7 +26,9 @@ reported as a WARNING); loose-object folders (``objects/xx/``) are not searched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -203,6 +205,19 @@ class Baseline:
     reported: dict[str, str | None] = field(default_factory=dict)  # what neutralize reported: not again unchanged
     truncated: bool = False  # the walk stopped early: what it did not reach is judged by ctime against started
     started: float = 0.0
+
+    def to_json(self) -> str:
+        """Kept outside the sandbox while it lives, so a crash of the agent cannot launder what a task planted
+        into the next sandbox's baseline (:meth:`from_json`)."""
+        data = dataclasses.asdict(self)
+        data["entries"] = sorted(list(e) for e in self.entries)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Baseline:
+        data = json.loads(text)
+        data["entries"] = {tuple(e) for e in data["entries"]}
+        return cls(**data)
 
 
 def _untouched(base: Baseline, path: str) -> bool:

@@ -3,8 +3,10 @@
 :class:`NetworkPolicy` decides a domain (an allowlist with wildcards, or open; an unlisted domain may be asked about
 at the terminal); :func:`forbidden_address` names the class of an address no sandbox may reach (loopback, private,
 CGNAT, link-local / cloud metadata such as 169.254.169.254 and Azure's WireServer 168.63.129.16, IPv6 unique-local,
-...; an IPv6 address that carries an IPv4 one is judged by the IPv4 inside); :func:`domains_in` finds the domains a
-goal names. :mod:`tools.netproxy` applies them to every connection.
+...; an IPv6 address that carries an IPv4 one is judged by the IPv4 inside); :func:`port_refusal` keeps tunnels to
+443 and plain http to 80; :func:`sni_refusal` checks that a tunnel's TLS ClientHello names (SNI) the CONNECT host
+(:func:`client_hello_sni` reads it); :func:`domains_in` finds the domains a goal names. :mod:`tools.netproxy`
+applies them to every connection.
 
 A domain question (``ask``) belongs to the configuration it was asked under: :meth:`NetworkPolicy.configure` bumps a
 generation counter and refuses the connections waiting for a pending question at once; an answer that arrives later

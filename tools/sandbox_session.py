@@ -54,6 +54,7 @@ class SandboxSession:
     _mask: Any = None
     _baseline: Any = None
     _serving: Any = None
+    _keep: Path | None = None  # the baseline kept outside the sandbox while it lives
     _fds: list[int] = field(default_factory=list)
 
     # ------------------------------------------------------------------ start
@@ -105,7 +106,31 @@ class SandboxSession:
         except OSError as exc:  # the folder was checked writable: something odd; the neutralizing still holds
             _log.warning("warning: could not reserve %s/.git (%s); a root repository a task creates is "
                          "neutralized after each task instead", self.workspace, exc)
+        try:
+            self._after_crash()
+        except OSError as exc:
+            _log.warning("warning: could not check for an earlier crashed run's git settings (%s)", exc)
         self._baseline = git_guard.baseline(self.workspace)
+        with contextlib.suppress(OSError):
+            keep = _baselines_dir(self.workspace) / f"{os.getpid()}-{os.urandom(6).hex()}.json"
+            keep.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            keep.write_text(self._baseline.to_json())
+            self._keep = keep
+
+    def _after_crash(self) -> None:
+        """A sandbox of this folder whose agent died (kill -9, a crash) had no last check: what its tasks planted
+        after their own checks is neutralized now, against that sandbox's baseline, and said on stderr."""
+        from tools import git_guard
+
+        for kept in sorted(_baselines_dir(self.workspace).glob("*.json")):
+            pid = kept.name.partition("-")[0]
+            if pid.isdigit() and (int(pid) == os.getpid() or os.path.exists(f"/proc/{pid}")):
+                continue  # a live sandbox's
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                earlier = git_guard.Baseline.from_json(kept.read_text())
+                for note in git_guard.neutralize(self.workspace, earlier):
+                    _log.warning("%s after a crash of an earlier run here: %s", NOTE, note)
+            kept.unlink(missing_ok=True)
 
     def started(self, pid: int) -> None:
         """The worker (bubblewrap's process, or the worker itself) is running as ``pid``."""
@@ -173,6 +198,9 @@ class SandboxSession:
             self._box.close()
             self._box = None
         self.settle()  # a background job may have written after the last task
+        if self._keep is not None:
+            self._keep.unlink(missing_ok=True)
+            self._keep = None
         if self._mask is not None:
             from tools import git_mask
 
@@ -190,6 +218,14 @@ def _sweep_once() -> None:
     from tools.limits import sweep
 
     sweep()
+
+
+def _baselines_dir(workspace: Path) -> Path:
+    """Where the git baselines of the live sandboxes of ``workspace`` are kept."""
+    import hashlib
+
+    key = hashlib.sha256(os.fsencode(os.path.realpath(workspace))).hexdigest()[:24]
+    return _markers_dir().parent / "git-baselines" / key
 
 
 def _markers_dir() -> Path:
