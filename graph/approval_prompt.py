@@ -7,6 +7,7 @@ Ctrl-D (end of input) runs nothing and rejects nothing: the run pauses as ``awai
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 from rich.console import Console
@@ -20,9 +21,16 @@ class _Paused(Exception):
     """Ctrl-D at the approval prompt: run nothing, pause the thread."""
 
 
+#: Held around every read of stdin (both prompts read it through :func:`_ask_line`), and by the domain question for
+#: its whole exchange, so the y/n/edit prompt and a domain question never read stdin at the same time: an approval
+#: prompt waits for a pending domain question to be answered. Reentrant: the domain question holds it in _ask_line.
+_STDIN_LOCK = threading.RLock()
+
+
 def _ask_line(prompt: str) -> str:
     try:
-        return input(prompt).strip().lower()
+        with _STDIN_LOCK:
+            return input(prompt).strip().lower()
     except EOFError:
         raise _Paused from None
 
@@ -82,15 +90,13 @@ def terminal_approver(progress: Any, err: Console) -> Approver:
 
 def terminal_domain_prompt(progress: Any, err: Console) -> Any:
     """The question the filtering proxy asks about a domain that is not on the allowed list, while a task
-    runs: once / for this thread / no. Without a terminal (or on Ctrl-D): no."""
-    import threading
-
-    lock = threading.Lock()  # one question at a time, whatever the proxy asks concurrently
+    runs: once / for this thread / no. Without a terminal (or on Ctrl-D): no. One question at a time, and never
+    while the approval prompt reads stdin (``_STDIN_LOCK``, held for the whole question)."""
 
     def ask(domain: str) -> str:
         if not sys.stdin.isatty():
             return "no"
-        with lock:
+        with _STDIN_LOCK:
             progress.pause()
             try:
                 err.print(escape(f"The task's code wants to reach {domain}, which is not on the allowed list."))
