@@ -303,13 +303,14 @@ for name, call in (('ptrace', lambda: libc.ptrace(16, 1, 0, 0)),  # PTRACE_ATTAC
                    ('bpf', lambda: libc.syscall(321, 0, 0, 0))):
     ok = call()
     print(name, 'ALLOWED' if ok >= 0 else 'refused', os.strerror(ctypes.get_errno()))
-r = subprocess.run(['unshare', '-Urm', 'id'], capture_output=True, text=True)
-print('unshare', 'ALLOWED' if r.returncode == 0 else 'refused', r.stderr.strip())
+for argv in (['unshare', '-Urm', 'id'], ['unshare', '-U', 'id', '-u']):  # the second worked before (65534)
+    r = subprocess.run(argv, capture_output=True, text=True)
+    print(' '.join(argv), 'ALLOWED' if r.returncode == 0 else 'refused', r.stderr.strip())
 """
     plan: Plan = (("escape", code), ("b", "print(2)"), ("c", "print(3)"))
     output = _run(agent, plan, project)["tasks"][0]["output"]
     assert "ALLOWED" not in output, output
-    assert output.count("refused") == 5, output
+    assert output.count("refused") == 6, output
 
 
 # ------------------------------------------------------------------------------------ 7. resources
