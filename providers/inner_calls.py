@@ -17,7 +17,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.context import _configure_hooks
 from langsmith import tracing_context
 
-from providers.errors import EmptyAnswer
+from providers.errors import EmptyAnswer, failed_generation
 
 # The inner client's call is part of the wrapper's run, not a second chat-model run: no callbacks
 # (LangGraph's ``messages`` stream, usage callbacks, tracers) and no tracing of its own.
@@ -75,3 +75,12 @@ def not_empty(message: AIMessage) -> AIMessage:
 def to_message(chunk: BaseMessage) -> AIMessage:
     data = chunk.model_dump(exclude={"type", "tool_call_chunks"})
     return AIMessage(**data)
+
+
+def refused_answer(exc: BaseException) -> AIMessage | None:
+    """The answer a provider returned inside an error (Groq's 400 ``tool_use_failed``), as a message
+    marked ``tool_use_failed`` in its metadata; None when ``exc`` carries no (non-empty) answer."""
+    text = failed_generation(exc)
+    if text is None or not text.strip():
+        return None
+    return AIMessage(content=text, response_metadata={"tool_use_failed": True})
