@@ -242,7 +242,8 @@ class QuotaAwareChatModel(BaseChatModel):
     def _refused(
         self, call: Call, slot: Slot, exc: BaseException, started: float, model: str | None
     ) -> AIMessage | None:
-        """An error that carries the model's answer (Groq's 400 ``tool_use_failed``): that answer, booked
+        """An error that carries the model's answer (Groq's 400 ``tool_use_failed``, tool-call arguments that
+        are not an object): that answer, booked
         as an answered request that leaves the failure streak as it was, never cached. Any other error:
         booked as the provider's failure, None (the caller tries the next provider)."""
         message = refused_answer(exc)
@@ -256,12 +257,12 @@ class QuotaAwareChatModel(BaseChatModel):
     def reject(self, message: AIMessage) -> None:
         """The caller could not use ``message``: drop it from the response cache, so no retry (of
         this or any process) is served it again. Nodes call this when an answer fails to parse. An
-        unreadable answer returned inside an error (``tool_use_failed``) counts as its provider's failure."""
+        unreadable answer recovered from an error (``tool_use_failed``) counts as its provider's failure."""
         meta = message.response_metadata or {}
         if meta.get("cache_key"):
             self.router.cache.evict(str(meta["cache_key"]))
         provider = str(meta.get("provider", ""))
-        if meta.get("tool_use_failed") and provider in self.router.config.providers:
+        if meta.get("recovered_from") and provider in self.router.config.providers:
             self.router.unreadable(provider)
 
     # -- stream -----------------------------------------------------------------------

@@ -11,11 +11,13 @@ from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import invalid_tool_call
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.context import _configure_hooks
 from langsmith import tracing_context
+from pydantic import ValidationError
 
 from providers.errors import EmptyAnswer, failed_generation
 
@@ -77,10 +79,25 @@ def to_message(chunk: BaseMessage) -> AIMessage:
     return AIMessage(**data)
 
 
+def _malformed_args(exc: BaseException) -> list[str]:
+    """Tool-call arguments that are JSON but not an object (a double-encoded string, a list): LangChain's
+    clients parse them and then fail to build the message (pydantic rejects the args), losing the answer."""
+    if not isinstance(exc, ValidationError) or exc.title != "AIMessage":
+        return []
+    return [value if isinstance(value, str) else json.dumps(value, default=str)
+            for err in exc.errors() if err["loc"][:1] == ("tool_calls",) and err["loc"][-1:] == ("args",)
+            for value in [err.get("input")]]
+
+
 def refused_answer(exc: BaseException) -> AIMessage | None:
-    """The answer a provider returned inside an error (Groq's 400 ``tool_use_failed``), as a message
-    marked ``tool_use_failed`` in its metadata; None when ``exc`` carries no (non-empty) answer."""
+    """The answer a provider returned that its client raised instead of returning: Groq's 400
+    ``tool_use_failed`` (the model's text in ``failed_generation``), or tool-call arguments that are not
+    a JSON object (kept as ``invalid_tool_calls``). The message says which in ``response_metadata``
+    (``recovered_from``); None when ``exc`` carries no answer."""
     text = failed_generation(exc)
-    if text is None or not text.strip():
-        return None
-    return AIMessage(content=text, response_metadata={"tool_use_failed": True})
+    if text is not None and text.strip():
+        return AIMessage(content=text, response_metadata={"recovered_from": "tool_use_failed"})
+    if args := _malformed_args(exc):
+        calls = [invalid_tool_call(name=None, args=a, id=None, error="arguments are not an object") for a in args]
+        return AIMessage(content="", invalid_tool_calls=calls, response_metadata={"recovered_from": "malformed_args"})
+    return None
