@@ -142,7 +142,7 @@ def _merge(payloads: list[Any], schema: type[BaseModel]) -> Any:
 
 
 def _dump(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _names(schema: type[BaseModel]) -> frozenset[str]:
