@@ -141,8 +141,18 @@ def _merge(payloads: list[Any], schema: type[BaseModel]) -> Any:
     return {**extra, key: items}
 
 
+def _holds_list(value: Any) -> bool:
+    """A whole answer (a list, or an object holding one), not a bare item: several of them in the
+    text are an answer and the objects nested in it (``iter_json`` also yields those of a cut-off one)."""
+    return isinstance(value, list) or (isinstance(value, dict) and any(isinstance(v, list) for v in value.values()))
+
+
+def _jsonable(value: Any) -> Any:
+    return sorted(value, key=str) if isinstance(value, set | frozenset) else str(value)
+
+
 def _dump(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_jsonable)
 
 
 def _names(schema: type[BaseModel]) -> frozenset[str]:
@@ -163,10 +173,10 @@ def candidates(message: AIMessage, schema: type[BaseModel]) -> list[str]:
         out.append(text)
         seen: dict[str, Any] = {}
         for value, _ in iter_json(strip_reasoning(text)):
-            seen.setdefault(json.dumps(value, sort_keys=True, default=str), value)
+            seen.setdefault(json.dumps(value, sort_keys=True, default=_jsonable), value)
         values = list(seen.values())
         payloads = _payloads(values, names)
-        if payloads and (len(values) > 1 or payloads != values):
+        if payloads and (payloads != values or (len(values) > 1 and not any(map(_holds_list, values)))):
             out.append(_dump(_merge(payloads, schema)))
     return list(dict.fromkeys(out))
 
