@@ -1,5 +1,6 @@
-"""Ask the LLM for a schema: structured output first, the tolerant text parser second,
-one repair prompt last. Reports which provider answered and whether it was cached."""
+"""Ask the LLM for a schema: forced tool call, every channel of the answer read by one tolerant
+reader (:mod:`nodes.answer_reader`), one repair prompt last. Reports which provider answered and
+whether it was cached."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any, TypeVar
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.config import get_stream_writer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from nodes import prompts
+from nodes.answer_reader import message_text, read_answer
 from nodes.parsing import ParseError
 
 T = TypeVar("T", bound=BaseModel)
@@ -48,13 +50,6 @@ def _emit(payload: dict[str, Any]) -> None:
         get_stream_writer()(payload)
 
 
-def _text(message: AIMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-
-
 def ask(
     llm: BaseChatModel,
     schema: type[T],
@@ -67,7 +62,7 @@ def ask(
     providers: Sequence[str] = (),
     previous_error: str | None = None,
 ) -> T:
-    """One LLM call for ``schema`` (plus one repair call only if nothing parses).
+    """One LLM call for ``schema`` (plus one repair call only if no channel of the answer can be read).
 
     An answer that cannot be used is rejected (:meth:`QuotaAwareChatModel.reject` drops it from
     the response cache), so neither the repair nor a later retry of the node is served it again.
@@ -85,25 +80,20 @@ def ask(
         runnable = llm.bind(**routing)
     message: AIMessage = runnable.invoke(messages)
     asked.record(message, purpose)
-    for call in message.tool_calls or []:
-        try:
-            return schema.model_validate(call["args"])
-        except ValidationError:
-            continue
-    text = _text(message)
+    text = message_text(message)
     try:
-        return parse(text)
+        return read_answer(message, schema, parse)
     except ParseError as first_error:
         reject(message)
         repair = [
             *messages,
-            message if text else AIMessage(content=str(message.tool_calls)),
+            message if text else AIMessage(content=str(message.tool_calls or message.invalid_tool_calls)),
             HumanMessage(content=prompts.repair(schema, str(first_error))),
         ]
         fixed: AIMessage = llm.bind(**routing).invoke(repair)
         asked.record(fixed, f"{purpose} (repair)")
         try:
-            return parse(_text(fixed))
+            return read_answer(fixed, schema, parse)
         except ParseError:
             reject(fixed)
             raise

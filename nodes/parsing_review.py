@@ -57,7 +57,8 @@ _BLANKET = re.compile(
 )
 _DECISIONS: dict[str, Decision] = {
     "continue": "continue", "proceed": "continue", "replan": "replan", "re-plan": "replan",
-    "finish": "finish", "finished": "finish", "complete": "finish", "stop": "finish",
+    "finish": "finish", "finished": "finish", "complete": "finish", "stop": "finish", "done": "finish",
+    "completed": "finish", "end": "finish", "next": "continue", "go on": "continue", "re_plan": "replan",
 }  # fmt: skip
 _VERDICT_LINE = re.compile(rf"{_PREFIX}{_TASK_N}(?:[ \t]*\([^)\n]*\))?(?P<rest>.*)$", re.I)
 _REST_RE = re.compile(
@@ -196,7 +197,7 @@ def parse_review(text: str, task_ids: Sequence[int]) -> Review:
     else:
         entries, decision = parsed
     lone = task_ids[0] if len(set(task_ids)) == 1 else None
-    entries = _by_position(entries, task_ids) if lone is None else entries
+    entries = _by_position(entries, task_ids)  # a lone task's verdict under another id is its verdict too
     verdicts: dict[int, Verdict] = {}
     for tid, word, hint in entries:
         tid = lone if tid is None else tid

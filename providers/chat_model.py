@@ -28,7 +28,7 @@ from pydantic import ConfigDict, Field, model_validator
 from config import load_config, load_env_files, resolve_home
 from providers.backends import resolve_database_url
 from providers.cache import cache_key
-from providers.inner_calls import INNER, as_chunk, has_answer, not_empty, to_message, untraced
+from providers.inner_calls import INNER, as_chunk, has_answer, not_empty, refused_answer, to_message, untraced
 from providers.quota import Slot
 from providers.registry import call_kwargs, last_response_headers
 from providers.router import Call, Router
@@ -199,8 +199,10 @@ class QuotaAwareChatModel(BaseChatModel):
                 with untraced():
                     message = not_empty(client.invoke(messages, INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
-                self._failed(call, slot, exc, started)
-                continue
+                refused = self._refused(call, slot, exc, started, kwargs.get("model"))
+                if refused is None:
+                    continue
+                return ChatResult(generations=[ChatGeneration(message=refused)])
             message = self._finish(slot, message, key, kwargs.get("model"))
             self.router.succeeded(call, slot, message, started, key)
             return ChatResult(generations=[ChatGeneration(message=message)])
@@ -226,8 +228,10 @@ class QuotaAwareChatModel(BaseChatModel):
                 with untraced():
                     message = not_empty(await client.ainvoke(messages, INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
-                await asyncio.to_thread(self._failed, call, slot, exc, started)
-                continue
+                refused = await asyncio.to_thread(self._refused, call, slot, exc, started, kwargs.get("model"))
+                if refused is None:
+                    continue
+                return ChatResult(generations=[ChatGeneration(message=refused)])
             message = self._finish(slot, message, key, kwargs.get("model"))
             await asyncio.to_thread(self.router.succeeded, call, slot, message, started, key)
             return ChatResult(generations=[ChatGeneration(message=message)])
@@ -235,12 +239,31 @@ class QuotaAwareChatModel(BaseChatModel):
     def _failed(self, call: Call, slot: Slot, exc: BaseException, started: float) -> None:
         self.router.failed(call, slot, exc, started)
 
+    def _refused(
+        self, call: Call, slot: Slot, exc: BaseException, started: float, model: str | None
+    ) -> AIMessage | None:
+        """An error that carries the model's answer (Groq's 400 ``tool_use_failed``, tool-call arguments that
+        are not an object): that answer, booked
+        as an answered request that leaves the failure streak as it was, never cached. Any other error:
+        booked as the provider's failure, None (the caller tries the next provider)."""
+        message = refused_answer(exc)
+        if message is None:
+            self._failed(call, slot, exc, started)
+            return None
+        message = self._finish(slot, message, None, model)
+        self.router.succeeded(call, slot, message, started, None, reset_streak=False)
+        return message
+
     def reject(self, message: AIMessage) -> None:
         """The caller could not use ``message``: drop it from the response cache, so no retry (of
-        this or any process) is served it again. Nodes call this when an answer fails to parse."""
-        key = (message.response_metadata or {}).get("cache_key")
-        if key:
-            self.router.cache.evict(str(key))
+        this or any process) is served it again. Nodes call this when an answer fails to parse. An
+        unreadable answer recovered from an error (``tool_use_failed``) counts as its provider's failure."""
+        meta = message.response_metadata or {}
+        if meta.get("cache_key"):
+            self.router.cache.evict(str(meta["cache_key"]))
+        provider = str(meta.get("provider", ""))
+        if meta.get("recovered_from") and provider in self.router.config.providers:
+            self.router.unreadable(provider)
 
     # -- stream -----------------------------------------------------------------------
     def _stream(
@@ -267,8 +290,11 @@ class QuotaAwareChatModel(BaseChatModel):
             except StopIteration:
                 first = AIMessageChunk(content="")
             except Exception as exc:
-                self._failed(call, slot, exc, started)
-                continue
+                refused = self._refused(call, slot, exc, started, kwargs.get("model"))
+                if refused is None:
+                    continue
+                yield as_chunk(refused)
+                return
             total = first
             yield as_chunk(first, self._meta(slot, kwargs.get("model")))
             for chunk in stream:
@@ -303,8 +329,11 @@ class QuotaAwareChatModel(BaseChatModel):
             except StopAsyncIteration:
                 first = AIMessageChunk(content="")
             except Exception as exc:
-                await asyncio.to_thread(self._failed, call, slot, exc, started)
-                continue
+                refused = await asyncio.to_thread(self._refused, call, slot, exc, started, kwargs.get("model"))
+                if refused is None:
+                    continue
+                yield as_chunk(refused)
+                return
             total = first
             yield as_chunk(first, self._meta(slot, kwargs.get("model")))
             async for chunk in stream:

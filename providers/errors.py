@@ -147,6 +147,24 @@ def _body_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
+def failed_generation(exc: BaseException) -> str | None:
+    """The model's answer inside a 400 ``tool_use_failed`` (Groq: the model wrote a tool call the
+    provider could not parse or validate against the schema, and returned it as ``failed_generation``).
+    That is an answer to read, not a failure of the provider. None for every other error."""
+    for err in _chain(exc):
+        body: Any = getattr(err, "body", None)
+        if isinstance(body, str | bytes):
+            try:
+                body = json.loads(body)
+            except ValueError:
+                continue
+        inner = body.get("error", body) if isinstance(body, dict) else None
+        if isinstance(inner, dict) and inner.get("code") == "tool_use_failed":
+            text = inner.get("failed_generation")
+            return text if isinstance(text, str) else None
+    return None
+
+
 def classify(exc: BaseException) -> ErrorInfo:
     """What went wrong, by status code first, then by exception name."""
     chain = _chain(exc)

@@ -11,13 +11,15 @@ from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import invalid_tool_call
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.context import _configure_hooks
 from langsmith import tracing_context
+from pydantic import ValidationError
 
-from providers.errors import EmptyAnswer
+from providers.errors import EmptyAnswer, failed_generation
 
 # The inner client's call is part of the wrapper's run, not a second chat-model run: no callbacks
 # (LangGraph's ``messages`` stream, usage callbacks, tracers) and no tracing of its own.
@@ -75,3 +77,27 @@ def not_empty(message: AIMessage) -> AIMessage:
 def to_message(chunk: BaseMessage) -> AIMessage:
     data = chunk.model_dump(exclude={"type", "tool_call_chunks"})
     return AIMessage(**data)
+
+
+def _malformed_args(exc: BaseException) -> list[str]:
+    """Tool-call arguments that are JSON but not an object (a double-encoded string, a list): LangChain's
+    clients parse them and then fail to build the message (pydantic rejects the args), losing the answer."""
+    if not isinstance(exc, ValidationError) or exc.title != "AIMessage":
+        return []
+    return [value if isinstance(value, str) else json.dumps(value, default=str)
+            for err in exc.errors() if err["loc"][:1] == ("tool_calls",) and err["loc"][-1:] == ("args",)
+            for value in [err.get("input")]]
+
+
+def refused_answer(exc: BaseException) -> AIMessage | None:
+    """The answer a provider returned that its client raised instead of returning: Groq's 400
+    ``tool_use_failed`` (the model's text in ``failed_generation``), or tool-call arguments that are not
+    a JSON object (kept as ``invalid_tool_calls``). The message says which in ``response_metadata``
+    (``recovered_from``); None when ``exc`` carries no answer."""
+    text = failed_generation(exc)
+    if text is not None and text.strip():
+        return AIMessage(content=text, response_metadata={"recovered_from": "tool_use_failed"})
+    if args := _malformed_args(exc):
+        calls = [invalid_tool_call(name=None, args=a, id=None, error="arguments are not an object") for a in args]
+        return AIMessage(content="", invalid_tool_calls=calls, response_metadata={"recovered_from": "malformed_args"})
+    return None

@@ -150,11 +150,16 @@ class Router:
         return self.quota.sent(slot, time.time())
 
     # -- outcomes --------------------------------------------------------------
-    def succeeded(self, call: Call, slot: Slot, message: AIMessage, started: float, cache_key: str | None) -> None:
+    def succeeded(
+        self, call: Call, slot: Slot, message: AIMessage, started: float, cache_key: str | None, *,
+        reset_streak: bool = True,
+    ) -> None:
+        """Book an answered request; ``reset_streak=False`` (an answer returned inside an error, Groq's
+        ``tool_use_failed``) leaves the provider's failure streak as it was."""
         now = time.time()
         usage: Mapping[str, Any] = message.usage_metadata or {}
         tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
-        self.quota.settle(slot, tokens_in + tokens_out or self._estimate(call, slot.provider), now)
+        self.quota.settle(slot, tokens_in + tokens_out or self._estimate(call, slot.provider), now, ok=reset_streak)
         self.usage.log(
             UsageEvent(
                 slot.provider,
@@ -209,6 +214,11 @@ class Router:
             now,
         )
         return info
+
+    def unreadable(self, provider: str) -> None:
+        """An answer returned inside an error (``tool_use_failed``) could not be read: a failure after all."""
+        fb = self.config.limits.fallback
+        self.quota.record_failure(provider, time.time(), fb.failure_threshold, fb.failure_cooldown_seconds)
 
     def served_from_cache(self, call: Call, message: AIMessage) -> None:
         meta = message.response_metadata

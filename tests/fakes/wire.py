@@ -142,7 +142,7 @@ class Request:
 # --------------------------------------------------------------------------- replies
 
 Action = Literal[
-    "text", "tool_call", "structured", "rate_limit", "error", "auth", "garbage", "hang", "raw"
+    "text", "tool_call", "tool_calls", "structured", "rate_limit", "error", "auth", "garbage", "hang", "raw"
 ]
 
 
@@ -164,6 +164,8 @@ class Reply:
     content_type: str | None = None
     seconds: float = 0.0
     then: Reply | None = None
+    calls: tuple[tuple[str, str], ...] = ()  # tool_calls: (name, raw arguments text) each
+
 
     # -- constructors -------------------------------------------------------------
     @classmethod
@@ -218,6 +220,16 @@ class Reply:
             completion_tokens=completion_tokens,
             headers=headers,
         )
+
+    @classmethod
+    def tool_calls(
+        cls, calls: list[tuple[str, str]], *, content: str = "", prompt_tokens: int = 10, completion_tokens: int = 5
+    ) -> Reply:
+        """Several tool calls (and ``content`` text beside them), each ``(name, arguments)`` with the
+        arguments sent as written: not JSON, double-encoded, Python literals (OpenAI wire). Gemini's
+        wire carries arguments as objects, so there they must be a JSON object."""
+        return cls("tool_calls", content=content, calls=tuple(calls), prompt_tokens=prompt_tokens,
+                   completion_tokens=completion_tokens)
 
     @classmethod
     def structured(
@@ -315,6 +327,7 @@ class Reply:
 text = Reply.text
 json_content = Reply.json_content
 tool_call = Reply.tool_call
+tool_calls = Reply.tool_calls
 structured = Reply.structured
 rate_limit = Reply.rate_limit
 error = Reply.error

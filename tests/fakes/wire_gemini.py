@@ -7,6 +7,7 @@ QuotaFailure / RetryInfo details); answers are ``generateContent`` JSON or
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -133,13 +134,15 @@ def render_gemini(reply: Reply, req: Request, headers: dict[str, str], default_m
         }
 
     part_lists: list[list[dict[str, Any]]]
-    if reply.action == "tool_call":
-        call = {"name": reply.tool_name, "args": reply.args or {}}
-        part_lists = [[{"functionCall": call}]]
+    calls = [(reply.tool_name, reply.args or {})] if reply.action == "tool_call" else [
+        (name, json.loads(args)) for name, args in reply.calls]
+    if calls:
+        text = [{"text": reply.content}] if reply.content else []
+        part_lists = [[*text, *({"functionCall": {"name": name, "args": args}} for name, args in calls)]]
     else:
         part_lists = [[{"text": piece}] for piece in split_text(reply.content)]
     if not req.stream:
-        parts = part_lists[0] if reply.action == "tool_call" else [{"text": reply.content}]
+        parts = part_lists[0] if calls else [{"text": reply.content}]
         return json_body(200, response(parts, c, True), headers)
     events = []
     n = len(part_lists)

@@ -69,18 +69,15 @@ def render_openai(reply: Reply, req: Request, headers: dict[str, str], default_m
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
     }
     groq = "/openai/v1/" in req.path
-    call_id = f"call_{uuid.uuid4().hex[:20]}"
-    finish = "tool_calls" if reply.action == "tool_call" else "stop"
-    arguments = json.dumps(reply.args or {})
+    calls = [(reply.tool_name, json.dumps(reply.args or {}))] if reply.action == "tool_call" else list(reply.calls)
+    call_ids = [f"call_{uuid.uuid4().hex[:20]}" for _ in calls]
+    finish = "tool_calls" if calls else "stop"
     if not req.stream:
-        message: dict[str, Any] = {"role": "assistant", "content": None}
-        if reply.action == "tool_call":
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content or None}
+        if calls:
             message["tool_calls"] = [
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": reply.tool_name, "arguments": arguments},
-                }
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                for call_id, (name, arguments) in zip(call_ids, calls, strict=True)
             ]
         else:
             message["content"] = reply.content
@@ -117,27 +114,14 @@ def render_openai(reply: Reply, req: Request, headers: dict[str, str], default_m
         return c
 
     chunks: list[dict[str, Any]] = []
-    if reply.action == "tool_call":
-        chunks.append(
-            chunk(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "index": 0,
-                            "id": call_id,
-                            "type": "function",
-                            "function": {"name": reply.tool_name, "arguments": ""},
-                        }
-                    ],
-                }
-            )
-        )
-        for piece in split_text(arguments):
-            chunks.append(
-                chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-            )
+    if calls:
+        if reply.content:
+            chunks.append(chunk({"role": "assistant", "content": reply.content}))
+        for index, (call_id, (name, arguments)) in enumerate(zip(call_ids, calls, strict=True)):
+            head = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            chunks.append(chunk({"role": "assistant", "content": None, "tool_calls": [head]}))
+            for piece in split_text(arguments):
+                chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
     else:
         chunks.append(chunk({"role": "assistant", "content": ""}))
         for piece in split_text(reply.content):

@@ -60,7 +60,7 @@ class Renderer:
                     completion_tokens=reply.completion_tokens,
                     headers=reply.headers,
                 )
-        if reply.action not in ("text", "tool_call"):
+        if reply.action not in ("text", "tool_call", "tool_calls"):
             raise ValueError(f"cannot render {reply.action!r}")
         if self.kind == "gemini":
             return render_gemini(reply, req, headers, self.default_model)
