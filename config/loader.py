@@ -13,7 +13,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from config.errors import ConfigError
 
@@ -43,6 +43,10 @@ class ProviderConfig(_Strict):
 class RoutingConfig(_Strict):
     priority: list[str] = Field(default_factory=list)
     task_types: dict[str, str] = Field(default_factory=dict)
+    # Prefer the provider whose answers were usable at once most often for the purpose (providers/answers.py).
+    learn: StrictBool = True
+    min_samples: int = Field(default=5, ge=1)  # grades before a provider's rate counts
+    explore_every: int = Field(default=25, ge=2)  # every n-th ask of a purpose tries the least recently graded
 
 
 class ProvidersFile(_Strict):

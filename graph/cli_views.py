@@ -99,6 +99,12 @@ def _bar(used: int, limit: int | None) -> Any:
 
 
 
+def _rates(answers: dict[str, dict[str, Any]]) -> str:
+    """``plan 90% (9/10)`` per purpose: the usable-at-once share of the last graded answers."""
+    return "\n".join(f"{escape(purpose)} {round(100 * (g['rate'] or 0))}% ({g['usable']}/"
+                     f"{g['usable'] + g['repaired'] + g['unusable']})" for purpose, g in answers.items())
+
+
 def cmd_usage(args: argparse.Namespace) -> int:
     from providers.report import daily_requests, plot_daily_requests, usage_report
 
@@ -113,7 +119,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    table = Table("provider", "minute", "day", "month", "cooldown", "recommendation")
+    table = Table("provider", "minute", "day", "month", "cooldown", "recommendation", "usable at once")
     now = datetime.now(UTC)
     for name, row in report["providers"].items():
         lim = row["limits"]
@@ -124,7 +130,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
         state = "" if row["has_key"] else " [dim](no key)[/dim]" if row["enabled"] else " [dim](disabled)[/dim]"
         table.add_row(escape(name) + state, _bar(row["requests_minute"], lim.get("requests_per_minute")),
                       _bar(row["requests_day"], lim.get("requests_per_day")),
-                      _bar(row["requests_month"], lim.get("requests_per_month")), cooldown, row["recommendation"])
+                      _bar(row["requests_month"], lim.get("requests_per_month")), cooldown, row["recommendation"],
+                      _rates(row["answers"]))
     out.print(table)
     if args.plot:
         err.print(f"wrote {args.plot}")

@@ -24,9 +24,11 @@ from providers.db import DAMAGED, MIGRATIONS, Database, StateFileError, state_er
 
 # The tables every schema version has, and those of the current one (migration 2 replaced ``requests``).
 AGENT_TABLES = ("cooldowns", "response_cache", "usage_log")
-CURRENT_AGENT_TABLES = (*AGENT_TABLES, "quota_slots", "quota_periods", "quota_backlog", "usage_daily")
+CURRENT_AGENT_TABLES = (*AGENT_TABLES, "quota_slots", "quota_periods", "quota_backlog", "usage_daily",
+                        "answer_grades", "answer_asks")
 # The cache is only a saving: rebuilt as it is used.
-SALVAGED_AGENT_TABLES = ("quota_slots", "quota_periods", "quota_backlog", "cooldowns", "usage_log", "usage_daily")
+SALVAGED_AGENT_TABLES = ("quota_slots", "quota_periods", "quota_backlog", "cooldowns", "usage_log", "usage_daily",
+                         "answer_grades", "answer_asks")
 CHECKPOINT_TABLES = ("checkpoints", "writes")
 
 

@@ -69,11 +69,13 @@ def ask(
     ``previous_error`` (why the node's last try failed) is added to the request, so a retry is a
     different question and the model has a reason to answer differently.
     """
-    routing: dict[str, Any] = {"task_type": task_type, **({"providers": list(providers)} if providers else {})}
+    routing: dict[str, Any] = {"task_type": task_type, "purpose": purpose,
+                               **({"providers": list(providers)} if providers else {})}
     if previous_error:  # appended to the question itself, which stays the last message
         last = messages[-1]
         messages = [*messages[:-1], HumanMessage(content=f"{last.content}\n\n{prompts.retry_note(previous_error)}")]
     reject = getattr(llm, "reject", None) or (lambda message: None)
+    grade = getattr(llm, "grade", None) or (lambda message, purpose, outcome: None)  # routing learns from it
     try:
         runnable: Any = llm.bind_tools([schema], tool_choice="any").bind(**routing)
     except NotImplementedError:
@@ -82,7 +84,9 @@ def ask(
     asked.record(message, purpose)
     text = message_text(message)
     try:
-        return read_answer(message, schema, parse)
+        got = read_answer(message, schema, parse)
+        grade(message, purpose, "usable")
+        return got
     except ParseError as first_error:
         reject(message)
         repair = [
@@ -93,7 +97,10 @@ def ask(
         fixed: AIMessage = llm.bind(**routing).invoke(repair)
         asked.record(fixed, f"{purpose} (repair)")
         try:
-            return read_answer(fixed, schema, parse)
+            repaired = read_answer(fixed, schema, parse)
         except ParseError:
             reject(fixed)
+            grade(message, purpose, "unusable")
             raise
+        grade(message, purpose, "repaired")
+        return repaired

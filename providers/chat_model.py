@@ -26,6 +26,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
 from config import load_config, load_env_files, resolve_home
+from providers.answers import Outcome
 from providers.backends import resolve_database_url
 from providers.cache import cache_key
 from providers.inner_calls import INNER, as_chunk, has_answer, not_empty, refused_answer, to_message, untraced
@@ -33,7 +34,7 @@ from providers.quota import Slot
 from providers.registry import call_kwargs, last_response_headers
 from providers.router import Call, Router
 
-_CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers")
+_CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers", "purpose")
 _STANDARD = ("temperature", "max_tokens", "timeout")
 _Client = Runnable[LanguageModelInput, Any]
 
@@ -115,6 +116,7 @@ class QuotaAwareChatModel(BaseChatModel):
             task_type=control.get("task_type") or self.default_task_type,
             est_chars=sum(len(str(m.content)) for m in messages),
             preferred=tuple(control.get("providers") or self.preferred),
+            purpose=str(control.get("purpose") or ""),
         )
         generation = {k: kwargs.pop(k) if k in kwargs else getattr(self, k) for k in _STANDARD}
         stop = stop if stop is not None else self.stop
@@ -264,6 +266,13 @@ class QuotaAwareChatModel(BaseChatModel):
         provider = str(meta.get("provider", ""))
         if meta.get("recovered_from") and provider in self.router.config.providers:
             self.router.unreadable(provider)
+
+    def grade(self, message: AIMessage, purpose: str, outcome: Outcome) -> None:
+        """How usable ``message`` was for ``purpose`` (usable at once, repaired, unusable): routing learns
+        from it (``routing.learn``) and ``usage`` shows it. A cached answer is not graded again."""
+        meta = message.response_metadata or {}
+        if not meta.get("cached") and meta.get("provider"):
+            self.router.grade(str(meta["provider"]), purpose, outcome)
 
     # -- stream -----------------------------------------------------------------------
     def _stream(

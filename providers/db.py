@@ -152,6 +152,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, provider, model, task_type, outcome, cached)
     ) WITHOUT ROWID;
     """,
+    # 3: how usable each provider's answers are per purpose (providers/answers.py): the last grades per
+    # provider × purpose (usable at once | repaired | unusable), and the answers graded per purpose.
+    """
+    CREATE TABLE answer_grades (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        provider TEXT NOT NULL,
+        purpose TEXT NOT NULL,         -- plan | code | reflect (the node's)
+        outcome TEXT NOT NULL          -- usable | repaired | unusable
+    );
+    CREATE INDEX answer_grades_purpose_provider ON answer_grades(purpose, provider, id);
+    CREATE TABLE answer_asks (
+        purpose TEXT PRIMARY KEY,
+        asks INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 

@@ -113,6 +113,21 @@ MIGRATIONS: tuple[str, ...] = (
         updated DOUBLE PRECISION NOT NULL
     );
     """,
+    # 3: the answer grades (SQLite's migration 3, providers/answers.py).
+    """
+    CREATE TABLE answer_grades (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        provider TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX answer_grades_purpose_provider ON answer_grades(purpose, provider, id);
+    CREATE TABLE answer_asks (
+        purpose TEXT PRIMARY KEY,
+        asks BIGINT NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 

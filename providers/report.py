@@ -12,9 +12,10 @@ from providers.router import Call, Router
 
 
 def usage_report(router: Router, now: float | None = None) -> dict[str, Any]:
-    """``usage --json``: counts, limits, cooldown and recommendation per configured provider."""
+    """``usage --json``: counts, limits, cooldown, recommendation and answer grades per configured provider."""
     now = now or time.time()
     out: dict[str, Any] = {}
+    answers = router.answers.grades()
     for name in router.config.providers:
         counts = router.quota.counts(name, now)
         until, reason = router.quota.cooldown_until(name)
@@ -31,6 +32,8 @@ def usage_report(router: Router, now: float | None = None) -> dict[str, Any]:
             "recommendation": router.optimizer.recommend(name, now),
             "enabled": router.config.providers[name].enabled,
             "has_key": name in router.keys,
+            # the last graded answers per purpose: usable at once, after a repair, not at all; rate = usable share
+            "answers": {purpose: grades.to_json() for purpose, grades in answers.get(name, {}).items()},
         }
     return {"providers": out}
 

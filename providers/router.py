@@ -22,6 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from config import AppConfig
+from providers.answers import AnswerLog, Outcome, learned_order
 from providers.backends import StateDatabase, open_state
 from providers.cache import ResponseCache
 from providers.errors import (
@@ -48,6 +49,7 @@ class Call:
     task_type: str
     est_chars: int
     preferred: tuple[str, ...] = ()
+    purpose: str = ""  # the node's (plan, code, reflect): what routing learns per
     excluded: set[str] = field(default_factory=set)  # failed for this call: don't retry it
     attempts: int = 0
     errors: dict[str, str] = field(default_factory=dict)
@@ -64,6 +66,7 @@ class Router:
         self.cache = ResponseCache(self.db, opt.cache_ttl_hours * 3600, opt.enable_caching)
         self.usage = UsageTracker(self.db, config)
         self.optimizer = AutoOptimizer(config, self.quota)
+        self.answers = AnswerLog(self.db)
         self.disabled: dict[str, str] = {}  # provider -> why (401/403), for this process
         self._clients: dict[str, BaseChatModel] = {}  # by name, or name@timeout
         self._lock = threading.Lock()
@@ -93,10 +96,14 @@ class Router:
         return next((n for n in order if n in self.keys and n not in self.disabled), None)
 
     # -- selection -------------------------------------------------------------
-    def candidates(self, task_type: str, preferred: Sequence[str] = (), now: float | None = None) -> list[str]:
+    def candidates(self, task_type: str, preferred: Sequence[str] = (), now: float | None = None,
+                   purpose: str = "") -> list[str]:
+        """The providers to try, in order: asked for by name, pinned for the task type, then the rest by
+        their usable-at-once rate for ``purpose`` (``routing.learn``), else as configured; those near
+        their quota's safety margin (and the emergency and local ones) last."""
         routing = self.config.routing
-        first = [*preferred, routing.task_types.get(task_type, "")]
-        order = [*first, *routing.priority, *self.config.providers]
+        pinned = routing.task_types.get(task_type, "")
+        order = [*preferred, pinned, *routing.priority, *self.config.providers]
         seen: list[str] = []
         for name in order:
             if name and name not in seen and name in self.keys and name not in self.disabled:
@@ -104,7 +111,25 @@ class Router:
                     continue
                 seen.append(name)
         chosen = [n for n in seen if n in preferred]  # asked for by name: first, in the order given
-        return chosen + self.optimizer.order([n for n in seen if n not in chosen], now or time.time())
+        rest = [n for n in seen if n not in chosen]
+        if routing.learn and purpose:
+            head = [n for n in rest if n == pinned]
+            rest = head + self.learned(purpose, [n for n in rest if n != pinned])
+        return chosen + self.optimizer.order(rest, now or time.time())
+
+    def learned(self, purpose: str, names: Sequence[str]) -> list[str]:
+        """``names`` by their usable-at-once rate for ``purpose`` (providers/answers.py)."""
+        if len(names) < 2:
+            return list(names)
+        routing = self.config.routing
+        explore = self.answers.asks(purpose) % routing.explore_every == routing.explore_every - 1
+        return learned_order(names, self.answers.for_purpose(purpose), min_samples=routing.min_samples,
+                             explore=explore)
+
+    def grade(self, provider: str, purpose: str, outcome: Outcome) -> None:
+        """Book how usable ``provider``'s answer for ``purpose`` was (a provider this config does not know: ignored)."""
+        if provider in self.config.providers and purpose:
+            self.answers.grade(provider, purpose, outcome, time.time())
 
     def _estimate(self, call: Call, name: str) -> int:
         return call.est_chars // 4 + self.config.providers[name].max_tokens // 4
@@ -124,7 +149,8 @@ class Router:
 
         The candidates' clients are built first (``timeout``: the call's), so the slot's time is
         when the request can really go out; :meth:`sending` records when it does."""
-        names = [n for n in self.candidates(call.task_type, call.preferred) if n not in call.excluded]
+        names = [n for n in self.candidates(call.task_type, call.preferred, purpose=call.purpose)
+                 if n not in call.excluded]
         self.warm(names, timeout)
         now = time.time()
         limit = 2 * len(self.config.providers) + 2
