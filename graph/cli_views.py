@@ -50,6 +50,7 @@ def cmd_threads(args: argparse.Namespace) -> int:
 _APPROVAL_TEXT = {"user": "approved by you", "edited": "edited and approved by you", "auto": "approved by --yes",
                   "rejected": "rejected by you", "blocked": "blocked by the safety check", "no code": "no code"}
 _RAN_WITH_APPROVAL = ("user", "edited", "auto")
+_UNJUDGED = "(judged by its exit status: no readable verdict)"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -78,6 +79,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         title = (f"Task {t['id']} [{t.get('status')}] {t.get('description', '')} "
                  f"(runs: {t.get('attempts', 0)}, {approval})")
         out.rule(escape(title))
+        if t.get("unjudged"):  # reflect read no verdict for it in any channel of the judge's answer
+            out.print(_UNJUDGED, markup=False, style="yellow")
         if t.get("code"):
             out.print(Syntax(t["code"], "bash" if t.get("language") == "shell" else "python"))
         if t.get("output"):

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from nodes.json_text import extract_json, iter_json
 from nodes.parsing import ParseError, strip_reasoning
+from nodes.schemas import Review
 
 __all__ = ["candidates", "message_text", "read_answer"]
 
@@ -192,14 +193,29 @@ def read_answer(message: AIMessage, schema: type[T], parse: Callable[[str], T]) 
     the first channel's :class:`ParseError` when none holds anything usable."""
     best: T | None = None
     first_error: ParseError | None = None
+    read: list[T] = []
     for text in candidates(message, schema):
         try:
             result = parse(text)
         except ParseError as exc:
             first_error = first_error or exc
             continue
+        read.append(result)
         if best is None or _coverage(result) > _coverage(best):
             best = result
     if best is not None:
-        return best
+        return _with_verdicts_from(best, read) if schema is Review else best
     raise first_error or ParseError(f"a {schema.__name__} answer", message_text(message))
+
+
+def _with_verdicts_from(best: T, read: list[T]) -> T:
+    """``best`` plus the verdicts only other channels hold (the tool call judged tasks 1 and 2, the
+    text task 3): a task is judged by its exit status only when no channel has a verdict for it."""
+    verdicts = list(getattr(best, "verdicts", []))
+    seen = {v.task_id for v in verdicts}
+    for other in read:
+        for verdict in getattr(other, "verdicts", []):
+            if verdict.task_id not in seen:
+                verdicts.append(verdict)
+                seen.add(verdict.task_id)
+    return best.model_copy(update={"verdicts": verdicts}) if len(verdicts) > _coverage(best) else best

@@ -27,6 +27,8 @@ from nodes.parsing import ParseError, parse_code_batch
 from nodes.schemas import CodeBatch
 from providers.errors import AllProvidersExhausted
 
+NO_CODE = "the model wrote no code for this task"  # a task's error; finalize fails a run left with one
+
 
 def write_code(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
     tasks = state.get("tasks", [])
@@ -82,7 +84,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                     "attempts": attempts,
                     "approved": False,
                     "output": "",
-                    "error": "the model wrote no code for this task",
+                    "error": NO_CODE,
                 }
             ]
         }

@@ -9,6 +9,7 @@ from langchain_core.runnables import RunnableConfig
 from graph.deps import Deps
 from graph.state import State, Task
 from nodes.common import thread_id
+from nodes.execute import NO_CODE
 
 _MARK = {"done": "✔", "failed": "✘", "skipped": "–", "pending": "·", "running": "·"}
 
@@ -22,8 +23,10 @@ def _first_line(text: str, limit: int = 160) -> str:
 def finalize(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
     deps.release(thread_id(config))  # back to the pool, warm, for the next thread with the same workdir
     deps.journal().clear(thread_id(config))  # the run is over: no task of it is in flight
+    # A task left over after the model wrote no code for it failed (the run then fails too): a run
+    # never reports "completed" while a planned task was skipped for want of code.
     leftovers: list[Task] = [
-        {"id": t["id"], "status": "skipped"}
+        {"id": t["id"], "status": "failed" if t.get("error") == NO_CODE else "skipped"}
         for t in state.get("tasks", [])
         if t.get("status") in ("pending", "running")
     ]

@@ -5,11 +5,14 @@ here, verdicts in :mod:`nodes.parsing_review`, the helpers shared by both here."
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 import textwrap
 from collections.abc import Sequence
 from typing import Any, Literal
+
+import yaml
 
 from nodes.json_text import FENCE, extract_json, iter_json
 from nodes.schemas import CodeBatch, CodeItem, Plan
@@ -31,11 +34,14 @@ class ParseError(ValueError):
 
 # --------------------------------------------------------------------------------- helpers
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.S | re.I)
+_LONE_CLOSE = re.compile(r"^.*</(?:think|thinking|reasoning)>", re.S | re.I)
 
 
 def strip_reasoning(text: str) -> str:
-    """The answer without ``<think>…</think>`` blocks (Qwen, DeepSeek R1 and other thinking models)."""
-    return _THINK.sub("", text).strip()
+    """The answer without ``<think>…</think>`` blocks (Qwen, DeepSeek R1 and other thinking models),
+    and without everything before a lone closing ``</think>`` (R1 distills through Ollama drop the
+    opening tag): that reasoning is never read as code or verdicts."""
+    return _LONE_CLOSE.sub("", _THINK.sub("", text)).strip()
 
 
 _PREFIX = (  # indent, "| " (table), "### ", "**", then a bullet or "1." / "1)" / "(1)"
@@ -209,6 +215,8 @@ _SHELL_RE = re.compile(
     r"(?=\s|$)(?!\s*(?:=|\(|\[|\.|:|[+\-*/%]=))"
 )
 _COMMENT_ID = re.compile(rf"\s*(?:#|//)\s*{_TASK_N}\b", re.I)
+# "# Task 2", "# --- Task 2 ---", "// Task 3:", "## Step 1" as a whole line inside a fence
+_MARKER_LINE = re.compile(r"^[ \t]*(?:#+|//+|--)[ \t#/*=\-]*(?:task|step)[ \t]*#?[ \t]*(\d+)\b.*$", re.I | re.M)
 _HEADING_RE = re.compile(rf"{_PREFIX}(?:(?:\*\*|__)?[\w' ]{{0,30}}?\bfor[ \t]+)?{_TASK_N}\b", re.I | re.M)
 
 
@@ -243,6 +251,9 @@ def _markdown_code(text: str, task_ids: Sequence[int]) -> list[Entry]:
     entries: list[Entry] = []
     for f in fences:
         if not f["lang"] or f["lang"].lower() in _LANGS:
+            if parts := _split_by_markers(f["body"]):
+                entries += [(tid, f["lang"], code) for tid, code in parts]
+                continue
             owner = next((n for pos, n in reversed(headings) if pos < f.start()), None)
             if owner is None and (c := _COMMENT_ID.match(f["body"])):
                 owner = int(c["n"])
@@ -251,6 +262,61 @@ def _markdown_code(text: str, task_ids: Sequence[int]) -> list[Entry]:
         lone = [(task_ids[0], lang, code) for tid, lang, code in entries if tid is None]
         entries += lone[:1]  # the first unheaded fence
     return entries
+
+
+_TAG = re.compile(r"<(?P<tag>task|code|script|item|verdict|result)\b(?P<attrs>[^>]*)>(?P<body>.*?)</(?P=tag)\s*>",
+                  re.I | re.S)
+_ATTR = re.compile(r"""(?P<key>[\w-]+)\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s>]+))""")
+_YAML_START = re.compile(r"^(?:items|tasks|code_items|verdicts)\s*:\s*$|^-\s+task_id\s*:", re.I | re.M)
+
+
+def tagged(text: str) -> list[tuple[dict[str, str], str]]:
+    """``<task id="1">…</task>``, ``<code task="2">…</code>``, ``<verdict id="2">done</verdict>``:
+    (attributes lower-cased, body with entities decoded), in order."""
+    out = []
+    for m in _TAG.finditer(text):
+        attrs = {a["key"].lower(): a["dq"] if a["dq"] is not None else a["sq"] if a["sq"] is not None else a["bare"]
+                 for a in _ATTR.finditer(m["attrs"])}
+        out.append(({"tag": m["tag"].lower(), **attrs}, html.unescape(m["body"])))
+    return out
+
+
+def yaml_values(text: str) -> list[Any]:
+    """YAML answers (```yaml fences, or a whole answer starting ``items:``) loaded; [] when none."""
+    chunks = [f["body"] for f in FENCE.finditer(text) if f["lang"].lower() in ("yaml", "yml")]
+    if not chunks and (start := _YAML_START.search(text)) is not None:
+        chunks = [text[start.start() :]]
+    values = []
+    for chunk in chunks:
+        try:
+            value = yaml.safe_load(chunk)
+        except yaml.YAMLError:
+            continue
+        if isinstance(value, dict | list):
+            values.append(value)
+    return values
+
+
+def _tag_code(text: str) -> list[Entry]:
+    entries: list[Entry] = []
+    for attrs, body in tagged(text):
+        if attrs["tag"] in ("task", "code", "script", "item"):
+            tid = _as_id(_first(attrs, ("task_id", "task", "id", "number")))
+            entries.append((tid, _first(attrs, ("language", "lang")) or "", body.strip("\n")))
+    return entries
+
+
+def _split_by_markers(body: str) -> list[tuple[int, str]]:
+    """One fence holding several tasks' code, divided by ``# Task N`` marker comments: each part
+    for its task (code before the first marker, imports say, goes before every part); [] when the
+    fence names fewer than two tasks. The marker lines are dropped (``// Task 3`` is no python)."""
+    marks = list(_MARKER_LINE.finditer(body))
+    if len({int(m[1]) for m in marks}) < 2:
+        return []
+    head = body[: marks[0].start()].strip("\n")
+    bounds = [*(m.start() for m in marks), len(body)]
+    parts = [(int(m[1]), body[m.end() : b].strip("\n")) for m, b in zip(marks, bounds[1:], strict=True)]
+    return [(tid, f"{head}\n{code}" if head.strip() else code) for tid, code in parts]
 
 
 def _by_position(entries: list[Entry], task_ids: Sequence[int]) -> list[Entry]:
@@ -290,6 +356,8 @@ def parse_code_batch(text: str, task_ids: Sequence[int]) -> CodeBatch:
         for e, fenced in ((_json_code(v), fenced) for v, fenced in iter_json(no_code))
     )
     entries = next((e for e in found if any(tid is not None for tid, _, _ in e)), None)
+    if entries is None:  # <task id="1">…</task>, then YAML items, then markdown fences
+        entries = _tag_code(text) or [e for v in yaml_values(text) for e in _json_code(v)] or None
     if entries is None:
         entries = _markdown_code(text, task_ids)
     if not entries:

@@ -24,6 +24,8 @@ from nodes.parsing import (
     _lower_keys,
     _table,
     strip_reasoning,
+    tagged,
+    yaml_values,
 )
 from nodes.schemas import Review, Verdict
 
@@ -174,6 +176,21 @@ def _prose_review(text: str) -> tuple[list[Entry], Decision | None]:
     return entries, "continue" if re.search(r"\bcontinue\b", text, re.I) else None
 
 
+_TAGGED = re.compile(r"<(verdict|result|task)\b[^>]*>.*?</\1\s*>", re.I | re.S)
+
+
+def _tag_review(text: str) -> list[Entry]:
+    """``<verdict id="2">done</verdict>``, ``<verdict task_id="2" status="failed">hint</verdict>``."""
+    entries: list[Entry] = []
+    for attrs, body in tagged(text):
+        tid = _as_id(_first(attrs, ("task_id", "task", "id", "number")))
+        said = _first(attrs, ("status", "verdict", "result", "outcome"))
+        word, hint = (said, body.strip()) if said else _split_word(body.strip())
+        if word.lower() in _VERDICTS:
+            entries.append((tid, word, hint))
+    return entries
+
+
 def parse_review(text: str, task_ids: Sequence[int]) -> Review:
     """Read verdicts and the decision from JSON or ``Task N: done|retry - hint`` lines.
 
@@ -186,7 +203,10 @@ def parse_review(text: str, task_ids: Sequence[int]) -> Review:
     appear.
     """
     text = strip_reasoning(text)
-    parsed = next((r for v, _ in iter_json(text) if (r := _json_review(v)) is not None), None)
+    values = [v for v, _ in iter_json(text)] or yaml_values(text)
+    parsed = next((r for v in values if (r := _json_review(v)) is not None), None)
+    if parsed is None and (tags := _tag_review(text)):
+        parsed = tags, _prose_review(_TAGGED.sub("", text))[1]
     if parsed is None:
         entries, decision = _prose_review(text)
         if not entries and (blanket := _BLANKET.search(_BOLD.sub(r"\1", text))):

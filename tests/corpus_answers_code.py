@@ -183,4 +183,89 @@ echo "{d3}: ok"
           "writes the report. Let me know if you want the code.", repair=_ITEMS),
     _code("code-repair-cut-early", "repair", OLLAMA,
           '```json\n{"items": [{"task_id": {id1}, "language": "py', repair=_ITEMS),
+    # Issue 18: one fence holding every task's code, divided by marker comments (Llama 3.x on Groq)
+    _code("code-one-fence-markers", "one-fence", LLAMA, """Here is the complete script:
+
+```python
+import os
+
+# Task {id1}
+print("{d1}: ok")
+
+# --- Task {id2} ---
+print("{d2}: ok", os.sep)
+
+// Task {id3}:
+print("{d3}: ok")
+```"""),
+    # the same from a small local model, ids counted from 1 in every batch (5 tasks: batches of 3 and 2)
+    _code("code-one-fence-markers-renumbered", "one-fence", OLLAMA, "```python\n", tasks=5,
+          each=('## Task {n}\nprint("{d}: ok")', "\n\n", "\n```")),
+    # YAML instead of JSON (Gemini Flash when asked for "structured" output in prose)
+    _code("code-yaml", "yaml", GEMINI, """```yaml
+items:
+  - task_id: {id1}
+    language: python
+    code: |
+      print("{d1}: ok")
+  - task_id: {id2}
+    language: python
+    code: |
+      total = sum(range(1, 11))
+      print("{d2}: ok", total)
+  - task_id: {id3}
+    language: python
+    code: |
+      print("{d3}: ok")
+```"""),
+    _code("code-yaml-bare", "yaml", QWEN, """items:
+  - task_id: {id1}
+    language: python
+    code: |
+      print("{d1}: ok")
+  - task_id: {id2}
+    language: bash
+    code: 'echo "{d2}: ok"'
+  - task_id: {id3}
+    language: python
+    code: >-
+      print("{d3}: ok")
+""", languages=("python", "shell", "python")),
+    # XML-ish tags (Qwen 3 and Claude-tuned distills): <task id="N"> and <code task="N">
+    _code("code-xml-tags", "xml-tags", QWEN, """<task id="{id1}">
+print("{d1}: ok")
+</task>
+<task id="{id2}">
+```python
+print("{d2}: ok", 1 &lt; 2)
+```
+</task>
+<code task="{id3}" language="python">
+print("{d3}: ok")
+</code>"""),
+    # DeepSeek-R1 distills through Ollama: the reasoning has no opening <think>, only the closing tag
+    _code("code-lone-think-close", "think", OLLAMA, """Okay, three tasks. For Task {id1} a first draft:
+
+### Task {id1}
+```python
+print("draft, not the answer")
+```
+
+Hmm, better print what each task did.
+</think>
+
+### Task {id1}
+```python
+print("{d1}: ok")
+```
+
+### Task {id2}
+```python
+print("{d2}: ok")
+```
+
+### Task {id3}
+```python
+print("{d3}: ok")
+```"""),
 )

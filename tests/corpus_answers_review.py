@@ -141,4 +141,28 @@ Next step: continue"""),
             each=('{"task_id": {n}, "verdict": "done", "hint": ""}', ", ", '], "decision": "continue"}')),
     _review("review-repair-refusal", "repair", LLAMA, "I cannot evaluate this without seeing the actual files.",
             repair=_REVIEW),
+    # XML-ish tags (Qwen 3 and Claude-tuned distills)
+    _review("review-xml-tags", "xml-tags", QWEN, """<verdict id="{id1}">done</verdict>
+<verdict task_id="{id2}" status="done">the sum is printed</verdict>
+<verdict id="{id3}">done - report.md written</verdict>
+<decision>continue</decision>"""),
+    # YAML verdicts (Gemini Flash)
+    _review("review-yaml", "yaml", GEMINI, """```yaml
+verdicts:
+  - task_id: {id1}
+    verdict: done
+  - task_id: {id2}
+    verdict: done
+  - task_id: {id3}
+    verdict: done
+decision: continue
+```"""),
+    # DeepSeek-R1 distills through Ollama: only a closing </think>; the doubts before it are no verdicts
+    _review("review-lone-think-close", "think", OLLAMA, """Let me look. Task {id1}: failed? No, it printed.
+Task {id2}: failed - maybe the sum is wrong. Actually it is 55. Task {id3}: retry? It wrote the file.
+</think>
+
+Task {id1}: done
+Task {id2}: done
+Task {id3}: done"""),
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from nodes.llm import Asked, ask
 from nodes.parsing import ParseError, parse_code_batch, parse_plan
@@ -83,6 +83,22 @@ def test_an_unreadable_judge_leaves_the_exit_status_to_decide(tmp_path: Path) ->
     assert tasks[2]["status"] == "done" and tasks[3]["status"] == "pending" and tasks[3]["unjudged"]
     assert update["decision"] == "continue" and "fallback" in update and update["fallback"] is None
     assert "judged by exit status" in update["errors"][0]
+
+
+def test_verdicts_are_read_from_every_channel_before_the_exit_status_decides(tmp_path: Path) -> None:
+    """The tool call judges tasks 1 and 2, the text beside it task 3: all three are judged by the
+    model, none by its exit status alone."""
+    answer = AIMessage(
+        content="Task 3: retry - report.md is empty",
+        tool_calls=[{"name": "Review", "id": "c1", "type": "tool_call", "args": {
+            "verdicts": [{"task_id": 1, "verdict": "done"}, {"task_id": 2, "verdict": "done"}],
+            "decision": "continue"}}])
+    state = make_state([ran(1), ran(2), ran(3)], batch=[1, 2, 3])
+    update = reflect(state, rt(max_attempts=2), deps=make_deps(tmp_path, scripted(answer)))
+    tasks = by_id(update["tasks"])
+    assert not any(t.get("unjudged") for t in tasks.values())
+    assert (tasks[1]["status"], tasks[2]["status"]) == ("done", "done")
+    assert (tasks[3]["status"], tasks[3]["hint"]) == ("pending", "report.md is empty")
 
 
 CODE_SHAPES = [

@@ -73,6 +73,26 @@ def test_threads_and_show_give_the_history_without_studio(home: Path) -> None:
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_show_says_which_task_was_judged_by_its_exit_status_only(home: Path) -> None:
+    """The judge's verdict on task 2 is no verdict ("maybe"): its exit status decided, and ``show``
+    says so for that task alone; verdicts read from the judge's tool call count as verdicts."""
+    brain = Brain([["first step", "second step", "third step"]],
+                  review=lambda tid, n: ("maybe", "") if tid == 2 else ("done", ""))
+    runner = Runner(home, llm=brain.model(), context=Context(auto_approve=True),
+                    executor_factory=FakeExecutor().factory)
+    try:
+        tid = runner.run("demo goal", "t-unjudged").thread_id
+    finally:
+        runner.close()
+    text = cli(["show", tid], home)
+    assert text.returncode == 0, text.stderr
+    note = "(judged by its exit status: no readable verdict)"
+    assert text.stdout.count(note) == 1
+    part2 = text.stdout.split("Task 2 [done]", 1)[1]
+    assert note in part2.split("Task 3 [done]", 1)[0]
+    assert note not in text.stdout.split("Task 2 [done]", 1)[0]
+
+
 @pytest.mark.both_backends
 def test_usage_json_table_and_plot(
     fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path, tmp_path: Path

@@ -343,3 +343,22 @@ def test_parse_review_shapes(
 def test_parse_review_garbage_raises(text: str) -> None:
     with pytest.raises(ParseError, match="expected task verdicts"):
         parse_review(text, [1])
+
+
+def test_one_fence_is_split_at_its_task_markers_and_the_markers_are_dropped() -> None:
+    text = "```python\nimport os\n\n# Task 1\nprint(1)\n# --- Task 2 ---\nprint(os.sep)\n// Task 3:\nprint(3)\n```"
+    batch = parse_code_batch(text, [1, 2, 3])
+    assert [(i.task_id, i.code) for i in batch.items] == [
+        (1, "import os\nprint(1)"), (2, "import os\nprint(os.sep)"), (3, "import os\nprint(3)")]
+
+
+def test_a_fence_naming_one_task_is_not_split() -> None:
+    batch = parse_code_batch("```python\n# Task 2: sum\ntotal = 55\n# print it\nprint(total)\n```", [1, 2])
+    assert [(i.task_id, i.code) for i in batch.items] == [(2, "# Task 2: sum\ntotal = 55\n# print it\nprint(total)")]
+
+
+def test_reasoning_before_a_lone_closing_think_is_neither_code_nor_verdicts() -> None:
+    code = "### Task 1\n```python\nprint('draft')\n```\n</think>\n### Task 1\n```python\nprint('final')\n```"
+    assert parse_code_batch(code, [1]).items[0].code == "print('final')"
+    review = parse_review("Task 1: failed? no.\n</think>\nTask 1: done", [1])
+    assert [(v.task_id, v.verdict) for v in review.verdicts] == [(1, "done")]
