@@ -26,7 +26,6 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
 from config import load_config, load_env_files, resolve_home
-from providers import inner_calls
 from providers.answers import Outcome
 from providers.backends import resolve_database_url
 from providers.cache import cache_key
@@ -200,11 +199,7 @@ class QuotaAwareChatModel(BaseChatModel):
                 continue
             try:
                 with untraced():
-                    message = client.invoke(messages, INNER, stop=bind["stop"], **kwargs)
-                    if inner_calls.malformed_call(message, bind["tools"]):  # Gemini: retry it once, no tools
-                        message = self._client(slot.provider, {**bind, "tools": []}).invoke(
-                            messages, INNER, stop=bind["stop"], **kwargs)
-                    message = not_empty(message)
+                    message = not_empty(client.invoke(messages, INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 refused = self._refused(call, slot, exc, started, kwargs.get("model"))
                 if refused is None:
@@ -233,11 +228,7 @@ class QuotaAwareChatModel(BaseChatModel):
             last_response_headers.set(None)
             try:
                 with untraced():
-                    message = await client.ainvoke(messages, INNER, stop=bind["stop"], **kwargs)
-                    if inner_calls.malformed_call(message, bind["tools"]):  # Gemini: retry it once, no tools
-                        message = await self._client(slot.provider, {**bind, "tools": []}).ainvoke(
-                            messages, INNER, stop=bind["stop"], **kwargs)
-                    message = not_empty(message)
+                    message = not_empty(await client.ainvoke(messages, INNER, stop=bind["stop"], **kwargs))
             except Exception as exc:
                 refused = await asyncio.to_thread(self._refused, call, slot, exc, started, kwargs.get("model"))
                 if refused is None:

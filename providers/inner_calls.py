@@ -74,14 +74,6 @@ def not_empty(message: AIMessage) -> AIMessage:
     return message
 
 
-def malformed_call(message: AIMessage, tools: list[Any]) -> bool:
-    """Gemini's ``MALFORMED_FUNCTION_CALL``: the model wrote a tool call Gemini could not parse, and
-    the answer holds nothing. The caller asks the same question once more of the same provider,
-    without tools: its plain text goes to the tolerant reader (a second empty answer fails over)."""
-    reason = str(message.response_metadata.get("finish_reason") or "").upper()
-    return bool(tools) and reason == "MALFORMED_FUNCTION_CALL" and not has_answer(message)
-
-
 def to_message(chunk: BaseMessage) -> AIMessage:
     data = chunk.model_dump(exclude={"type", "tool_call_chunks"})
     return AIMessage(**data)
