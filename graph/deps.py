@@ -169,21 +169,24 @@ class Deps:
 
     def network_policy(self, domains: list[str]) -> Any:
         """The proxy's policy for a thread whose own allowed domains are ``domains`` (None: no network)."""
-        from tools.netpolicy import DEFAULT_ALLOWED_DOMAINS, NetworkPolicy
+        from tools.netpolicy import NetworkPolicy
 
         settings = self.execution_settings()
         if settings.network == "off":
             return None
-        allowed = [*DEFAULT_ALLOWED_DOMAINS, *settings.allowed_domains, *domains]
-        return NetworkPolicy(settings.network, allowed, ask=self.ask_domain)
+        return NetworkPolicy(settings.network, self._allowed(domains), ask=self.ask_domain)
+
+    def _allowed(self, domains: list[str]) -> list[str]:
+        from tools.netpolicy import DEFAULT_ALLOWED_DOMAINS
+
+        return [*DEFAULT_ALLOWED_DOMAINS, *self.execution_settings().allowed_domains, *domains]
 
     def _configure(self, executor: Executor, domains: list[str]) -> None:
         """Give the thread's network policy to the executor it takes (a pooled one served another thread)."""
         policy = getattr(executor, "policy", None)
-        if policy is not None:
-            fresh = self.network_policy(domains)
-            if fresh is not None:
-                policy.configure(fresh.mode, fresh.allowed, fresh.ask)
+        settings = self.execution_settings()
+        if policy is not None and settings.network != "off":
+            policy.configure(settings.network, self._allowed(domains), self.ask_domain)
 
     def thread_domains(self, executor: Executor, domains: list[str]) -> list[str] | None:
         """The thread's domains after a task, with those answered "for this thread" at the prompt (None: no

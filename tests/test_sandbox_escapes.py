@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from tests.fakes.provider_server import FakeProvider
@@ -341,7 +340,6 @@ except OSError as e:
     assert hog_task["status"] == "failed" and "memory limit of 400 MB exceeded" in hog_task["error"], hog_task
     assert "stopped at" in storm_task["output"] and "started 500" not in storm_task["output"]
     assert "tmp full: No space left on device" in tmp_task["output"]
-    assert psutil.virtual_memory().available > 0  # the machine is still answering
 
 
 def test_what_a_killed_runs_background_job_planted_is_removed_by_the_next_run(agent: Agent, project: Path,
