@@ -283,7 +283,8 @@ def test_editor_and_agent_settings_in_the_folder_stay_read_only(tmp_path: Path) 
         code = ("for p in ('.vscode/tasks.json', '.mcp.json', 'notes.txt'):\n"
                 "    try:\n        open(p, 'w').write('changed')\n        print(p, 'written')\n"
                 "    except OSError as e:\n        print(p, 'refused', e.strerror)")
-        argv = box.wrap([sys.executable, "-c", code], workdir=ws, proxy=False)
+        keep = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
+        argv = box.wrap([sys.executable, "-c", code], workdir=ws, proxy=False, keep=keep)  # a venv under /tmp too
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
         assert ".vscode/tasks.json refused" in out and ".mcp.json refused" in out and "notes.txt written" in out
         assert (ws / ".vscode" / "tasks.json").read_text() == "{}"
