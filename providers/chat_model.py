@@ -29,14 +29,13 @@ from config import load_config, load_env_files, resolve_home
 from providers.answers import Outcome
 from providers.backends import resolve_database_url
 from providers.cache import cache_key
-from providers.inner_calls import INNER, as_chunk, has_answer, not_empty, refused_answer, to_message, untraced
-from providers.quota import Slot
-from providers.registry import call_kwargs, last_response_headers
+from providers.dispatch import Bind, Dispatch, malformed_call
+from providers.inner_calls import INNER, as_chunk, to_message, untraced
+from providers.registry import last_response_headers
 from providers.router import Call, Router
 
 _CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers", "purpose")
 _STANDARD = ("temperature", "max_tokens", "timeout")
-_Client = Runnable[LanguageModelInput, Any]
 
 
 class QuotaAwareChatModel(BaseChatModel):
@@ -109,7 +108,9 @@ class QuotaAwareChatModel(BaseChatModel):
     # -- shared steps ------------------------------------------------------------
     def _prepare(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[Call, str | None, dict[str, Any], AIMessage | None]:
+    ) -> tuple[Dispatch, AIMessage | None]:
+        """The call's attempts, and the cached answer if there is one. Pops the wrapper's own kwargs;
+        the rest go to the provider's client."""
         control = {k: kwargs.pop(k) for k in _CONTROL_KWARGS if k in kwargs}
         call = Call(
             messages=messages,
@@ -136,49 +137,8 @@ class QuotaAwareChatModel(BaseChatModel):
             cached = cached.model_copy(update={"id": None})  # a fresh id: LangChain gives it this run's
             cached.response_metadata.update(cached=True, cache_key=key)
             self.router.served_from_cache(call, cached)
-        bind = {"tools": tools, "tool_choice": control.get("tool_choice"), "stop": stop, **generation}
-        return call, key, bind, cached
-
-    def _client(self, name: str, bind: dict[str, Any]) -> _Client:
-        base = self.router.client(name, timeout=bind["timeout"])
-        client: _Client = base
-        if bind["tools"]:
-            choice = bind["tool_choice"]
-            if choice == "any" and len(bind["tools"]) == 1:
-                choice = convert_to_openai_tool(bind["tools"][0])["function"]["name"]
-            client = base.bind_tools(bind["tools"], tool_choice=choice)
-        kind = self.router.config.providers[name].kind
-        generation = {k: bind[k] for k in ("temperature", "max_tokens") if bind[k] is not None}
-        return client.bind(**call_kwargs(kind, generation)) if generation else client
-
-    def _finish(self, slot: Slot, message: AIMessage, key: str | None, model: str | None = None) -> AIMessage:
-        meta = message.response_metadata
-        if "headers" not in meta:
-            headers = last_response_headers.get()
-            if headers:
-                meta["headers"] = headers
-        meta.update(self._meta(slot, model))
-        if key is not None:
-            meta["cache_key"] = key
-        if message.usage_metadata:
-            meta["token_usage"] = dict(message.usage_metadata)
-        return message
-
-    def _go(self, call: Call, slot: Slot, bind: dict[str, Any]) -> tuple[Slot, _Client | None, float]:
-        """The last step before the request leaves: bind the (already built) client, then record the
-        send time in the ledger. No client (it cannot be built): the attempt is booked as failed."""
-        started = time.time()
-        last_response_headers.set(None)
-        try:
-            client = self._client(slot.provider, bind)
-        except Exception as exc:
-            self._failed(call, slot, exc, started)
-            return slot, None, started
-        return self.router.sending(slot), client, time.time()
-
-    @staticmethod
-    def _wait(slot: Slot) -> float:
-        return max(0.0, slot.at - time.time())
+        bind = Bind(tools=tuple(tools), tool_choice=control.get("tool_choice"), stop=stop, **generation)
+        return Dispatch(self.router, call, bind, key, kwargs.get("model")), cached
 
     # -- invoke ---------------------------------------------------------------------
     def _generate(
@@ -188,26 +148,24 @@ class QuotaAwareChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call, key, bind, cached = self._prepare(messages, stop, kwargs)
+        sent, cached = self._prepare(messages, stop, kwargs)
         if cached is not None:
-            return ChatResult(generations=[ChatGeneration(message=cached)])
+            return _result(cached)
         while True:
-            slot = self.router.next_slot(call, bind["timeout"])
-            time.sleep(self._wait(slot))
-            slot, client, started = self._go(call, slot, bind)
-            if client is None:
+            slot = sent.reserve()
+            time.sleep(sent.wait(slot))
+            attempt = sent.go(slot)
+            if attempt is None:
                 continue
             try:
                 with untraced():
-                    message = not_empty(client.invoke(messages, INNER, stop=bind["stop"], **kwargs))
+                    answer = attempt.client.invoke(messages, INNER, stop=attempt.bind.stop, **kwargs)
             except Exception as exc:
-                refused = self._refused(call, slot, exc, started, kwargs.get("model"))
-                if refused is None:
-                    continue
-                return ChatResult(generations=[ChatGeneration(message=refused)])
-            message = self._finish(slot, message, key, kwargs.get("model"))
-            self.router.succeeded(call, slot, message, started, key)
-            return ChatResult(generations=[ChatGeneration(message=message)])
+                message = sent.raised(attempt, exc)
+            else:
+                message = sent.answered(attempt, answer)
+            if message is not None:
+                return _result(message)
 
     async def _agenerate(
         self,
@@ -216,45 +174,25 @@ class QuotaAwareChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call, key, bind, cached = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
+        sent, cached = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
         if cached is not None:
-            return ChatResult(generations=[ChatGeneration(message=cached)])
+            return _result(cached)
         while True:
-            slot = await asyncio.to_thread(self.router.next_slot, call, bind["timeout"])
-            await asyncio.sleep(self._wait(slot))
-            slot, client, started = await asyncio.to_thread(self._go, call, slot, bind)
-            if client is None:
+            slot = await asyncio.to_thread(sent.reserve)
+            await asyncio.sleep(sent.wait(slot))
+            attempt = await asyncio.to_thread(sent.go, slot)
+            if attempt is None:
                 continue
-            last_response_headers.set(None)
+            last_response_headers.set(None)  # this task's context, not the thread's that sent it
             try:
                 with untraced():
-                    message = not_empty(await client.ainvoke(messages, INNER, stop=bind["stop"], **kwargs))
+                    answer = await attempt.client.ainvoke(messages, INNER, stop=attempt.bind.stop, **kwargs)
             except Exception as exc:
-                refused = await asyncio.to_thread(self._refused, call, slot, exc, started, kwargs.get("model"))
-                if refused is None:
-                    continue
-                return ChatResult(generations=[ChatGeneration(message=refused)])
-            message = self._finish(slot, message, key, kwargs.get("model"))
-            await asyncio.to_thread(self.router.succeeded, call, slot, message, started, key)
-            return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _failed(self, call: Call, slot: Slot, exc: BaseException, started: float) -> None:
-        self.router.failed(call, slot, exc, started)
-
-    def _refused(
-        self, call: Call, slot: Slot, exc: BaseException, started: float, model: str | None
-    ) -> AIMessage | None:
-        """An error that carries the model's answer (Groq's 400 ``tool_use_failed``, tool-call arguments that
-        are not an object): that answer, booked
-        as an answered request that leaves the failure streak as it was, never cached. Any other error:
-        booked as the provider's failure, None (the caller tries the next provider)."""
-        message = refused_answer(exc)
-        if message is None:
-            self._failed(call, slot, exc, started)
-            return None
-        message = self._finish(slot, message, None, model)
-        self.router.succeeded(call, slot, message, started, None, reset_streak=False)
-        return message
+                message = await asyncio.to_thread(sent.raised, attempt, exc)
+            else:
+                message = await asyncio.to_thread(sent.answered, attempt, answer)
+            if message is not None:
+                return _result(message)
 
     def reject(self, message: AIMessage) -> None:
         """The caller could not use ``message``: drop it from the response cache, so no retry (of
@@ -282,35 +220,43 @@ class QuotaAwareChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        call, key, bind, cached = self._prepare(messages, stop, kwargs)
+        sent, cached = self._prepare(messages, stop, kwargs)
         if cached is not None:
             yield as_chunk(cached)
             return
         while True:
-            slot = self.router.next_slot(call, bind["timeout"])
-            time.sleep(self._wait(slot))
-            slot, client, started = self._go(call, slot, bind)
-            if client is None:
+            slot = sent.reserve()
+            time.sleep(sent.wait(slot))
+            attempt = sent.go(slot)
+            if attempt is None:
                 continue
-            stream = client.stream(messages, INNER, stop=bind["stop"], **kwargs)
+            stream = attempt.client.stream(messages, INNER, stop=attempt.bind.stop, **kwargs)
             try:
                 with untraced():  # the inner run's callbacks are set up at its first chunk
-                    first = next(stream)
-            except StopIteration:
-                first = AIMessageChunk(content="")
+                    first: BaseMessage = next(stream, AIMessageChunk(content=""))
+                    if malformed_call(to_message(first), attempt.bind):  # nothing yielded yet: it may retry
+                        first = _drain(stream, first)
             except Exception as exc:
-                refused = self._refused(call, slot, exc, started, kwargs.get("model"))
+                refused = sent.raised(attempt, exc)
                 if refused is None:
                     continue
                 yield as_chunk(refused)
                 return
+            if malformed_call(to_message(first), attempt.bind):
+                if (message := sent.answered(attempt, to_message(first))) is None:
+                    continue
+                yield as_chunk(message)
+                return
             total = first
-            yield as_chunk(first, self._meta(slot, kwargs.get("model")))
-            for chunk in stream:
-                total = total + chunk
-                yield as_chunk(chunk)
-            message = self._finish(slot, to_message(total), key, kwargs.get("model"))
-            self.router.succeeded(call, slot, message, started, key if has_answer(message) else None)
+            yield as_chunk(first, sent.meta(attempt.slot))
+            try:
+                for chunk in stream:
+                    total = total + chunk
+                    yield as_chunk(chunk)
+            except Exception as exc:
+                sent.broken(attempt, exc)
+                raise
+            sent.streamed(attempt, to_message(total))
             return
 
     async def _astream(
@@ -320,43 +266,56 @@ class QuotaAwareChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        call, key, bind, cached = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
+        sent, cached = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
         if cached is not None:
             yield as_chunk(cached)
             return
         while True:
-            slot = await asyncio.to_thread(self.router.next_slot, call, bind["timeout"])
-            await asyncio.sleep(self._wait(slot))
-            slot, client, started = await asyncio.to_thread(self._go, call, slot, bind)
-            if client is None:
+            slot = await asyncio.to_thread(sent.reserve)
+            await asyncio.sleep(sent.wait(slot))
+            attempt = await asyncio.to_thread(sent.go, slot)
+            if attempt is None:
                 continue
             last_response_headers.set(None)
-            stream = client.astream(messages, INNER, stop=bind["stop"], **kwargs)
+            stream = attempt.client.astream(messages, INNER, stop=attempt.bind.stop, **kwargs)
             try:
                 with untraced():
-                    first = await anext(stream)
-            except StopAsyncIteration:
-                first = AIMessageChunk(content="")
+                    first: BaseMessage = await anext(stream, AIMessageChunk(content=""))
+                    if malformed_call(to_message(first), attempt.bind):  # nothing yielded yet: it may retry
+                        async for chunk in stream:
+                            first = first + chunk  # type: ignore[operator]
             except Exception as exc:
-                refused = await asyncio.to_thread(self._refused, call, slot, exc, started, kwargs.get("model"))
+                refused = await asyncio.to_thread(sent.raised, attempt, exc)
                 if refused is None:
                     continue
                 yield as_chunk(refused)
                 return
+            if malformed_call(to_message(first), attempt.bind):
+                if (message := await asyncio.to_thread(sent.answered, attempt, to_message(first))) is None:
+                    continue
+                yield as_chunk(message)
+                return
             total = first
-            yield as_chunk(first, self._meta(slot, kwargs.get("model")))
-            async for chunk in stream:
-                total = total + chunk
-                yield as_chunk(chunk)
-            message = self._finish(slot, to_message(total), key, kwargs.get("model"))
-            await asyncio.to_thread(self.router.succeeded, call, slot, message, started,
-                                    key if has_answer(message) else None)
+            yield as_chunk(first, sent.meta(attempt.slot))
+            try:
+                async for chunk in stream:
+                    total = total + chunk  # type: ignore[operator]
+                    yield as_chunk(chunk)
+            except Exception as exc:
+                await asyncio.to_thread(sent.broken, attempt, exc)
+                raise
+            await asyncio.to_thread(sent.streamed, attempt, to_message(total))
             return
 
-    def _meta(self, slot: Slot, model: str | None = None) -> dict[str, Any]:
-        """Who answered; ``model`` is a per-call override (``invoke(p, model=...)``), passed to that provider."""
-        return {"provider": slot.provider, "model": model or self.router.config.providers[slot.provider].model,
-                "cached": False}
+
+def _result(message: AIMessage) -> ChatResult:
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _drain(stream: Iterator[Any], first: Any) -> Any:
+    for chunk in stream:
+        first = first + chunk
+    return first
 
 
 def _router(config_dir: str | Path | None, home: str | Path | None, *, offline: bool = False,

@@ -53,6 +53,7 @@ class Call:
     excluded: set[str] = field(default_factory=set)  # failed for this call: don't retry it
     attempts: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    retry_on: str | None = None  # ask this provider again first (a malformed call's retry without tools)
 
 
 class Router:
@@ -163,9 +164,17 @@ class Router:
             retry = min(cooled, default=now + fb.retry_delay_seconds) if live else None
             raise AllProvidersExhausted(_dt(retry), reasons, quota=False)
         call.attempts += 1
-        got = self.quota.reserve(
-            names, lambda n: self._estimate(call, n), now, self.config.limits.fallback.max_wait_seconds
-        )
+        estimate, max_wait = (lambda n: self._estimate(call, n)), self.config.limits.fallback.max_wait_seconds
+        again, call.retry_on = call.retry_on, None
+        if again in names:  # a slot of its own on the same provider, else the others as usual
+            same = self.quota.reserve([again], estimate, now, max_wait)
+            if not isinstance(same, Unavailable):
+                return same
+            names = [n for n in names if n != again]
+            if not names:
+                raise AllProvidersExhausted(_dt(same.retry_at if same.retry_at != float("inf") else None),
+                                            {**call.errors, **same.reasons, **self.disabled})
+        got = self.quota.reserve(names, estimate, now, max_wait)
         if isinstance(got, Unavailable):
             retry_at = got.retry_at if got.retry_at != float("inf") else None
             raise AllProvidersExhausted(_dt(retry_at), {**call.errors, **got.reasons, **self.disabled})
