@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from nodes.json_text import extract_json, iter_json
 from nodes.parsing import ParseError, strip_reasoning
-from nodes.schemas import Review
+from nodes.schemas import CodeBatch, Review
 
 __all__ = ["candidates", "message_text", "read_answer"]
 
@@ -204,18 +204,20 @@ def read_answer(message: AIMessage, schema: type[T], parse: Callable[[str], T]) 
         if best is None or _coverage(result) > _coverage(best):
             best = result
     if best is not None:
-        return _with_verdicts_from(best, read) if schema is Review else best
+        return _with_items_from(best, read) if schema in (CodeBatch, Review) else best
     raise first_error or ParseError(f"a {schema.__name__} answer", message_text(message))
 
 
-def _with_verdicts_from(best: T, read: list[T]) -> T:
-    """``best`` plus the verdicts only other channels hold (the tool call judged tasks 1 and 2, the
-    text task 3): a task is judged by its exit status only when no channel has a verdict for it."""
-    verdicts = list(getattr(best, "verdicts", []))
-    seen = {v.task_id for v in verdicts}
+def _with_items_from(best: T, read: list[T]) -> T:
+    """``best`` plus the items only other channels hold (the tool call has task 1's code or verdict, the
+    text tasks 2 and 3): a task gets "no code", or is judged by its exit status, only when no channel
+    has anything for it. The first channel that covers a task wins it."""
+    field = _list_field(type(best))
+    items = list(getattr(best, field, []))
+    seen = {item.task_id for item in items}
     for other in read:
-        for verdict in getattr(other, "verdicts", []):
-            if verdict.task_id not in seen:
-                verdicts.append(verdict)
-                seen.add(verdict.task_id)
-    return best.model_copy(update={"verdicts": verdicts}) if len(verdicts) > _coverage(best) else best
+        for item in getattr(other, field, []):
+            if item.task_id not in seen:
+                items.append(item)
+                seen.add(item.task_id)
+    return best.model_copy(update={field: items}) if len(items) > _coverage(best) else best

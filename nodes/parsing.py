@@ -192,7 +192,9 @@ def parse_plan(text: str, *, min_tasks: int = 1, max_tasks: int = 5) -> Plan:
     values = list(iter_json(text))
     strong = [_json_plan(v) for v, fenced in values if fenced or isinstance(v, dict)]
     weak = [_json_plan(v) for v, fenced in values if not (fenced or isinstance(v, dict))]
-    for raw in [*strong, _table_plan(text), _text_plan(text), *weak]:
+    marked = [[body.strip() for attrs, body in tagged(text) if attrs["tag"] in ("task", "step", "item")],
+              *map(_json_plan, yaml_values(text))]  # <task id="1">…</task>; tasks: / - task: … in YAML
+    for raw in [*strong, *marked, _table_plan(text), _text_plan(text), *weak]:
         firsts: dict[str, str] = {}  # de-duplicated, case-insensitively, first one kept
         for task in filter(None, map(_clean_item, raw)):
             firsts.setdefault(task.casefold(), task)
@@ -264,10 +266,11 @@ def _markdown_code(text: str, task_ids: Sequence[int]) -> list[Entry]:
     return entries
 
 
-_TAG = re.compile(r"<(?P<tag>task|code|script|item|verdict|result)\b(?P<attrs>[^>]*)>(?P<body>.*?)</(?P=tag)\s*>",
+_TAG = re.compile(r"<(?P<tag>task|step|code|script|item|verdict|result)\b(?P<attrs>[^>]*)>(?P<body>.*?)</(?P=tag)\s*>",
                   re.I | re.S)
 _ATTR = re.compile(r"""(?P<key>[\w-]+)\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s>]+))""")
-_YAML_START = re.compile(r"^(?:items|tasks|code_items|verdicts)\s*:\s*$|^-\s+task_id\s*:", re.I | re.M)
+_YAML_START = re.compile(r"^(?:items|tasks|steps|plan|code_items|verdicts)\s*:\s*$|^-\s+task(?:_id)?\s*:",
+                         re.I | re.M)
 
 
 def tagged(text: str) -> list[tuple[dict[str, str], str]]:

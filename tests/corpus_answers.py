@@ -222,6 +222,32 @@ Step 3: Write the result to report.md"""),
   - Create numbers.txt containing the numbers 1 to 10
   - Sum the numbers in numbers.txt
   - Write the sum to report.md"""),
+    # YAML objects (Gemini Flash asked for "structured" output in prose)
+    _plan("plan-yaml-objects", "yaml", GEMINI, """```yaml
+tasks:
+  - id: 1
+    description: Create numbers.txt containing the numbers 1 to 10
+  - id: 2
+    description: Sum the numbers in numbers.txt
+  - id: 3
+    description: Write the sum to report.md
+```"""),
+    _plan("plan-yaml-steps", "yaml", OLLAMA, """Here is the plan.
+
+steps:
+  - step: Create numbers.txt containing the numbers 1 to 10
+  - step: Sum the numbers in numbers.txt
+  - step: Write the sum to report.md
+  - step: Print report.md""", tasks=4),
+    # XML-ish tags (Qwen 3 and Claude-tuned distills)
+    _plan("plan-xml-tags", "xml-tags", QWEN, """<plan>
+<task id="1">Create numbers.txt containing the numbers 1 to 10</task>
+<task id="2">Sum the numbers in numbers.txt</task>
+<task id="3">Write the sum to report.md</task>
+</plan>"""),
+    _plan("plan-xml-steps", "xml-tags", DEEPSEEK, """<think>Three steps will do.</think>
+<steps><step>Create numbers.txt containing the numbers 1 to 10</step><step>Sum the numbers in numbers.txt</step>
+<step>Write the sum to report.md</step></steps>"""),
     _plan("plan-fenced-list", "list", OLLAMA, """```
 1. Write the numbers 1 to 10 to numbers.txt
 2. Sum the numbers from numbers.txt

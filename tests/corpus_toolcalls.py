@@ -45,6 +45,10 @@ class ToolAnswer:
     tool_use_failed: bool = False
     language: str = "python"
     """code: the language every task must get."""
+    split: int = 0
+    """calls and content split the batch: the calls hold its first ``split`` tasks (``{each}``), the
+    content ``rest`` once per remaining task (``{n}``, ``{id}``, ``{d}`` filled)."""
+    rest: str = ""
 
     def _fill(self, text: str, batch: Sequence[tuple[int, str]]) -> str:
         def one(template: str, n: int, tid: int, desc: str) -> str:
@@ -54,6 +58,11 @@ class ToolAnswer:
 
     def reply(self, batch: Sequence[tuple[int, str]]) -> Reply:
         """The provider's answer for ``batch`` ((id, description) pairs, in order)."""
+        if self.split:
+            rest = [self.rest.replace("{n}", str(n)).replace("{id}", str(tid)).replace("{d}", desc)
+                    for n, (tid, desc) in enumerate(batch, 1) if n > self.split]
+            calls = [(name, self._fill(args, batch[: self.split])) for name, args in self.calls]
+            return Reply.tool_calls(calls, content=self.content + "\n\n".join(rest))
         calls = [(name, self._fill(args, batch)) for name, args in self.calls]
         for n, (tid, desc) in enumerate(batch, 1):
             calls += [(name, args.replace("{n}", str(n)).replace("{id}", str(tid)).replace("{d}", desc))
@@ -176,7 +185,13 @@ TOOLCALL_ANSWERS: tuple[ToolAnswer, ...] = (
     # groq llama-3.1-8b: arguments cut off by max_tokens (the last item complete), ids from 1
     _code("code-truncated-args", LLAMA, calls=(("CodeBatch", '{"items": [{each}, {"task_id": 9'),),
           item=_ITEM_FROM_1),
+    # ollama llama3.1:8b: one call for the first task, the others' code written as prose beside it
+    _code("code-split-call-and-text", OLLAMA, calls=(("CodeBatch", _BATCH),), item=_ITEM, split=1,
+          content="The other tasks:\n\n", rest="### Task {id}\n```python\n" + _py() + "\n```"),
     # ------------------------------------------------------------------------------------- review
+    # openrouter qwen3: the call judges the first task, the text the rest
+    _review("review-split-call-and-text", QWEN, calls=(("Review", '{"verdicts": [{each}]}'),), item=_verdict("done"),
+            split=1, rest="Task {id}: done - it printed what was asked."),
     # groq llama-3.3: verdict "success", ids from 1 in the second batch
     _review("review-success-ids-from-1", LLAMA, calls=(("Review", '{"verdicts": [{each}], "decision": "continue"}'),),
             item=_verdict("success", "{n}")),
