@@ -23,10 +23,10 @@ from typing import Any
 from common import add_output_args, loaded_note, markdown_table, plt_figure, png_path, save
 from langgraph.checkpoint.memory import InMemorySaver
 
-import nodes.plan as plan_node
-from graph.context import Context
-from graph.workflow import build_graph
-from providers import build_chat_model
+import free_llm_agent.nodes.plan as plan_node
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.workflow import build_graph
+from free_llm_agent.providers import build_chat_model
 from tests.agent_helpers import FakeExecutor
 from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder

@@ -120,8 +120,8 @@ class Bench:
 EXECUTOR_PROBE = """
 import json, statistics, tempfile, time
 from pathlib import Path
-from tools.isolated_executor import IsolatedExecutor
-from tools.sandbox import resolve
+from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+from free_llm_agent.tools.sandbox import resolve
 ex = IsolatedExecutor(Path(tempfile.mkdtemp()), sandbox=resolve("auto", Path(tempfile.mkdtemp())))
 start = time.monotonic()
 assert ex.run("python", "print(1)").ok
@@ -154,7 +154,7 @@ def measure(codes: list[Path], rounds: int) -> list[dict[str, float]]:
         benches = [Bench(code, Path(tmp) / f"code{i}") for i, code in enumerate(codes)]
         samples: list[dict[str, list[float]]] = [{} for _ in codes]
         try:
-            from tools.bytecode import compile_now
+            from free_llm_agent.tools.bytecode import compile_now
 
             compile_now()
             for bench in benches:

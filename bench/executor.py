@@ -30,9 +30,9 @@ from typing import Any
 
 from common import add_output_args, loaded_note, markdown_table, plt_figure, png_path, save
 
-from tools.isolated_executor import IsolatedExecutor
-from tools.local_executor import LocalExecutor
-from tools.sandbox import resolve
+from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+from free_llm_agent.tools.local_executor import LocalExecutor
+from free_llm_agent.tools.sandbox import resolve
 
 
 def timed(ex: Any, language: str, code: str, *, expect_ok: bool = True) -> tuple[float, Any]:

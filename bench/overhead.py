@@ -30,7 +30,7 @@ from langchain_openai import ChatOpenAI
 from peers import PEERS_DIR, ensure_peer_venv, peer_env
 from pydantic import SecretStr
 
-from providers import QuotaAwareChatModel, build_chat_model
+from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.conftest import write_config
 from tests.fakes.provider_server import FakeProvider
 

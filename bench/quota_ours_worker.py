@@ -17,7 +17,7 @@ sys.path[:0] = [*([CODE] if CODE else []), str(HERE.parent), str(HERE / "peers")
 
 from quota_protocol import load_spec, run  # noqa: E402
 
-from providers import build_chat_model  # noqa: E402
+from free_llm_agent.providers import build_chat_model  # noqa: E402
 
 
 def main() -> None:

@@ -59,7 +59,7 @@ Row = dict[str, Any]
 
 
 def _limits() -> Any:
-    from config import RateLimit
+    from free_llm_agent.config import RateLimit
 
     return lambda _name: RateLimit(**LIMITS)
 
@@ -71,7 +71,7 @@ def _history_times(history: int) -> Iterator[float]:
 
 def make_home(home: Path, history: int) -> None:
     """A schema-1 ``agent.db`` with ``history`` request rows spread over this month, migrated by the code under test."""
-    from providers.db import MIGRATIONS, Database
+    from free_llm_agent.providers.db import MIGRATIONS, Database
 
     home.mkdir(parents=True, exist_ok=True)
     path = home / "agent.db"
@@ -86,7 +86,7 @@ def make_home(home: Path, history: int) -> None:
                      ((t,) for t in _history_times(history)))
     conn.execute("COMMIT")
     conn.close()
-    from providers.quota import QuotaStore
+    from free_llm_agent.providers.quota import QuotaStore
 
     db = Database(path)
     QuotaStore(db, _limits()).prune(T_BASE)  # what a Router does when it opens the home
@@ -95,8 +95,8 @@ def make_home(home: Path, history: int) -> None:
 
 def make_pg(url: str, history: int) -> None:
     """Migrate a fresh database (``PgDatabase``), COPY ``history`` settled slots of this month and their counters in."""
-    from providers.db_pg import PgDatabase
-    from providers.quota import QuotaStore
+    from free_llm_agent.providers.db_pg import PgDatabase
+    from free_llm_agent.providers.quota import QuotaStore
 
     db = PgDatabase(url)
     days: dict[float, int] = {}
@@ -120,16 +120,16 @@ def make_pg(url: str, history: int) -> None:
 
 def _open(backend: str, target: str) -> Any:
     if backend == "sqlite":  # Database directly: --code DIR may hold a version without providers.backends
-        from providers.db import Database
+        from free_llm_agent.providers.db import Database
 
         return Database(Path(target) / "agent.db")
-    from providers.backends import open_state
+    from free_llm_agent.providers.backends import open_state
 
     return open_state(target, Path(tempfile.gettempdir()))
 
 
 def worker(backend: str, target: str, seconds: float, barrier: Any, origin: Any, out: Any) -> None:
-    from providers.quota import QuotaStore, Slot
+    from free_llm_agent.providers.quota import QuotaStore, Slot
 
     db = _open(backend, target)
     store = QuotaStore(db, _limits())

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.isolated_executor import IsolatedExecutor
-from tools.sandbox import Sandbox, SandboxUnavailable, resolve
+from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+from free_llm_agent.tools.sandbox import Sandbox, SandboxUnavailable, resolve
 
 WARM_PY = 20
 WARM_SH = 10

@@ -28,11 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.isolated_executor import IsolatedExecutor
-from tools.limits import Limits
-from tools.netproxy import NetworkPolicy
-from tools.sandbox import Sandbox, resolve
-from tools.sandbox_session import Walls
+from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+from free_llm_agent.tools.limits import Limits
+from free_llm_agent.tools.netproxy import NetworkPolicy
+from free_llm_agent.tools.sandbox import Sandbox, resolve
+from free_llm_agent.tools.sandbox_session import Walls
 
 CONFIGS = ("bubblewrap only", "+ seccomp", "+ resource box", "+ proxy", "all walls", "all walls, 10k-file folder")
 

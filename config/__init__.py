@@ -1,8 +1,8 @@
 """Configuration: shipped YAML defaults and their typed loader."""
 
-from config.env_file import ENV_FILES_READ, load_env_file, load_env_files
-from config.errors import ConfigError
-from config.loader import (
+from free_llm_agent.config.env_file import ENV_FILES_READ, load_env_file, load_env_files
+from free_llm_agent.config.errors import ConfigError
+from free_llm_agent.config.loader import (
     AppConfig,
     Execution,
     Fallback,

@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from config.errors import ConfigError
-from config.loader import DEFAULT_HOME
+from free_llm_agent.config.errors import ConfigError
+from free_llm_agent.config.loader import DEFAULT_HOME
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 ENV_FILES_READ: list[Path] = []  # every .env this process loaded; the sandbox hides them

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
-from config.errors import ConfigError
+from free_llm_agent.config.errors import ConfigError
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_HOME = Path("~/.free-llm-agent")

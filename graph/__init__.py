@@ -12,19 +12,19 @@ __all__ = ["Context", "State", "Task", "build_graph", "builder", "graph"]
 
 def __getattr__(name: str) -> Any:
     if name in ("build_graph", "builder"):
-        from graph import workflow as module
+        from free_llm_agent.graph import workflow as module
 
         return getattr(module, name)
     if name == "graph":
-        from graph.workflow import graph
+        from free_llm_agent.graph.workflow import graph
 
         return graph
     if name == "Context":
-        from graph.context import Context
+        from free_llm_agent.graph.context import Context
 
         return Context
     if name in ("State", "Task"):
-        from graph import state
+        from free_llm_agent.graph import state
 
         return getattr(state, name)
     raise AttributeError(f"module 'graph' has no attribute {name!r}")

@@ -27,7 +27,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from providers.db import StateFileError, translated
+from free_llm_agent.providers.db import StateFileError, translated
 
 FILE_NAME = "checkpoints.db"
 TABLES = ("checkpoints", "writes")
@@ -74,7 +74,7 @@ class SqliteCheckpoints:
 
 
 def _postgres(url: str | None, home: Path) -> Checkpoints:
-    from graph.checkpoints_pg import PgCheckpoints
+    from free_llm_agent.graph.checkpoints_pg import PgCheckpoints
 
     assert url is not None
     return PgCheckpoints(url)
@@ -87,7 +87,7 @@ CHECKPOINT_BACKENDS: dict[str, Callable[[str | None, Path], Checkpoints]] = {
 
 def open_checkpointer(url: str | None, home: Path) -> Checkpoints:
     """The checkpointer for ``url`` (None: ``checkpoints.db`` in ``home``)."""
-    from providers.backends import for_url
+    from free_llm_agent.providers.backends import for_url
 
     return for_url(CHECKPOINT_BACKENDS, url)(url, home)
 

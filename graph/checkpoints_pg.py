@@ -22,9 +22,9 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from graph.checkpoints import CheckpointUnreadable
-from providers.backends import StateUnavailable
-from providers.db_pg import probe, redacted
+from free_llm_agent.graph.checkpoints import CheckpointUnreadable
+from free_llm_agent.providers.backends import StateUnavailable
+from free_llm_agent.providers.db_pg import probe, redacted
 
 SETUP_LOCK = 0x46_4C_41_03  # "FLA" + 3: one machine at a time runs PostgresSaver.setup()
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config import load_config, resolve_home
+from free_llm_agent.config import load_config, resolve_home
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,8 +38,8 @@ class BadInput(Exception):
 
 
 def router_for(args: argparse.Namespace, offline: bool = False, config: Any = None) -> Any:
-    from providers import NoUsableProvider, Router
-    from providers.backends import StateUnavailable, resolve_database_url
+    from free_llm_agent.providers import NoUsableProvider, Router
+    from free_llm_agent.providers.backends import StateUnavailable, resolve_database_url
 
     config = config or load_config(getattr(args, "config_dir", None))
     try:
@@ -62,15 +62,15 @@ def router_for(args: argparse.Namespace, offline: bool = False, config: Any = No
 
 def database_url(args: argparse.Namespace) -> str | None:
     """``--database-url``, else ``$FREE_AGENT_DATABASE_URL``, else None (SQLite files in the home)."""
-    from providers.backends import resolve_database_url
+    from free_llm_agent.providers.backends import resolve_database_url
 
     return resolve_database_url(getattr(args, "database_url", None))
 
 
 def runner_for(args: argparse.Namespace) -> Any:
     """A :class:`graph.runner.Runner` on the home and database the global flags name (no model needed)."""
-    from graph.runner import Runner
-    from providers.backends import StateUnavailable
+    from free_llm_agent.graph.runner import Runner
+    from free_llm_agent.providers.backends import StateUnavailable
 
     try:
         return Runner(resolve_home(getattr(args, "home", None)), database_url=database_url(args))

@@ -16,8 +16,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from config import resolve_home
-from graph.cli_support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
+from free_llm_agent.config import resolve_home
+from free_llm_agent.graph.cli_support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
@@ -109,7 +109,7 @@ def _rates(answers: dict[str, dict[str, Any]]) -> str:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from providers.report import daily_requests, plot_daily_requests, usage_report
+    from free_llm_agent.providers.report import daily_requests, plot_daily_requests, usage_report
 
     router = router_for(args)
     report = usage_report(router)
@@ -142,8 +142,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from graph.deps import sandbox_report
-    from providers.report import check_provider
+    from free_llm_agent.graph.deps import sandbox_report
+    from free_llm_agent.providers.report import check_provider
 
     router = router_for(args)
     started = time.time()
@@ -168,8 +168,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from graph import graph
-    from graph.workflow import to_dot
+    from free_llm_agent.graph import graph
+    from free_llm_agent.graph.workflow import to_dot
 
     drawable = graph.get_graph()
     if args.format == "mermaid":
@@ -192,9 +192,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from graph.cli_support import database_url
-    from graph.doctor import print_report, run_doctor
-    from providers.backends import StateUnavailable
+    from free_llm_agent.graph.cli_support import database_url
+    from free_llm_agent.graph.doctor import print_report, run_doctor
+    from free_llm_agent.providers.backends import StateUnavailable
 
     try:
         report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair,

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
-from config.loader import REPO_CONFIG_DIR
-from graph.executor_pool import ExecutorPool, PoolKey
-from graph.guard import Journal, ReentrantRunLock, RunGuards, open_guards
-from tools.sandbox import Sandbox, SandboxUnavailable, hidden_paths, resolve
-from tools.workspace import check_workdir, scratch_dir
+from free_llm_agent.config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
+from free_llm_agent.config.loader import REPO_CONFIG_DIR
+from free_llm_agent.graph.executor_pool import ExecutorPool, PoolKey
+from free_llm_agent.graph.guard import Journal, ReentrantRunLock, RunGuards, open_guards
+from free_llm_agent.tools.sandbox import Sandbox, SandboxUnavailable, hidden_paths, resolve
+from free_llm_agent.tools.workspace import check_workdir, scratch_dir
 
 if TYPE_CHECKING:  # langchain is imported when the model is built, not before the CLI's executor starts
     from langchain_core.language_models import BaseChatModel
@@ -75,7 +75,7 @@ class Deps:
     def chat_model(self) -> BaseChatModel:
         with self._lock:
             if self.llm is None:
-                from providers import build_chat_model
+                from free_llm_agent.providers import build_chat_model
 
                 self.llm = build_chat_model(home=self.home, database_url=self.database_url)
             return self.llm
@@ -119,7 +119,7 @@ class Deps:
         return self._sandbox
 
     def key_vars(self) -> list[str]:
-        from providers.keys import key_vars
+        from free_llm_agent.providers.keys import key_vars
 
         config = self._config()
         return [var for p in config.providers.values() for var in key_vars(p)] if config is not None else []
@@ -140,7 +140,7 @@ class Deps:
         """Where the run lock and the task journal live: the home, or the shared database (one per Deps)."""
         with self._lock:
             if self._guards is None:
-                from providers.backends import resolve_database_url
+                from free_llm_agent.providers.backends import resolve_database_url
 
                 self._guards = open_guards(resolve_database_url(self.database_url), self.home_dir())
             return self._guards
@@ -158,9 +158,9 @@ class Deps:
                 self._guards = None
 
     def _default_executor(self, workdir: Path, timeout_s: float, network: bool) -> Executor:
-        from tools.isolated_executor import IsolatedExecutor
-        from tools.limits import Limits
-        from tools.sandbox_session import Walls
+        from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+        from free_llm_agent.tools.limits import Limits
+        from free_llm_agent.tools.sandbox_session import Walls
 
         walls = Walls(limits=Limits.from_config(self.execution_settings()),
                       policy=self.network_policy([]) if network else None)
@@ -169,7 +169,7 @@ class Deps:
 
     def network_policy(self, domains: list[str]) -> Any:
         """The proxy's policy for a thread whose own allowed domains are ``domains`` (None: no network)."""
-        from tools.netpolicy import NetworkPolicy
+        from free_llm_agent.tools.netpolicy import NetworkPolicy
 
         settings = self.execution_settings()
         if settings.network == "off":
@@ -177,7 +177,7 @@ class Deps:
         return NetworkPolicy(settings.network, self._allowed(domains), ask=self.ask_domain)
 
     def _allowed(self, domains: list[str]) -> list[str]:
-        from tools.netpolicy import DEFAULT_ALLOWED_DOMAINS
+        from free_llm_agent.tools.netpolicy import DEFAULT_ALLOWED_DOMAINS
 
         return [*DEFAULT_ALLOWED_DOMAINS, *self.execution_settings().allowed_domains, *domains]
 
@@ -265,15 +265,15 @@ class Deps:
 
 def sandbox_report(router: Any) -> dict[str, Any]:
     """Whether generated code would run sandboxed, and why not."""
-    from providers import QuotaAwareChatModel
-    from tools.sandbox import SandboxUnavailable
+    from free_llm_agent.providers import QuotaAwareChatModel
+    from free_llm_agent.tools.sandbox import SandboxUnavailable
 
     mode = router.config.limits.execution.sandbox
     try:
         sandbox = Deps(llm=QuotaAwareChatModel(router=router), home=router.home).sandbox()
     except SandboxUnavailable as exc:
         return {"mode": mode, "active": False, "detail": f"code will not run: {exc}"}
-    from tools.sandbox_session import report
+    from free_llm_agent.tools.sandbox_session import report
 
     return {"mode": mode, "active": sandbox.active, "detail": sandbox.describe(),
             **report(sandbox, router.config.limits.execution)}

@@ -29,7 +29,7 @@ try:
 except ImportError:  # Windows: no advisory locks, nothing to find stale
     fcntl = None  # type: ignore[assignment]
 
-from graph.guard import held_here
+from free_llm_agent.graph.guard import held_here
 
 DAMAGED_MARK = ".damaged-"
 
@@ -84,7 +84,7 @@ class Check(Protocol):
 def redacted_url(url: str | None) -> str:
     if not url:
         return ""
-    from providers.db_pg import redacted
+    from free_llm_agent.providers.db_pg import redacted
 
     return redacted(url)
 
@@ -219,7 +219,7 @@ class JournalCheck:
     def _leftovers(self) -> list[tuple[Path, str]]:
         if not self.root.is_dir():
             return []
-        from graph.guard import _file_name
+        from free_llm_agent.graph.guard import _file_name
 
         known = self.known_threads()
         names = None if known is None else {_file_name(t) for t in known}
@@ -256,7 +256,7 @@ class JournalCheck:
 
 
 def _sqlite_checks(url: str | None, home: Path) -> list[Check]:
-    from graph.doctor_sqlite import AgentDbCheck, CheckpointsCheck
+    from free_llm_agent.graph.doctor_sqlite import AgentDbCheck, CheckpointsCheck
 
     checkpoints = CheckpointsCheck(home / "checkpoints.db")
     return [HomeCheck(home), AgentDbCheck(home / "agent.db"), checkpoints, LocksCheck(home),
@@ -264,7 +264,7 @@ def _sqlite_checks(url: str | None, home: Path) -> list[Check]:
 
 
 def _pg_checks(url: str | None, home: Path) -> list[Check]:
-    from graph.doctor_pg import DatabaseCheck, PgCheckpointsCheck, PgJournalCheck, PgLocksCheck
+    from free_llm_agent.graph.doctor_pg import DatabaseCheck, PgCheckpointsCheck, PgJournalCheck, PgLocksCheck
 
     assert url is not None
     checkpoints = PgCheckpointsCheck(url)
@@ -278,7 +278,7 @@ DOCTOR_BACKENDS: dict[str, Callable[[str | None, Path], list[Check]]] = {
 
 def checks_for(home: Path, url: str | None = None) -> list[Check]:
     """The checks of the state in ``home`` and, with a database URL, in that database."""
-    from providers.backends import for_url
+    from free_llm_agent.providers.backends import for_url
 
     return for_url(DOCTOR_BACKENDS, url)(url, home)
 

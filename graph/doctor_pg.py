@@ -19,10 +19,10 @@ from typing import Any
 import psycopg
 from langgraph.checkpoint.postgres.base import MIGRATIONS as CHECKPOINT_MIGRATIONS
 
-from graph.doctor import Finding
-from graph.guard_pg import LOCK_CLASS, thread_key
-from providers.backends import StateUnavailable
-from providers.db_pg import MIGRATIONS, probe, redacted
+from free_llm_agent.graph.doctor import Finding
+from free_llm_agent.graph.guard_pg import LOCK_CLASS, thread_key
+from free_llm_agent.providers.backends import StateUnavailable
+from free_llm_agent.providers.db_pg import MIGRATIONS, probe, redacted
 
 
 @contextmanager
@@ -92,8 +92,8 @@ class PgCheckpointsCheck:
         return self._threads
 
     def check(self) -> list[Finding]:
-        from graph.checkpoints import CheckpointUnreadable
-        from graph.checkpoints_pg import PgCheckpoints
+        from free_llm_agent.graph.checkpoints import CheckpointUnreadable
+        from free_llm_agent.graph.checkpoints_pg import PgCheckpoints
 
         with _connect(self.url) as conn:
             exists = _scalar(conn, "SELECT to_regclass('checkpoint_migrations') IS NOT NULL")

@@ -18,9 +18,9 @@ from typing import Any
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from graph.checkpoints import CheckpointUnreadable, GuardedSqliteSaver, salvage_connection, salvage_rows
-from graph.doctor import Finding, move_aside
-from providers.db import DAMAGED, MIGRATIONS, Database, StateFileError, state_error
+from free_llm_agent.graph.checkpoints import CheckpointUnreadable, GuardedSqliteSaver, salvage_connection, salvage_rows
+from free_llm_agent.graph.doctor import Finding, move_aside
+from free_llm_agent.providers.db import DAMAGED, MIGRATIONS, Database, StateFileError, state_error
 
 # The tables every schema version has, and those of the current one (migration 2 replaced ``requests``).
 AGENT_TABLES = ("cooldowns", "response_cache", "usage_log")

@@ -36,8 +36,8 @@ try:
 except ImportError:  # Windows: no advisory locks; one process per thread is then the user's job
     fcntl = None  # type: ignore[assignment]
 
-from providers.db import translated
-from tools.workspace import check_thread_id
+from free_llm_agent.providers.db import translated
+from free_llm_agent.tools.workspace import check_thread_id
 
 
 class ThreadBusy(RuntimeError):
@@ -240,7 +240,7 @@ def _file_guards(url: str | None, home: Path) -> RunGuards:
 
 
 def _pg_guards(url: str | None, home: Path) -> RunGuards:
-    from graph.guard_pg import PgGuards
+    from free_llm_agent.graph.guard_pg import PgGuards
 
     assert url is not None
     return PgGuards(url)
@@ -253,7 +253,7 @@ GUARD_BACKENDS: dict[str, Callable[[str | None, Path], RunGuards]] = {
 
 def open_guards(url: str | None, home: Path) -> RunGuards:
     """The run guards for ``url`` (None: files in ``home``); a PostgreSQL URL shares them across machines."""
-    from providers.backends import for_url
+    from free_llm_agent.providers.backends import for_url
 
     return for_url(GUARD_BACKENDS, url)(url, home)
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg
 
-from graph.guard import Journal, ReentrantRunLock, ThreadBusy, holder_note
-from providers.backends import StateUnavailable
-from providers.db_pg import PgDatabase
+from free_llm_agent.graph.guard import Journal, ReentrantRunLock, ThreadBusy, holder_note
+from free_llm_agent.providers.backends import StateUnavailable
+from free_llm_agent.providers.db_pg import PgDatabase
 
 LOCK_CLASS = 0x46_4C_41_02  # "FLA" + 2: the first key of every thread lock (two-key advisory lock space)
 KEEPALIVES = ("SET tcp_keepalives_idle = 30", "SET tcp_keepalives_interval = 10", "SET tcp_keepalives_count = 3")

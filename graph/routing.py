@@ -6,9 +6,9 @@ from typing import Literal
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.state import State
-from nodes.execute import next_in_batch
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.state import State
+from free_llm_agent.nodes.execute import next_in_batch
 
 
 def after_plan(state: State) -> Literal["fallback", "write_code"]:

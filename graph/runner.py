@@ -19,11 +19,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
-from graph.checkpoints import CheckpointUnreadable, open_checkpointer
-from graph.context import Context
-from graph.deps import Deps, ExecutorFactory
-from graph.workflow import build_graph
-from providers.db import DAMAGED, StateFileError
+from free_llm_agent.graph.checkpoints import CheckpointUnreadable, open_checkpointer
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps, ExecutorFactory
+from free_llm_agent.graph.workflow import build_graph
+from free_llm_agent.providers.db import DAMAGED, StateFileError
 
 # Called with an approval payload; returns the resume value, or None to pause the run.
 Approver = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -74,7 +74,7 @@ class Runner:
         deps: Deps | None = None,
         database_url: str | None = None,
     ) -> None:
-        from providers.backends import resolve_database_url
+        from free_llm_agent.providers.backends import resolve_database_url
 
         self.home = home
         self.database_url = database_url = resolve_database_url(database_url)  # as Deps and the router resolve it

@@ -15,17 +15,17 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 
-from graph.context import Context
-from graph.deps import Deps, ExecutorFactory
-from graph.routing import after_plan, after_reflect, after_write_code, in_batch
-from graph.state import InputState, OutputState, State
-from nodes.approval import approve
-from nodes.execute import run_task, write_code
-from nodes.fallback import fallback, wait_for_quota
-from nodes.finalize import finalize
-from nodes.plan import plan
-from nodes.reflect import reflect
-from nodes.start import start
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps, ExecutorFactory
+from free_llm_agent.graph.routing import after_plan, after_reflect, after_write_code, in_batch
+from free_llm_agent.graph.state import InputState, OutputState, State
+from free_llm_agent.nodes.approval import approve
+from free_llm_agent.nodes.execute import run_task, write_code
+from free_llm_agent.nodes.fallback import fallback, wait_for_quota
+from free_llm_agent.nodes.finalize import finalize
+from free_llm_agent.nodes.plan import plan
+from free_llm_agent.nodes.reflect import reflect
+from free_llm_agent.nodes.start import start
 
 # LLM nodes catch provider exhaustion themselves (-> fallback); this covers local hiccups
 # such as a briefly locked SQLite file or a dropped loopback connection.

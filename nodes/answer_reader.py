@@ -18,9 +18,9 @@ from typing import Any, TypeVar, get_origin
 from langchain_core.messages import AIMessage
 from pydantic import BaseModel
 
-from nodes.json_text import extract_json, iter_json
-from nodes.parsing import ParseError, strip_reasoning
-from nodes.schemas import CodeBatch, Review
+from free_llm_agent.nodes.json_text import extract_json, iter_json
+from free_llm_agent.nodes.parsing import ParseError, strip_reasoning
+from free_llm_agent.nodes.schemas import CodeBatch, Review
 
 __all__ = ["candidates", "message_text", "read_answer"]
 

@@ -18,13 +18,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.state import State
-from nodes.common import workdir_of
-from nodes.execute import next_in_batch
-from nodes.llm import _emit
-from tools.safety import check_code
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State
+from free_llm_agent.nodes.common import workdir_of
+from free_llm_agent.nodes.execute import next_in_batch
+from free_llm_agent.nodes.llm import _emit
+from free_llm_agent.tools.safety import check_code
 
 
 def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:

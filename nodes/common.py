@@ -7,12 +7,12 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from graph.deps import Deps
-from graph.state import State, Task
-from nodes import prompts
-from nodes.parsing import ParseError
-from providers.errors import AllProvidersExhausted
-from tools.workspace import listing
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State, Task
+from free_llm_agent.nodes import prompts
+from free_llm_agent.nodes.parsing import ParseError
+from free_llm_agent.providers.errors import AllProvidersExhausted
+from free_llm_agent.tools.workspace import listing
 
 
 def thread_id(config: RunnableConfig) -> str:

@@ -16,16 +16,24 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.guard import attempt_key
-from graph.state import State, Task
-from nodes import prompts
-from nodes.common import batch_tasks, describe_workdir, failure_update, retry_reason, run_owner, thread_id, workdir_of
-from nodes.llm import Asked, _emit, ask
-from nodes.parsing import ParseError, parse_code_batch
-from nodes.schemas import CodeBatch
-from providers.errors import AllProvidersExhausted
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.guard import attempt_key
+from free_llm_agent.graph.state import State, Task
+from free_llm_agent.nodes import prompts
+from free_llm_agent.nodes.common import (
+    batch_tasks,
+    describe_workdir,
+    failure_update,
+    retry_reason,
+    run_owner,
+    thread_id,
+    workdir_of,
+)
+from free_llm_agent.nodes.llm import Asked, _emit, ask
+from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
+from free_llm_agent.nodes.schemas import CodeBatch
+from free_llm_agent.providers.errors import AllProvidersExhausted
 
 NO_CODE = "the model wrote no code for this task"  # a task's error; finalize fails a run left with one
 

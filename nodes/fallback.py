@@ -21,9 +21,9 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.state import State
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State
 
 Target = Literal["plan", "write_code", "reflect", "wait_for_quota", "finalize"]
 

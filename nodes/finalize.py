@@ -6,10 +6,10 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from graph.deps import Deps
-from graph.state import State, Task
-from nodes.common import thread_id
-from nodes.execute import NO_CODE
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State, Task
+from free_llm_agent.nodes.common import thread_id
+from free_llm_agent.nodes.execute import NO_CODE
 
 _MARK = {"done": "✔", "failed": "✘", "skipped": "–", "pending": "·", "running": "·"}
 

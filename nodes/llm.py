@@ -14,9 +14,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel
 
-from nodes import prompts
-from nodes.answer_reader import message_text, read_answer
-from nodes.parsing import ParseError
+from free_llm_agent.nodes import prompts
+from free_llm_agent.nodes.answer_reader import message_text, read_answer
+from free_llm_agent.nodes.parsing import ParseError
 
 T = TypeVar("T", bound=BaseModel)
 

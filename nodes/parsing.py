@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
-from nodes.json_text import FENCE, extract_json, iter_json
-from nodes.schemas import CodeBatch, CodeItem, Plan
+from free_llm_agent.nodes.json_text import FENCE, extract_json, iter_json
+from free_llm_agent.nodes.schemas import CodeBatch, CodeItem, Plan
 
 __all__ = ["ParseError", "extract_json", "parse_code_batch", "parse_plan", "strip_reasoning"]
 

@@ -8,8 +8,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from nodes.json_text import iter_json
-from nodes.parsing import (
+from free_llm_agent.nodes.json_text import iter_json
+from free_llm_agent.nodes.parsing import (
     _BOLD,
     _ID_KEYS,
     _PREFIX,
@@ -27,7 +27,7 @@ from nodes.parsing import (
     tagged,
     yaml_values,
 )
-from nodes.schemas import Review, Verdict
+from free_llm_agent.nodes.schemas import Review, Verdict
 
 __all__ = ["parse_review"]
 

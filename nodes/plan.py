@@ -8,15 +8,15 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.state import State, Task
-from nodes import prompts
-from nodes.common import describe_workdir, failure_update, retry_reason, thread_id
-from nodes.llm import Asked, ask
-from nodes.parsing import ParseError, parse_plan
-from nodes.schemas import Plan
-from providers.errors import AllProvidersExhausted
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State, Task
+from free_llm_agent.nodes import prompts
+from free_llm_agent.nodes.common import describe_workdir, failure_update, retry_reason, thread_id
+from free_llm_agent.nodes.llm import Asked, ask
+from free_llm_agent.nodes.parsing import ParseError, parse_plan
+from free_llm_agent.nodes.schemas import Plan
+from free_llm_agent.providers.errors import AllProvidersExhausted
 
 MAX_TASKS = 5
 

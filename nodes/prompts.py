@@ -52,7 +52,7 @@ Write the code for each of these tasks:
 
 Rules: language "python" or "shell"; complete, self-contained code; print what shows the task is done;
 raise/exit non-zero on failure; no sudo, no installs outside the working directory, no interactive input.
-To read a web page in Python: from tools.web_tools import fetch_text; print(fetch_text(url).text)
+To read a web page in Python: from free_llm_agent.tools.web_tools import fetch_text; print(fetch_text(url).text)
 Answer with the CodeBatch tool, or as JSON {{"items": [{{"task_id": 1, "language": "python", "code": "..."}}]}}."""
 
 REFLECT = """Goal: {goal}

@@ -12,16 +12,16 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.state import State, Task
-from nodes import prompts
-from nodes.common import batch_tasks, failure_update, retry_reason
-from nodes.llm import Asked, ask
-from nodes.parsing import ParseError
-from nodes.parsing_review import parse_review
-from nodes.schemas import Review
-from providers.errors import AllProvidersExhausted
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State, Task
+from free_llm_agent.nodes import prompts
+from free_llm_agent.nodes.common import batch_tasks, failure_update, retry_reason
+from free_llm_agent.nodes.llm import Asked, ask
+from free_llm_agent.nodes.parsing import ParseError
+from free_llm_agent.nodes.parsing_review import parse_review
+from free_llm_agent.nodes.schemas import Review
+from free_llm_agent.providers.errors import AllProvidersExhausted
 
 
 def reflect(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.state import State
-from nodes.common import thread_id
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State
+from free_llm_agent.nodes.common import thread_id
 
 # Channels with a reducer are replaced, not merged into (``Overwrite`` bypasses the reducer).
 _FRESH: dict[str, Any] = {
@@ -43,7 +43,7 @@ _FRESH: dict[str, Any] = {
 
 def thread_domains(state: State, given: list[str]) -> list[str]:
     """The thread's own allowed domains: those it had, ``--allow-domain``, and those written in the goal."""
-    from tools.netpolicy import domains_in
+    from free_llm_agent.tools.netpolicy import domains_in
 
     return list(dict.fromkeys([*state.get("allowed_domains", []), *given, *domains_in(state["goal"])]))
 

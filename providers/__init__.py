@@ -10,14 +10,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from providers.chat_model import QuotaAwareChatModel, build_chat_model
-    from providers.errors import AllProvidersExhausted, NoUsableProvider
-    from providers.router import Router
+    from free_llm_agent.providers.chat_model import QuotaAwareChatModel, build_chat_model
+    from free_llm_agent.providers.errors import AllProvidersExhausted, NoUsableProvider
+    from free_llm_agent.providers.router import Router
 
 __all__ = ["AllProvidersExhausted", "NoUsableProvider", "QuotaAwareChatModel", "Router", "build_chat_model"]
-_HOME = {"QuotaAwareChatModel": "providers.chat_model", "build_chat_model": "providers.chat_model",
-         "AllProvidersExhausted": "providers.errors", "NoUsableProvider": "providers.errors",
-         "Router": "providers.router"}
+_HOME = {"QuotaAwareChatModel": "free_llm_agent.providers.chat_model",
+         "build_chat_model": "free_llm_agent.providers.chat_model",
+         "AllProvidersExhausted": "free_llm_agent.providers.errors",
+         "NoUsableProvider": "free_llm_agent.providers.errors",
+         "Router": "free_llm_agent.providers.router"}
 
 
 def __getattr__(name: str) -> Any:

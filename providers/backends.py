@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from providers.dialect import Dialect
+from free_llm_agent.providers.dialect import Dialect
 
 ENV_VAR = "FREE_AGENT_DATABASE_URL"
 T = TypeVar("T")
@@ -37,14 +37,14 @@ class StateDatabase(Protocol):
 
 
 def _sqlite(url: str | None, home: Path) -> StateDatabase:
-    from providers.db import Database
+    from free_llm_agent.providers.db import Database
 
     rest = urlsplit(url).path if url else ""
     return Database(Path(rest) if rest else home / "agent.db")
 
 
 def _postgres(url: str | None, home: Path) -> StateDatabase:
-    from providers.db_pg import PgDatabase
+    from free_llm_agent.providers.db_pg import PgDatabase
 
     assert url is not None
     return PgDatabase(url)

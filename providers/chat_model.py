@@ -25,14 +25,14 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from config import load_config, load_env_files, resolve_home
-from providers.answers import Outcome
-from providers.backends import resolve_database_url
-from providers.cache import cache_key
-from providers.dispatch import Bind, Dispatch, malformed_call
-from providers.inner_calls import INNER, as_chunk, to_message, untraced
-from providers.registry import last_response_headers
-from providers.router import Call, Router
+from free_llm_agent.config import load_config, load_env_files, resolve_home
+from free_llm_agent.providers.answers import Outcome
+from free_llm_agent.providers.backends import resolve_database_url
+from free_llm_agent.providers.cache import cache_key
+from free_llm_agent.providers.dispatch import Bind, Dispatch, malformed_call
+from free_llm_agent.providers.inner_calls import INNER, as_chunk, to_message, untraced
+from free_llm_agent.providers.registry import last_response_headers
+from free_llm_agent.providers.router import Call, Router
 
 _CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers", "purpose")
 _STANDARD = ("temperature", "max_tokens", "timeout")

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from providers.dialect import SQLITE, Dialect
-from providers.fifo_lock import fifo_lock
+from free_llm_agent.providers.dialect import SQLITE, Dialect
+from free_llm_agent.providers.fifo_lock import fifo_lock
 
 DAMAGED, UNWRITABLE = "damaged", "unwritable"
 _CHECKPOINT_EVERY = 200  # commits of one connection between two (passive) WAL checkpoints

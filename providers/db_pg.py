@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from providers.backends import StateUnavailable
-from providers.dialect import POSTGRES, Dialect
+from free_llm_agent.providers.backends import StateUnavailable
+from free_llm_agent.providers.dialect import POSTGRES, Dialect
 
 LOCK_KEY = 0x46_4C_41_01  # "FLA" + 1: the ledger's one write lock (advisory lock key space is shared)
 _PLACEHOLDER = re.compile(r"\?")

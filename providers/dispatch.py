@@ -22,10 +22,10 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from providers.inner_calls import has_answer, not_empty, refused_answer
-from providers.quota import Slot
-from providers.registry import call_kwargs, last_response_headers
-from providers.router import Call, Router
+from free_llm_agent.providers.inner_calls import has_answer, not_empty, refused_answer
+from free_llm_agent.providers.quota import Slot
+from free_llm_agent.providers.registry import call_kwargs, last_response_headers
+from free_llm_agent.providers.router import Call, Router
 
 Client = Runnable[LanguageModelInput, Any]
 

@@ -19,7 +19,7 @@ from langchain_core.tracers.context import _configure_hooks
 from langsmith import tracing_context
 from pydantic import ValidationError
 
-from providers.errors import EmptyAnswer, failed_generation
+from free_llm_agent.providers.errors import EmptyAnswer, failed_generation
 
 # The inner client's call is part of the wrapper's run, not a second chat-model run: no callbacks
 # (LangGraph's ``messages`` stream, usage callbacks, tracers) and no tracing of its own.

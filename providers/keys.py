@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from config import AppConfig, ProviderConfig
-from providers.errors import NoUsableProvider
+from free_llm_agent.config import AppConfig, ProviderConfig
+from free_llm_agent.providers.errors import NoUsableProvider
 
 # Other names a provider's own SDK reads for the same key (Google's client takes either).
 KEY_ALIASES: dict[str, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from config import RateLimit
+from free_llm_agent.config import RateLimit
 
 MINUTE = 60.0
 EPS = 0.001

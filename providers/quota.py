@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from config import RateLimit
-from providers.backends import StateDatabase
-from providers.ledger import (
+from free_llm_agent.config import RateLimit
+from free_llm_agent.providers.backends import StateDatabase
+from free_llm_agent.providers.ledger import (
     MINUTE,
     PERIODS,
     QuotaLedger,

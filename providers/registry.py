@@ -14,7 +14,7 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
-from config import ProviderConfig
+from free_llm_agent.config import ProviderConfig
 
 Factory = Callable[[ProviderConfig, str | None], BaseChatModel]
 REGISTRY: dict[str, Factory] = {}

@@ -6,9 +6,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from providers.keys import describe_key_vars, resolve_key
-from providers.quota import Slot, Unavailable
-from providers.router import Call, Router
+from free_llm_agent.providers.keys import describe_key_vars, resolve_key
+from free_llm_agent.providers.quota import Slot, Unavailable
+from free_llm_agent.providers.router import Call, Router
 
 
 def usage_report(router: Router, now: float | None = None) -> dict[str, Any]:

@@ -21,22 +21,22 @@ from zoneinfo import ZoneInfo
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from config import AppConfig
-from providers.answers import AnswerLog, Outcome, learned_order
-from providers.backends import StateDatabase, open_state
-from providers.cache import ResponseCache
-from providers.errors import (
+from free_llm_agent.config import AppConfig
+from free_llm_agent.providers.answers import AnswerLog, Outcome, learned_order
+from free_llm_agent.providers.backends import StateDatabase, open_state
+from free_llm_agent.providers.cache import ResponseCache
+from free_llm_agent.providers.errors import (
     AllProvidersExhausted,
     ErrorInfo,
     ErrorKind,
     classify,
     wait_from_headers,
 )
-from providers.keys import usable_providers
-from providers.ledger import QuotaLedger, Slot, Unavailable, day_bounds
-from providers.quota import QuotaStore
-from providers.registry import build_client
-from providers.usage import AutoOptimizer, UsageEvent, UsageTracker
+from free_llm_agent.providers.keys import usable_providers
+from free_llm_agent.providers.ledger import QuotaLedger, Slot, Unavailable, day_bounds
+from free_llm_agent.providers.quota import QuotaStore
+from free_llm_agent.providers.registry import build_client
+from free_llm_agent.providers.usage import AutoOptimizer, UsageEvent, UsageTracker
 
 DEFAULT_429_COOLDOWN_S = 60.0
 

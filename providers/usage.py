@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from config import AppConfig
-from providers.backends import StateDatabase
-from providers.ledger import QuotaLedger, day_bounds
+from free_llm_agent.config import AppConfig
+from free_llm_agent.providers.backends import StateDatabase
+from free_llm_agent.providers.ledger import QuotaLedger, day_bounds
 
 _ROLLUP_BATCH_S = 7 * 86400.0  # days rolled up per transaction: the write lock is never held long
 

@@ -21,11 +21,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.state import State, Task, add_counts, merge_tasks
-from graph.workflow import build_graph
-from providers.errors import AllProvidersExhausted
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.state import State, Task, add_counts, merge_tasks
+from free_llm_agent.graph.workflow import build_graph
+from free_llm_agent.providers.errors import AllProvidersExhausted
 from tests.fakes.scripted import Answer, ScriptedChatModel, tool_answer
 
 GOAL = "count the words in a sample text"

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from providers import QuotaAwareChatModel, build_chat_model
+from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.fakes.provider_server import FakeProvider, Reply
 
 ConfigFactory = Callable[..., Path]  # tests.conftest's make_config

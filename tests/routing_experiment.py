@@ -23,10 +23,10 @@ from pathlib import Path
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.context import Context
-from graph.deps import Deps
-from graph.workflow import build_graph
-from providers import build_chat_model
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.workflow import build_graph
+from free_llm_agent.providers import build_chat_model
 from tests.agent_helpers import FakeExecutor
 from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder

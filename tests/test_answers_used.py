@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from nodes.llm import Asked, ask
-from nodes.parsing import ParseError, parse_code_batch, parse_plan
-from nodes.parsing_review import parse_review
-from nodes.reflect import reflect
-from nodes.schemas import Plan
-from providers import build_chat_model
+from free_llm_agent.nodes.llm import Asked, ask
+from free_llm_agent.nodes.parsing import ParseError, parse_code_batch, parse_plan
+from free_llm_agent.nodes.parsing_review import parse_review
+from free_llm_agent.nodes.reflect import reflect
+from free_llm_agent.nodes.schemas import Plan
+from free_llm_agent.providers import build_chat_model
 from tests.agent_helpers import by_id, make_deps, make_state, ran, rt, scripted
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply

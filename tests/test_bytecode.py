@@ -6,7 +6,7 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
-from tools import bytecode
+from free_llm_agent.tools import bytecode
 
 
 def _package(tmp_path: Path) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from providers import QuotaAwareChatModel, build_chat_model
+from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.fakes.wire import Request

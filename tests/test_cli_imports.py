@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from graph import run_imports
+from free_llm_agent.graph import run_imports
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("langchain_core", "langgraph", "graph.runner", "graph.checkpoints", "providers.chat_model", "groq", "httpx")
+HEAVY = ("langchain_core", "langgraph", "free_llm_agent.graph.runner", "free_llm_agent.graph.checkpoints",
+         "free_llm_agent.providers.chat_model", "groq", "httpx")
 # Used by the executor's worker and kernel (their own processes), by nobody in a run, or (rich) only to show
 # progress and errors, which a successful ``run --json`` does not.
 NEVER = ("trio", "httpx._main", "langchain_text_splitters", "pygments", "rich", "debugpy", "IPython", "ipykernel",
@@ -26,14 +27,14 @@ NEVER = ("trio", "httpx._main", "langchain_text_splitters", "pygments", "rich", 
 
 PROBE = """
 import json, sys
-import graph.deps
+from free_llm_agent.graph import deps as graph_deps
 seen = []
-original = graph.deps.Deps.prewarm
+original = graph_deps.Deps.prewarm
 def prewarm(self, *args, **kwargs):
     seen.append(sorted(m for m in HEAVY if m in sys.modules))
     return original(self, *args, **kwargs)
-graph.deps.Deps.prewarm = prewarm
-import run_graph
+graph_deps.Deps.prewarm = prewarm
+from free_llm_agent.cli import main as run_graph
 code = run_graph.main(ARGV)
 loaded = sorted({m for m, mod in sys.modules.items() if mod is not None
                  for n in NEVER if m == n or m.startswith(n + ".")})

@@ -21,8 +21,8 @@ from typing import Any
 import psutil
 import pytest
 
+from free_llm_agent.tools.sandbox import probe
 from tests.fakes.provider_server import FakeProvider
-from tools.sandbox import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "run_graph.py")]

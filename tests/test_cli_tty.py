@@ -12,9 +12,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from free_llm_agent.tools.sandbox import probe
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
-from tools.sandbox import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = (

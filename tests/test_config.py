@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config import ConfigError, load_config
-from providers import NoUsableProvider, build_chat_model
+from free_llm_agent.config import ConfigError, load_config
+from free_llm_agent.providers import NoUsableProvider, build_chat_model
 from tests.conftest import REAL_KEY_VARS, ConfigFactory, FakeFactory, key_env_for
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,9 +26,9 @@ import pytest
 from langchain_core.messages import messages_from_dict
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.context import Context
-from graph.workflow import build_graph
-from providers import QuotaAwareChatModel, build_chat_model
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.workflow import build_graph
+from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.agent_helpers import FakeExecutor
 from tests.corpus_answers import GEMINI, GOAL, LLAMA, OLLAMA, PLAN, PLAN_ANSWERS, Answer
 from tests.corpus_answers_code import CODE_ANSWERS

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
-from nodes.llm import Asked, ask
-from nodes.parsing import ParseError, parse_code_batch
-from nodes.schemas import CodeBatch
-from providers import QuotaAwareChatModel, build_chat_model
+from free_llm_agent.nodes.llm import Asked, ask
+from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
+from free_llm_agent.nodes.schemas import CodeBatch
+from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.corpus_answers import DEEPSEEK, FAMILIES, GEMINI, LLAMA, OLLAMA
 from tests.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, VLLM, ToolAnswer
 from tests.fakes.provider_server import FakeProvider, Reply, Request

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tools.local_executor import ExecutionResult, LocalExecutor, cap_output
+from free_llm_agent.tools.local_executor import ExecutionResult, LocalExecutor, cap_output
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,15 @@ from typing import Any, cast
 import psutil
 import pytest
 
-from config import Execution
-from graph.context import Context
-from graph.deps import Deps
-from graph.runner import Runner
+from free_llm_agent.config import Execution
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.deps import Deps
+from free_llm_agent.graph.runner import Runner
+from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+from free_llm_agent.tools.sandbox import probe
 from tests.agent_helpers import Brain, scripted
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
-from tools.isolated_executor import IsolatedExecutor
-from tools.sandbox import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
@@ -89,7 +89,7 @@ def test_the_cli_starts_the_kernel_while_the_plan_answer_is_still_on_its_way(
         wait_for(lambda: server.requests, "the plan request")
         # The plan is not answered yet, and the executor's Python kernel is already starting.
         wait_for(lambda: any("ipykernel" in line for line in cmdlines(tree(cli.pid))), "a kernel under the CLI")
-        assert any("tools.executor_worker" in line for line in cmdlines(tree(cli.pid)))
+        assert any("free_llm_agent.tools.executor_worker" in line for line in cmdlines(tree(cli.pid)))
         assert cli.poll() is None and len(server.requests) == 1
     finally:
         answer_plan.set()

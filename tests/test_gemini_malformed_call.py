@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
-from nodes.llm import Asked, ask
-from nodes.parsing import parse_plan
-from nodes.schemas import Plan
-from providers import build_chat_model
+from free_llm_agent.nodes.llm import Asked, ask
+from free_llm_agent.nodes.parsing import parse_plan
+from free_llm_agent.nodes.schemas import Plan
+from free_llm_agent.providers import build_chat_model
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
 

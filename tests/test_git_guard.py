@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import git_config, git_guard
-from tools.git_guard import baseline, find_git_dirs, is_dangerous, neutralize, scan
-from tools.git_mask import marker_folder, release_root_mask, reserve_root_mask, sweep_stale_masks
+from free_llm_agent.tools import git_config, git_guard
+from free_llm_agent.tools.git_guard import baseline, find_git_dirs, is_dangerous, neutralize, scan
+from free_llm_agent.tools.git_mask import marker_folder, release_root_mask, reserve_root_mask, sweep_stale_masks
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

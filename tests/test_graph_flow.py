@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from langgraph.types import Command
 
-from graph.context import Context
-from graph.runner import Runner
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.runner import Runner
 from tests.agent_helpers import GOAL, Brain, FakeExecutor, by_id, exhausted, harness
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(60)
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The fallback node's sleeps, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr("nodes.fallback.time", SimpleNamespace(sleep=recorded.append))
+    monkeypatch.setattr("free_llm_agent.nodes.fallback.time", SimpleNamespace(sleep=recorded.append))
     return recorded
 
 FIVE = ["write numbers.txt", "sum the numbers", "write the sum to sum.txt", "read sum.txt back", "print a report"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from tools.local_executor import LocalExecutor
+from free_llm_agent.tools.local_executor import LocalExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = "interpreter.core.computer.terminal.terminal"
@@ -35,7 +35,7 @@ def test_the_worker_starts_the_kernel_before_it_imports_ois_terminal(tmp_path: P
         import json, sys
         import psutil
         from pathlib import Path
-        from tools.local_executor import LocalExecutor
+        from free_llm_agent.tools.local_executor import LocalExecutor
         ex = LocalExecutor(Path({str(tmp_path)!r}))
         ex.prestart()
         kernels = [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)]

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tools.limits import NAME_PREFIX, CgroupFS, Limits, ResourceBox, detect, enforcement, probe, sweep
+from free_llm_agent.tools.limits import NAME_PREFIX, CgroupFS, Limits, ResourceBox, detect, enforcement, probe, sweep
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux")]
 

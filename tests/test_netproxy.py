@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tools import netproxy
-from tools.netpolicy import client_hello_sni
-from tools.netproxy import (
+from free_llm_agent.tools import netproxy
+from free_llm_agent.tools.netpolicy import client_hello_sni
+from free_llm_agent.tools.netproxy import (
     DEFAULT_ALLOWED_DOMAINS,
     TEST_RESOLVE_ENV,
     FilteringProxy,

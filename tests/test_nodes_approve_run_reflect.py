@@ -13,11 +13,11 @@ import pytest
 from langchain_core.messages import AIMessage
 from langgraph.types import Command
 
-from graph.routing import after_reflect, in_batch
-from graph.state import Task
-from nodes.approval import approve
-from nodes.execute import run_task, write_code
-from nodes.reflect import reflect
+from free_llm_agent.graph.routing import after_reflect, in_batch
+from free_llm_agent.graph.state import Task
+from free_llm_agent.nodes.approval import approve
+from free_llm_agent.nodes.execute import run_task, write_code
+from free_llm_agent.nodes.reflect import reflect
 from tests.agent_helpers import (
     CONFIG,
     GOAL,

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-import nodes.fallback as fallback_module
-from graph.routing import after_plan, after_reflect, after_write_code, in_batch
-from nodes.fallback import fallback
-from nodes.finalize import finalize
+import free_llm_agent.nodes.fallback as fallback_module
+from free_llm_agent.graph.routing import after_plan, after_reflect, after_write_code, in_batch
+from free_llm_agent.nodes.fallback import fallback
+from free_llm_agent.nodes.finalize import finalize
 from tests.agent_helpers import (
     CONFIG,
     GOAL,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from graph.routing import after_plan, after_write_code
-from graph.state import Task, add_counts, merge_tasks
-from nodes.approval import approve
-from nodes.execute import run_task, write_code
-from nodes.plan import plan
+from free_llm_agent.graph.routing import after_plan, after_write_code
+from free_llm_agent.graph.state import Task, add_counts, merge_tasks
+from free_llm_agent.nodes.approval import approve
+from free_llm_agent.nodes.execute import run_task, write_code
+from free_llm_agent.nodes.plan import plan
 from tests.agent_helpers import (
     CONFIG,
     GOAL,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nodes.parsing import ParseError, extract_json, parse_plan
+from free_llm_agent.nodes.parsing import ParseError, extract_json, parse_plan
 
 THREE = ["download data", "clean it", "plot"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.parsing import ParseError, parse_code_batch
-from nodes.parsing_review import parse_review
-from nodes.schemas import CodeItem, Verdict
+from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
+from free_llm_agent.nodes.parsing_review import parse_review
+from free_llm_agent.nodes.schemas import CodeItem, Verdict
 
 # ----------------------------------------------------------------------------- code batch
 

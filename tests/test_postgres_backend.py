@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from providers import build_chat_model
-from providers.backends import UnknownBackend, open_state
-from providers.db_pg import MIGRATIONS
+from free_llm_agent.providers import build_chat_model
+from free_llm_agent.providers.backends import UnknownBackend, open_state
+from free_llm_agent.providers.db_pg import MIGRATIONS
 from tests.fakes.provider_server import FakeProvider, Reply
 
 ROOT = Path(__file__).resolve().parent.parent

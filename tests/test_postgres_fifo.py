@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from config import RateLimit
-from providers.backends import open_state
-from providers.quota import QuotaStore, Slot
+from free_llm_agent.config import RateLimit
+from free_llm_agent.providers.backends import open_state
+from free_llm_agent.providers.quota import QuotaStore, Slot
 from tests.test_quota import T0, _mp
 from tests.test_quota_counters import _wait_for
 

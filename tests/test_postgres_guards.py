@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from graph.guard import ThreadBusy, open_guards
-from graph.guard_pg import PgGuards
+from free_llm_agent.graph.guard import ThreadBusy, open_guards
+from free_llm_agent.graph.guard_pg import PgGuards
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
 
@@ -47,7 +47,7 @@ def config(fake_server: Callable[..., FakeProvider], make_config: Callable[..., 
 HOLDER = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from graph.guard_pg import PgGuards
+from free_llm_agent.graph.guard_pg import PgGuards
 lock = PgGuards({url!r}).lock({thread!r})
 lock.acquire()
 print("held", flush=True)
@@ -170,7 +170,7 @@ def test_the_resume_hint_keeps_a_database_url_without_a_password(url: str, print
     import argparse
     import shlex
 
-    from graph.cli_support import resume_hint
+    from free_llm_agent.graph.cli_support import resume_hint
 
     hint = resume_hint(argparse.Namespace(home="/h", config_dir=None, database_url=url), "t1")
     expected = f"--home /h --database-url {shlex.quote(url)} resume t1" if printed else "--home /h resume t1"
@@ -185,7 +185,7 @@ def test_the_resume_hint_keeps_a_database_url_without_a_password(url: str, print
     "postgresql://agent@db-host/agent?sslmode=require&PASSWORD=secret&application_name=x",
 ])
 def test_redacted_hides_every_form_of_password(url: str) -> None:
-    from providers.db_pg import redacted
+    from free_llm_agent.providers.db_pg import redacted
 
     shown = redacted(url)
     assert "secret" not in shown and "db-host" in shown and "***" in shown, shown
@@ -210,9 +210,9 @@ def test_a_user_without_create_uses_a_migrated_database_and_gets_a_message_on_a_
         postgres_url: str, config: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     import threading
 
-    from graph.checkpoints_pg import PgCheckpoints
-    from providers.backends import StateUnavailable
-    from providers.db_pg import PgDatabase
+    from free_llm_agent.graph.checkpoints_pg import PgCheckpoints
+    from free_llm_agent.providers.backends import StateUnavailable
+    from free_llm_agent.providers.db_pg import PgDatabase
 
     PgDatabase(postgres_url).close()  # the owner migrates both schemas once
     PgCheckpoints(postgres_url).close()
@@ -242,8 +242,7 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    import graph.guard_pg
-    from providers.backends import StateUnavailable
+    from free_llm_agent.providers.backends import StateUnavailable
 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         if conn.info.server_version < 140000:
@@ -257,7 +256,7 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
             time.sleep(2.5)  # the run's lock session sits idle longer than the server allows
             with pytest.raises(ThreadBusy), machine_b.lock("idle"):
                 pass
-        monkeypatch.setattr(graph.guard_pg, "KEEPALIVES", ("SET no_such_setting = 1",))
+        monkeypatch.setattr("free_llm_agent.graph.guard_pg.KEEPALIVES", ("SET no_such_setting = 1",))
         with pytest.raises(StateUnavailable, match="cannot lock thread t2 in the database"), machine_b.lock("t2"):
             pass
     finally:
@@ -267,8 +266,8 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
 
 def test_a_runner_without_a_url_uses_the_database_of_the_environment_like_its_guards(
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from graph.guard_pg import PgGuards
-    from graph.runner import Runner
+    from free_llm_agent.graph.guard_pg import PgGuards
+    from free_llm_agent.graph.runner import Runner
 
     monkeypatch.setenv("FREE_AGENT_DATABASE_URL", postgres_url)
     runner = Runner(tmp_path)
@@ -286,9 +285,9 @@ def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, 
     another machine that took the thread over cannot have it run twice."""
     from langchain_core.runnables import RunnableConfig
 
-    from graph.deps import Deps
-    from nodes.execute import run_task
-    from providers.backends import StateUnavailable
+    from free_llm_agent.graph.deps import Deps
+    from free_llm_agent.nodes.execute import run_task
+    from free_llm_agent.providers.backends import StateUnavailable
     from tests.agent_helpers import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
 
     ex = FakeExecutor()

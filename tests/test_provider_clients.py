@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from langchain_core.messages import AIMessage
 
-from providers import AllProvidersExhausted, build_chat_model
+from free_llm_agent.providers import AllProvidersExhausted, build_chat_model
 from tests.conftest import ConfigFactory, FakeFactory, key_env_for
 from tests.fakes.provider_server import Reply, ratelimit_headers
 from tests.provider_client_helpers import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 
-from providers import build_chat_model
+from free_llm_agent.providers import build_chat_model
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.provider_client_helpers import (

@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config import ProviderConfig, RateLimit, load_config
-from providers import AllProvidersExhausted, build_chat_model
-from providers.backends import StateDatabase, open_state
-from providers.quota import QuotaLedger, QuotaStore, Slot, Unavailable
-from providers.registry import build_client
-from providers.usage import AutoOptimizer
+from free_llm_agent.config import ProviderConfig, RateLimit, load_config
+from free_llm_agent.providers import AllProvidersExhausted, build_chat_model
+from free_llm_agent.providers.backends import StateDatabase, open_state
+from free_llm_agent.providers.quota import QuotaLedger, QuotaStore, Slot, Unavailable
+from free_llm_agent.providers.registry import build_client
+from free_llm_agent.providers.usage import AutoOptimizer
 from tests.conftest import ConfigFactory, FakeFactory
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()

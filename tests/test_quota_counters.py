@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from config import RateLimit, load_config
-from providers import build_chat_model
-from providers.backends import StateDatabase, open_state, resolve_database_url
-from providers.db import MIGRATIONS, Database
-from providers.quota import QuotaStore, Slot, Unavailable
-from providers.report import daily_requests
-from providers.usage import UsageEvent, UsageTracker
+from free_llm_agent.config import RateLimit, load_config
+from free_llm_agent.providers import build_chat_model
+from free_llm_agent.providers.backends import StateDatabase, open_state, resolve_database_url
+from free_llm_agent.providers.db import MIGRATIONS, Database
+from free_llm_agent.providers.quota import QuotaStore, Slot, Unavailable
+from free_llm_agent.providers.report import daily_requests
+from free_llm_agent.providers.usage import UsageEvent, UsageTracker
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.test_quota import T0, _mp, store_with, take
 

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from providers.errors import ErrorKind, classify, parse_duration, wait_from_headers
+from free_llm_agent.providers.errors import ErrorKind, classify, parse_duration, wait_from_headers
 
 # --------------------------------------------------------------------------- wait hints
 

@@ -14,11 +14,11 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
-from config import ProviderConfig
-from providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
-from providers.backends import open_state, resolve_database_url
-from providers.cache import ResponseCache, cache_key
-from providers.registry import build_client
+from free_llm_agent.config import ProviderConfig
+from free_llm_agent.providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
+from free_llm_agent.providers.backends import open_state, resolve_database_url
+from free_llm_agent.providers.cache import ResponseCache, cache_key
+from free_llm_agent.providers.registry import build_client
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage
 
-from config import ConfigError, load_config
-from nodes.llm import Asked, ask
-from nodes.parsing import ParseError, parse_plan
-from nodes.schemas import Plan
-from providers import build_chat_model
-from providers.answers import WINDOW, Grades, learned_order
-from providers.router import Router
+from free_llm_agent.config import ConfigError, load_config
+from free_llm_agent.nodes.llm import Asked, ask
+from free_llm_agent.nodes.parsing import ParseError, parse_plan
+from free_llm_agent.nodes.schemas import Plan
+from free_llm_agent.providers import build_chat_model
+from free_llm_agent.providers.answers import WINDOW, Grades, learned_order
+from free_llm_agent.providers.router import Router
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.routing_experiment import run_experiment

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.safety import check_code
+from free_llm_agent.tools.safety import check_code
 
 WS = Path("/srv/agent/workspace")
 

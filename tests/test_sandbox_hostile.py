@@ -43,10 +43,10 @@ from typing import IO, Any, Literal
 
 import pytest
 
+from free_llm_agent.tools.isolated_executor import ROOT
+from free_llm_agent.tools.local_executor import ExecutionResult
+from free_llm_agent.tools.sandbox import Sandbox, probe, resolve
 from tests.hostile_snippets import BLOCKED, ENV_KEY, EXPECTED_OFF, GOT_THROUGH, HARMLESS, SNIPPETS, Snippet
-from tools.isolated_executor import ROOT
-from tools.local_executor import ExecutionResult
-from tools.sandbox import Sandbox, probe, resolve
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -209,8 +209,8 @@ def _diff(before: Snapshot, after: Snapshot) -> list[str]:
 _AGENT = r"""
 import dataclasses, json, sys
 from pathlib import Path
-from tools.isolated_executor import IsolatedExecutor
-from tools.sandbox import Sandbox
+from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+from free_llm_agent.tools.sandbox import Sandbox
 
 spec = json.loads(sys.argv[1])
 box = Sandbox(spec["kind"], spec["reason"], spec["binary"], spec["version"], tuple(spec["hidden"]))

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tools import seccomp_filter
-from tools.seccomp_filter import BLOCKED, available, bpf_fd, compile_filter, skipped
+from free_llm_agent.tools import seccomp_filter
+from free_llm_agent.tools.seccomp_filter import BLOCKED, available, bpf_fd, compile_filter, skipped
 
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 MARK = 4000  # an errno value (<= 4095) that only the test filter returns

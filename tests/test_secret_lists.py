@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.secrets import (
+from free_llm_agent.tools.secrets import (
     CREDENTIAL_DIRS,
     CREDENTIAL_FILE_VARS,
     CREDENTIAL_HOME_VARS,
@@ -162,8 +162,8 @@ def executor_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.mark.timeout(120)
 def test_the_sandboxed_executor_gets_none_of_them(executor_env: dict[str, str], tmp_path: Path) -> None:
     try:
-        from tools.isolated_executor import IsolatedExecutor
-        from tools.sandbox import SandboxUnavailable, resolve
+        from free_llm_agent.tools.isolated_executor import IsolatedExecutor
+        from free_llm_agent.tools.sandbox import SandboxUnavailable, resolve
     except ImportError:  # tools/sandbox.py in the middle of a rewrite: the same check without the executor
         output = subprocess.run(["env"], env=scrubbed_env(os.environ)[0], capture_output=True, text=True).stdout
     else:

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tools.web_tools import FetchError, FetchResult, _TextExtractor, fetch_text, html_to_text
+from free_llm_agent.tools.web_tools import FetchError, FetchResult, _TextExtractor, fetch_text, html_to_text
 
 PAGE = """<!doctype html><html><head><title>Test page</title>
 <style>body { color: red; }</style><script>var secret = "do-not-show";</script></head>

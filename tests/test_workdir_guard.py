@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from graph.guard import TaskJournal, ThreadBusy, ThreadLock, attempt_key
-from nodes.approval import approve
-from nodes.execute import run_task
-from nodes.plan import plan
+from free_llm_agent.graph.guard import TaskJournal, ThreadBusy, ThreadLock, attempt_key
+from free_llm_agent.nodes.approval import approve
+from free_llm_agent.nodes.execute import run_task
+from free_llm_agent.nodes.plan import plan
+from free_llm_agent.tools.sandbox import Sandbox, hidden_paths, probe, redact, resolve, scrubbed_env
+from free_llm_agent.tools.workspace import WorkdirError, check_thread_id, check_workdir, listing, scratch_dir
 from tests.agent_helpers import CONFIG, GOAL, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
 from tests.fakes.scripted import tool_answer
-from tools.sandbox import Sandbox, hidden_paths, probe, redact, resolve, scrubbed_env
-from tools.workspace import WorkdirError, check_thread_id, check_workdir, listing, scratch_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,7 @@ _HOLDER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from graph.guard import ThreadLock
+from free_llm_agent.graph.guard import ThreadLock
 lock = ThreadLock(Path({home!r}), "t1")
 lock.acquire()
 print("held", flush=True)
@@ -187,7 +187,7 @@ def test_an_interrupted_attempt_needs_a_new_approval_then_runs_once(
         asked.append(payload)
         return {"action": "reject"}
 
-    monkeypatch.setattr("nodes.approval.interrupt", user)
+    monkeypatch.setattr("free_llm_agent.nodes.approval.interrupt", user)
     rejected = approve(state, rt(), CONFIG, deps=deps)
     assert asked[0]["interrupted"] is True and asked[0]["code"] == "print(1)"
     assert rejected["tasks"][0]["status"] == "skipped"
@@ -263,7 +263,7 @@ def test_bwrap_command_hides_home_credentials_and_env_files(monkeypatch: pytest.
 def test_an_empty_or_unchanged_edit_or_an_unclear_answer_is_not_an_approval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: Any
 ) -> None:
-    monkeypatch.setattr("nodes.approval.interrupt", lambda payload: answer)
+    monkeypatch.setattr("free_llm_agent.nodes.approval.interrupt", lambda payload: answer)
     state = make_state([_approved(approved=False)], batch=[1])  # type: ignore[list-item]
     update = approve(state, rt(), CONFIG, deps=make_deps(tmp_path))
     task = (update.get("tasks") or [{}])[0]

@@ -23,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+TOOLS = Path(__file__).parent  # free_llm_agent/tools (compiled where the worker imports it from)
 PACKAGES = (
     "IPython", "comm", "dateutil", "ipykernel", "jupyter_client", "jupyter_core", "orjson", "packaging",
     "platformdirs", "psutil", "pygments", "six", "tornado", "traitlets", "typing_extensions", "zmq",
@@ -39,8 +39,8 @@ _done = False
 
 
 def sources() -> list[Path]:
-    """Each installed package's directory (or a module's file), and this checkout's ``tools``."""
-    found = [ROOT / "tools"]
+    """Each installed package's directory (or a module's file), and the agent's ``tools``."""
+    found = [TOOLS]
     for name in PACKAGES:
         try:
             spec = importlib.util.find_spec(name)

@@ -97,7 +97,7 @@ def _reap(*_: Any) -> None:
 class Worker:
     def __init__(self, workspace: Path, max_output_chars: int, sandboxed: bool) -> None:
         self.workspace, self.max_output_chars, self.sandboxed = workspace, max_output_chars, sandboxed
-        from tools import oi_parts
+        from free_llm_agent.tools import oi_parts
 
         oi_parts.offline_env()
         try:  # first thing: the kernel boots while the rest is imported (and the first request imports OI's terminal)
@@ -107,7 +107,7 @@ class Worker:
         self.executor = self._fresh(kernel)
 
     def _fresh(self, kernel: Any = None) -> Any:
-        from tools.local_executor import LocalExecutor
+        from free_llm_agent.tools.local_executor import LocalExecutor
 
         executor = LocalExecutor(self.workspace, max_output_chars=self.max_output_chars)
         executor.prestart(kernel)

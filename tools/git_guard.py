@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.git_config import DANGEROUS, Entry, is_dangerous, parse, run_git
+from free_llm_agent.tools.git_config import DANGEROUS, Entry, is_dangerous, parse, run_git
 
 MAX_DIRS = 200_000
 DISABLED = ".fla-disabled"

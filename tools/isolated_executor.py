@@ -42,13 +42,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tools import bytecode
-from tools.local_executor import ExecutionResult
-from tools.processes import kill_tree, spawn
-from tools.sandbox import Sandbox, redact, scrubbed_env
-from tools.sandbox_session import SandboxSession, Walls
+from free_llm_agent.tools import bytecode
+from free_llm_agent.tools.local_executor import ExecutionResult
+from free_llm_agent.tools.processes import kill_tree, spawn
+from free_llm_agent.tools.sandbox import Sandbox, redact, scrubbed_env
+from free_llm_agent.tools.sandbox_session import SandboxSession, Walls
 
-ROOT = Path(__file__).resolve().parent.parent
+# The folder that holds the free_llm_agent package (a checkout, or site-packages): on the worker's path.
+ROOT = Path(__file__).parent.parent.parent
 # Beyond the executor's own timeout: a cold start (import ≈ 0.5 s, kernel ≈ 1–3 s; far more on a loaded
 # machine) and cleanup.
 GRACE_S = 90.0
@@ -110,7 +111,8 @@ class IsolatedExecutor:
         ours, theirs = socket.socketpair()
         session = self._session = SandboxSession(self.sandbox, self.workspace, self.walls)
         # -P: nothing is imported from the working directory (where the worker runs, and task code writes)
-        worker = [sys.executable, "-P", "-m", "tools.executor_worker", str(self.workspace), str(self.max_output_chars)]
+        worker = [sys.executable, "-P", "-m", "free_llm_agent.tools.executor_worker", str(self.workspace),
+                  str(self.max_output_chars)]
         keep = [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
         try:
             argv, fds = session.command(worker, theirs.fileno(), keep)

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.cgroups import CONTROLLER, NAME_PREFIX, Backends, CgroupFS, detect
+from free_llm_agent.tools.cgroups import CONTROLLER, NAME_PREFIX, Backends, CgroupFS, detect
 
 __all__ = ["Backends", "CgroupFS", "Limits", "ResourceBox", "detect", "enforcement", "probe", "sweep"]
 

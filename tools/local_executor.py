@@ -30,9 +30,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tools.executor_support import ANSI, PY_INIT, PY_RESET, Collector, ansi_c_quote, cap_output, render_chunk
-from tools.oi_parts import offline_env, start_kernel
-from tools.safety import check_code
+from free_llm_agent.tools.executor_support import (
+    ANSI,
+    PY_INIT,
+    PY_RESET,
+    Collector,
+    ansi_c_quote,
+    cap_output,
+    render_chunk,
+)
+from free_llm_agent.tools.oi_parts import offline_env, start_kernel
+from free_llm_agent.tools.safety import check_code
 
 if TYPE_CHECKING:  # imported when a process tree is looked at (the worker: after its kernel started)
     import psutil
@@ -63,7 +71,7 @@ def _load_oi() -> Any:
             offline_env()
             with warnings.catch_warnings():  # OI imports the deprecated pkg_resources
                 warnings.filterwarnings("ignore", message=".*pkg_resources", category=UserWarning)
-                from tools.oi_parts import Computer, parts
+                from free_llm_agent.tools.oi_parts import Computer, parts
 
                 parts()
             _OI_CLASS = Computer

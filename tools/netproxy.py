@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from tools.netpolicy import (
+from free_llm_agent.tools.netpolicy import (
     DEFAULT_ALLOWED_DOMAINS,
     INTERNAL_SUFFIXES,
     PREFIX,

@@ -120,7 +120,7 @@ def start_kernel() -> Any:
     spec = km.kernel_spec
     if spec is not None and list(spec.argv[1:3]) == ["-m", "ipykernel_launcher"]:
         # -P: the kernel starts in the working directory; nothing a task wrote there is imported at start-up
-        spec.argv = [spec.argv[0], "-P", "-m", "tools.ipykernel_launcher", *spec.argv[3:]]
+        spec.argv = [spec.argv[0], "-P", "-m", "free_llm_agent.tools.ipykernel_launcher", *spec.argv[3:]]
     km.start_kernel()
     return km
 

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tools.secrets import CREDENTIAL_PATHS, SECRET_NAME, credential_paths, hide_args, redact, scrubbed_env
+from free_llm_agent.tools.secrets import (
+    CREDENTIAL_PATHS,
+    SECRET_NAME,
+    credential_paths,
+    hide_args,
+    redact,
+    scrubbed_env,
+)
 
 __all__ = ["CREDENTIAL_PATHS", "SECRET_NAME", "Sandbox", "SandboxUnavailable", "hidden_paths", "probe", "redact",
            "resolve", "scrubbed_env"]

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.local_executor import ExecutionResult
-from tools.sandbox import PROXY_PORT, Sandbox
+from free_llm_agent.tools.local_executor import ExecutionResult
+from free_llm_agent.tools.sandbox import PROXY_PORT, Sandbox
 
 _log = logging.getLogger(__name__)
 NOTE = "[free-llm-agent]"
@@ -77,7 +77,7 @@ class SandboxSession:
     def _seccomp_fd(self) -> int | None:
         if not self.walls.seccomp:
             return None
-        from tools import seccomp_filter
+        from free_llm_agent.tools import seccomp_filter
 
         if not seccomp_filter.available()[0]:
             return None
@@ -88,7 +88,7 @@ class SandboxSession:
     def _make_box(self) -> Any:
         if self.walls.limits is None:
             return None
-        from tools.limits import ResourceBox
+        from free_llm_agent.tools.limits import ResourceBox
 
         _sweep_once()  # the boxes of agents that were killed
         try:
@@ -99,7 +99,7 @@ class SandboxSession:
         return self._box
 
     def _guard_git(self) -> None:
-        from tools import git_guard, git_mask
+        from free_llm_agent.tools import git_guard, git_mask
 
         try:
             self._mask = git_mask.reserve_root_mask(self.workspace, _markers_dir())
@@ -120,7 +120,7 @@ class SandboxSession:
     def _after_crash(self) -> None:
         """A sandbox of this folder whose agent died (kill -9, a crash) had no last check: what its tasks planted
         after their own checks is neutralized now, against that sandbox's baseline, and said on stderr."""
-        from tools import git_guard
+        from free_llm_agent.tools import git_guard
 
         for kept in sorted(_baselines_dir(self.workspace).glob("*.json")):
             pid = kept.name.partition("-")[0]
@@ -146,7 +146,7 @@ class SandboxSession:
         if self.walls.policy is None:
             listener.close()
             return
-        from tools.netproxy import shared_proxy
+        from free_llm_agent.tools.netproxy import shared_proxy
 
         self._serving = shared_proxy().serve(listener, self.walls.policy)
 
@@ -173,7 +173,7 @@ class SandboxSession:
     def _git_notes(self) -> list[str]:
         if self._baseline is None:
             return []
-        from tools import git_guard
+        from free_llm_agent.tools import git_guard
 
         try:
             return list(git_guard.neutralize(self.workspace, self._baseline))
@@ -202,7 +202,7 @@ class SandboxSession:
             self._keep.unlink(missing_ok=True)
             self._keep = None
         if self._mask is not None:
-            from tools import git_mask
+            from free_llm_agent.tools import git_mask
 
             git_mask.release_root_mask(self._mask)
             self._mask = None
@@ -215,7 +215,7 @@ class SandboxSession:
 
 @functools.cache
 def _sweep_once() -> None:
-    from tools.limits import sweep
+    from free_llm_agent.tools.limits import sweep
 
     sweep()
 
@@ -244,7 +244,7 @@ def _markers_dir() -> Path:
 def report(sandbox: Sandbox, execution: Any) -> dict[str, Any]:
     """What ``check`` shows of the walls in force (besides the sandbox's own line): network, seccomp, nested
     user namespaces, and how each resource limit is enforced."""
-    from tools import limits, seccomp_filter
+    from free_llm_agent.tools import limits, seccomp_filter
 
     mode = execution.network
     if not sandbox.active:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from graph.context import Context
-from graph.runner import Runner, RunResult
-from providers import QuotaAwareChatModel, build_chat_model
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.runner import Runner, RunResult
+from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.agent_helpers import FakeExecutor
 
 GOAL = "make numbers and sum them"

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-import run_graph
-from graph.context import Context
-from graph.guard import ThreadLock
-from graph.runner import Runner
-from providers.db import Database
+from free_llm_agent.cli import main as run_graph
+from free_llm_agent.graph.context import Context
+from free_llm_agent.graph.guard import ThreadLock
+from free_llm_agent.graph.runner import Runner
+from free_llm_agent.providers.db import Database
 from tests.agent_helpers import Brain, FakeExecutor
 
 THREADS = ("t-one", "t-two", "t-three")

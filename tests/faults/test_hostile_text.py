@@ -23,10 +23,10 @@ import pytest
 from rich.console import Console
 from rich.syntax import Syntax
 
-import graph.progress as progress_module
-import run_graph
-from config import ConfigError, load_env_file
-from graph.progress import Progress
+import free_llm_agent.graph.progress as progress_module
+from free_llm_agent.cli import main as run_graph
+from free_llm_agent.config import ConfigError, load_env_file
+from free_llm_agent.graph.progress import Progress
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
 from tests.fakes.wire import Request
@@ -146,7 +146,7 @@ def test_an_env_file_in_another_encoding_is_exit_2_naming_it(
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / ".env").write_bytes(b"GROQ_API_KEY=caf\xe9\n")  # Latin-1
-    monkeypatch.setattr("config.env_file.REPO_DIR", repo)
+    monkeypatch.setattr("free_llm_agent.config.env_file.REPO_DIR", repo)
     with pytest.raises(ConfigError, match="save it as UTF-8"):
         load_env_file(repo / ".env")
     code, out, err = cli_main(["--home", str(home), "threads"], capsys)
@@ -158,7 +158,7 @@ def test_env_warnings_reach_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / ".env").write_text("just words\n")
-    monkeypatch.setattr("config.env_file.REPO_DIR", repo)
+    monkeypatch.setattr("free_llm_agent.config.env_file.REPO_DIR", repo)
     code, _, err = cli_main(["--home", str(home), "threads"], capsys)
     assert code == 0 and f"warning: {repo / '.env'} line 1" in err
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from config import Fallback
-from providers import build_chat_model
-from providers.router import DEFAULT_429_COOLDOWN_S
+from free_llm_agent.config import Fallback
+from free_llm_agent.providers import build_chat_model
+from free_llm_agent.providers.router import DEFAULT_429_COOLDOWN_S
 from tests.agent_helpers import FakeExecutor, FakeResult
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider

@@ -21,8 +21,8 @@ from unittest import mock
 import httpx
 import pytest
 
-from providers import build_chat_model
-from providers.router import Router
+from free_llm_agent.providers import build_chat_model
+from free_llm_agent.providers.router import Router
 from tests.conftest import write_config
 from tests.fakes.provider_server import FakeProvider
 from tests.fakes.standard_responder import respond

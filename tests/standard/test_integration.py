@@ -9,7 +9,7 @@ from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from providers import QuotaAwareChatModel
+from free_llm_agent.providers import QuotaAwareChatModel
 from tests.standard.capabilities import OverTheFake, OverTheGeminiFake
 
 

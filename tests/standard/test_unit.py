@@ -11,7 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd, load
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from providers import QuotaAwareChatModel
+from free_llm_agent.providers import QuotaAwareChatModel
 from tests.standard.conftest import Harness
 
 

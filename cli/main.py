@@ -1,0 +1,327 @@
+#!/usr/bin/env python
+"""free-llm-agent CLI: run / resume / threads / show / usage / check / graph / doctor (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from free_llm_agent.config import ConfigError, load_config, load_env_files, resolve_home
+from free_llm_agent.graph import cli_support, run_imports
+from free_llm_agent.graph.cli_support import BadInput, database_url, hint, resume_hint, router_for
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml")
+    common.add_argument("--home", default=argparse.SUPPRESS, help="state directory (default ~/.free-llm-agent)")
+    common.add_argument("--database-url", default=argparse.SUPPRESS,
+                        help="shared state in PostgreSQL (postgresql://…; default $FREE_AGENT_DATABASE_URL, "
+                        "else SQLite in the home)")
+    p = argparse.ArgumentParser(parents=[common], description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common], help="plan + execute + reflect until done")
+    run.add_argument("goal")
+    run.add_argument("--thread-id")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workdir", metavar="DIR", help="folder the code works in (default: the current one)")
+    where.add_argument("--scratch", action="store_true", help="work in a fresh folder under the home instead")
+    run.add_argument("--no-network", action="store_true", help="generated code gets no network at all")
+    resume = sub.add_parser("resume", parents=[common], help="continue a paused or interrupted thread")
+    resume.add_argument("thread_id")
+    for sp in (run, resume):
+        sp.add_argument("--allow-domain", action="append", default=[], metavar="D",
+                        help="let the code reach domain D (repeatable; *.D for its subdomains)")
+        sp.add_argument("--yes", "-y", action="store_true", help="run generated code without asking")
+        sp.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+        sp.add_argument("--offline", action="store_true", help="use only local providers (Ollama, llama.cpp …)")
+    sub.add_parser("threads", parents=[common], help="list threads").add_argument("--json", action="store_true")
+    show = sub.add_parser("show", parents=[common], help="the history of one thread")
+    show.add_argument("thread_id")
+    show.add_argument("--json", action="store_true")
+    usage = sub.add_parser("usage", parents=[common], help="quota used/left per provider")
+    usage.add_argument("--json", action="store_true")
+    usage.add_argument("--plot", metavar="FILE.png", help="also write a chart of requests per provider per day")
+    sub.add_parser("check", parents=[common], help="one tiny request per provider").add_argument(
+        "--json", action="store_true")
+    g = sub.add_parser("graph", parents=[common], help="draw the graph")
+    g.add_argument("--format", choices=["mermaid", "png"], default="mermaid")
+    g.add_argument("--output", "-o", default="graph.png", help="file for --format png")
+    doctor = sub.add_parser("doctor", parents=[common], help="check the home and its databases")
+    doctor.add_argument("--repair", action="store_true", help="move damaged files aside, keeping what is readable")
+    doctor.add_argument("--json", action="store_true")
+    return p
+
+
+def _print_result(result: Any, args: argparse.Namespace) -> None:
+    """The summary on stdout (``run … > out.txt`` keeps it); status lines and hints on stderr."""
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    from rich.markup import escape
+
+    err, out = cli_support.err, cli_support.out
+    if result.summary:
+        out.print(result.summary, markup=False)
+    err.print(f"[bold]status:[/bold] {result.status}   thread: {result.thread_id}   "
+              + escape(f"LLM calls: {result.llm_calls or {}}   cache hits: {result.cache_hits}"))
+    if result.status == "waiting_for_quota":
+        err.print(f"Every provider is out of quota; after {result.resume_after} run: "
+                  f"{resume_hint(args, result.thread_id)}", markup=False)
+    elif result.status == "awaiting_approval":
+        err.print(f"Waiting for approval: {resume_hint(args, result.thread_id)}  (--yes approves all)",
+                  markup=False)
+    if result.workdir:
+        err.print(f"working directory: {result.workdir}", markup=False)
+
+
+def _check_sandbox(runner: Any, router: Any) -> None:
+    """Resolve the sandbox before anything runs: required and missing is exit 2 (auto and missing warns)."""
+    from free_llm_agent.tools.sandbox import SandboxUnavailable
+
+    try:
+        runner.deps.sandbox()
+    except SandboxUnavailable as exc:
+        raise BadInput(f"{router.config.config_dir / 'limits.yaml'}: {exc}") from None
+
+
+def _domains(given: list[str]) -> list[str]:
+    """``--allow-domain`` values, checked: a host name or ``*.`` a host name, no scheme, path or port."""
+    import re
+
+    out = []
+    for raw in given:
+        domain = raw.strip().lower().rstrip(".")
+        if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", domain):
+            raise BadInput(f"--allow-domain {raw!r}: give a domain such as example.com or *.example.com "
+                           "(no scheme, path or port)")
+        out.append(domain)
+    return out
+
+
+def _prewarm(deps: Any, context: Any, thread_id: str, workdir: str | None, network: bool) -> None:
+    """Start the run's executor now (in the background): its kernel boots while the CLI imports the model
+    clients and the plan is asked for, so the first task finds it warm."""
+    where = Path(workdir) if workdir else deps.workdir(None, thread_id)
+    deps.prewarm(thread_id, where, context.executor_timeout_s, context.network and network)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from free_llm_agent.graph.context import Context
+    from free_llm_agent.graph.deps import Deps
+    from free_llm_agent.tools.workspace import WorkdirError, check_thread_id
+
+    if args.command == "run" and not args.goal.strip():
+        raise BadInput('the goal is empty: give it as text, e.g. run "count the words in README.md"')
+    if args.command == "run" and args.thread_id is not None:
+        try:
+            check_thread_id(args.thread_id)
+        except ValueError as exc:
+            raise BadInput(f"--thread-id: {exc}") from None
+    config = load_config(getattr(args, "config_dir", None))
+    deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config, database_url=database_url(args),
+                reuse_executors=False)  # the process ends with the run: nothing to keep warm for
+    context = Context(auto_approve=args.yes, max_batch_size=config.limits.optimization.max_batch_size,
+                      executor_timeout_s=config.limits.execution.task_timeout_seconds,
+                      network=not getattr(args, "no_network", False), allowed_domains=_domains(args.allow_domain))
+    new_thread = args.command == "run" and args.thread_id is None  # a fresh id: no thread has it yet
+    if args.command == "run":
+        args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
+        if not args.scratch:
+            try:
+                context.workdir = str(deps.workdir(args.workdir or os.getcwd(), args.thread_id))
+            except WorkdirError as exc:
+                raise BadInput(str(exc)) from None
+        if new_thread:
+            _prewarm(deps, context, args.thread_id, context.workdir, True)
+    run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
+    from free_llm_agent.graph.guard import ThreadBusy
+    from free_llm_agent.graph.runner import Runner
+    from free_llm_agent.providers import QuotaAwareChatModel
+    from free_llm_agent.providers.backends import StateUnavailable
+
+    router = router_for(args, offline=args.offline, config=config)
+    deps.llm = QuotaAwareChatModel(router=router)
+    try:
+        runner = Runner(router.home, context=context, deps=deps, database_url=router.database_url)
+    except StateUnavailable as exc:
+        deps.close_all()  # the executor started early
+        raise BadInput(str(exc)) from None
+    try:
+        values = runner.graph.get_state(runner.config_for(args.thread_id)).values
+        if args.command == "run" and values:
+            raise BadInput(f"thread {args.thread_id!r} already exists: continue it with "
+                           f"'resume {args.thread_id}' or pick another --thread-id")
+        if args.command == "run" and not new_thread:
+            _prewarm(deps, context, args.thread_id, context.workdir, True)
+        elif args.command == "resume" and values.get("workdir") and values.get("status") == "running":
+            _prewarm(deps, context, args.thread_id, values["workdir"], bool(values.get("network", True)))
+        _check_sandbox(runner, router)
+    except BaseException:
+        runner.close()
+        raise
+    def stop(signum: int, frame: Any) -> None:  # Ctrl-C: the task in flight stops now, as interrupted
+        runner.deps.abort_all()
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGINT, stop)
+    try:
+        listener: Any = None
+        approver: Any = None
+        shown: Any = contextlib.nullcontext()
+        if not args.json:  # --json shows nothing while it runs (and needs no rich widgets)
+            from free_llm_agent.graph.approval_prompt import terminal_approver
+            from free_llm_agent.graph.progress import Progress
+
+            cli_support.err.print(f"thread [bold]{args.thread_id}[/bold]")
+            listener = shown = Progress(cli_support.err, router)
+            approver = terminal_approver(listener, cli_support.err)
+            if not args.yes:  # with --yes an unlisted domain is refused, and the task's output says how to allow it
+                from free_llm_agent.graph.approval_prompt import terminal_domain_prompt
+
+                deps.ask_domain = terminal_domain_prompt(listener, cli_support.err)
+            if args.command == "resume":
+                listener.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
+        with shown:
+            if args.command == "run":
+                result = runner.run(args.goal, args.thread_id, approver=approver, listener=listener)
+            else:
+                result = runner.resume(args.thread_id, approver=approver, listener=listener)
+    except ThreadBusy as exc:
+        raise BadInput(str(exc)) from None
+    except KeyboardInterrupt:
+        cli_support.err.print("\nStopped. Nothing finished is lost; continue with: "
+                              f"{resume_hint(args, args.thread_id)}", markup=False)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        runner.close()
+    _print_result(result, args)
+    _Exit.quick = True
+    return result.exit_code
+
+
+def _view(name: str) -> Any:
+    """A command of :mod:`graph.cli_views`, imported only when that command runs."""
+
+    def command(args: argparse.Namespace) -> int:
+        from free_llm_agent.graph import cli_views
+
+        return int(getattr(cli_views, name)(args))
+
+    return command
+
+
+COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
+            "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
+            "doctor": _view("cmd_doctor")}
+
+
+def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
+    from free_llm_agent.graph.doctor import state_error_fix
+
+    cli_support.err.print(f"error: {message}", style="red", markup=False)
+    cli_support.err.print(state_error_fix(kind, path, hint(args, "doctor", "--repair")), markup=False)
+    return 2
+
+
+def _quiet_libraries() -> None:
+    """Client libraries log what the agent already handles (an empty Gemini answer is failed over and
+    shown in ``usage``); on stderr it would interleave with the progress, or follow ``--json``."""
+    for name in ("langchain_google_genai", "langchain_google_genai.chat_models", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("psycopg", "psycopg.pool"):  # a lost database: one message of ours, not the pool's retries
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class _NeverRaised(Exception):
+    """Matches nothing: stands for an exception class whose module was never imported."""
+
+
+def _raised(module: str, name: str) -> type[Exception]:
+    """The exception class ``module.name`` if ``module`` was imported, else :class:`_NeverRaised` (what was
+    never imported raised nothing). An ``except`` clause evaluates it only when an exception is matched, so
+    :func:`main` catches these without importing langchain/langgraph before the executor starts."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from free_llm_agent.providers.backends import StateUnavailable
+    from free_llm_agent.providers.db import StateFileError
+    from free_llm_agent.providers.errors import NoUsableProvider
+
+    _quiet_libraries()
+    try:
+        load_env_files(getattr(args, "home", None),
+                       warn=lambda message: cli_support.err.print(f"warning: {message}", style="yellow", markup=False))
+        return COMMANDS[args.command](args)
+    except (ConfigError, NoUsableProvider, BadInput) as exc:
+        cli_support.err.print(f"error: {exc}", style="red", markup=False)
+        return 2
+    except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except _raised("free_llm_agent.graph.runner", "UnknownThread") as exc:
+        where = "the shared database" if database_url(args) else "this home"
+        cli_support.err.print(f"error: no thread {exc.args[0]!r} in {where}; list them with 'threads'",
+                              style="red", markup=False)
+        return 2
+    except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
+        return _state_error(args, str(exc), exc.kind, exc.path)
+    except _raised("free_llm_agent.graph.checkpoints", "CheckpointUnreadable") as exc:
+        path = getattr(exc, "path", None)
+        if path is None:  # in the shared database
+            cli_support.err.print(f"error: {exc}; the other threads work. Check the database with: "
+                                  f"{hint(args, 'doctor')}", style="red", markup=False)
+            return 2
+        return _state_error(args, f"{exc}; the other threads work", "damaged", path)
+    except StateUnavailable as exc:  # the shared database went away mid-command: nothing finished is lost
+        cli_support.err.print(f"error: {exc}", style="red", markup=False)
+        if getattr(args, "thread_id", None) and args.command in ("run", "resume"):
+            cli_support.err.print(f"when it is back, continue with: {resume_hint(args, args.thread_id)}",
+                                  markup=False)
+        return 2
+    except sqlite3.DatabaseError as exc:  # not traced to one file: name the home
+        home = resolve_home(getattr(args, "home", None))
+        return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")
+
+
+class _Exit:
+    quick = False  # set by a finished run/resume: everything it wrote is closed (see :func:`entry`)
+
+
+def entry() -> None:
+    """The console script and ``python run_graph.py``: :func:`main`, then the process ends.
+
+    After ``run``/``resume`` that skips the interpreter's teardown (freeing every object of langchain,
+    langgraph, pydantic …: ≈0.3 s): the atexit handlers run, stdout and stderr are flushed, and the process
+    exits at once — unless another non-daemon thread still runs, which a normal exit would wait for."""
+    code = main()
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if not _Exit.quick or any(t.is_alive() for t in others):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # as at a normal exit: a failed flush of stdout is status 120
+            code = code or (120 if stream is sys.stdout else 0)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    entry()
