@@ -22,20 +22,42 @@ from typing_extensions import TypedDict  # pydantic needs this one on 3.11 (Stud
 
 TaskStatus = Literal["pending", "running", "done", "failed", "skipped"]
 RunStatus = Literal["running", "completed", "failed", "awaiting_approval", "waiting_for_quota"]
+Language = Literal["python", "shell"]
+Decision = Literal["continue", "replan", "finish"]  # reflect's: next batch, a new plan, or stop
+VerdictWord = Literal["done", "retry", "failed"]
+Approval = Literal["", "user", "edited", "auto", "rejected", "blocked"]  # "" = not decided yet
+LlmNode = Literal["plan", "write_code", "reflect"]  # the nodes that ask the LLM (and can fail over)
+FailureKind = Literal["quota", "outage", "parse", "error"]  # out of budget, providers failing, unreadable, other
+
+
+class Fallback(TypedDict):
+    """Why the last LLM node failed: the fallback node retries it, waits for quota, or ends the run."""
+
+    node: LlmNode
+    kind: FailureKind
+    error: str
+    retry_at: str | None  # ISO time when quota frees up (kind "quota"/"outage")
+    failures: int  # consecutive failures of ``node``
+
+
+class VerdictEntry(TypedDict, total=False):
+    task_id: int
+    verdict: VerdictWord
+    hint: str
 
 
 class Task(TypedDict, total=False):
     id: int
     description: str
     status: TaskStatus
-    language: str  # python | shell
+    language: Language
     code: str
     output: str
     attempts: int  # how many times its code was run
     hint: str  # reflect's advice for the next attempt
     error: str  # why it failed (blocked, timeout, exit status ...)
     approved: bool  # its current code may run (approval node or --yes)
-    approval: str  # how its latest code was decided: user | edited | auto | rejected | blocked ("" = not yet)
+    approval: Approval  # how its latest code was decided
     restarts: int  # how often a run of it was cut short by a crash (it then needs a new approval)
     interrupted: bool  # its last run was cut short by a crash; cleared when it runs again
     unjudged: bool  # reflect had no readable verdict for it: its exit status decided
@@ -69,8 +91,8 @@ class State(InputState, total=False):
     tasks: Annotated[list[Task], merge_tasks]
     batch: list[int]  # ids of the tasks in the current batch
     plan_start: int  # first task id of the latest plan (earlier tasks belong to replaced plans)
-    verdicts: list[dict[str, Any]]  # reflect's verdicts on the last batch
-    decision: str  # reflect's decision: continue | replan | finish
+    verdicts: list[VerdictEntry]  # reflect's verdicts on the last batch
+    decision: Decision
     iteration: int  # batches reflected so far
     replans: int
     llm_calls: Annotated[dict[str, int], add_counts]
@@ -80,7 +102,7 @@ class State(InputState, total=False):
     summary: str
     status: RunStatus
     resume_after: str | None  # ISO time when waiting_for_quota may resume
-    fallback: NotRequired[dict[str, Any] | None]  # {"node", "error", "retry_at", "failures"}
+    fallback: NotRequired[Fallback | None]
 
 
 class OutputState(TypedDict, total=False):

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from free_llm_agent.graph.deps import Deps
-from free_llm_agent.graph.state import State, Task
+from free_llm_agent.graph.state import FailureKind, Fallback, LlmNode, State, Task
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.parsing import ParseError
 from free_llm_agent.providers.errors import AllProvidersExhausted
@@ -37,10 +37,6 @@ def describe_workdir(path: Path) -> str:
     return prompts.workdir(str(path), listing(path))
 
 
-def task_by_id(state: State, tid: int) -> Task:
-    return next(t for t in state.get("tasks", []) if t["id"] == tid)
-
-
 def batch_tasks(state: State) -> list[Task]:
     ids = set(state.get("batch") or [])
     return [t for t in state.get("tasks", []) if t["id"] in ids]
@@ -48,21 +44,20 @@ def batch_tasks(state: State) -> list[Task]:
 
 def retry_reason(state: State, node: str) -> str | None:
     """Why the last try of ``node`` gave nothing usable (its answer was unreadable), if it did."""
-    fb = state.get("fallback") or {}
-    return str(fb.get("error") or "") or None if fb.get("node") == node and fb.get("kind") == "parse" else None
+    fb = state.get("fallback")
+    return fb["error"] or None if fb and fb["node"] == node and fb["kind"] == "parse" else None
 
 
-def failure_update(state: State, node: str, exc: Exception) -> dict[str, Any]:
+def failure_update(state: State, node: LlmNode, exc: Exception) -> dict[str, Any]:
     """State update sending the run to the fallback node after ``node`` failed with ``exc``."""
-    previous = state.get("fallback") or {}
-    failures = int(previous.get("failures", 0)) + 1 if previous.get("node") == node else 1
+    previous = state.get("fallback")
+    failures = previous["failures"] + 1 if previous and previous["node"] == node else 1
     retry_at = exc.retry_at.isoformat() if isinstance(exc, AllProvidersExhausted) and exc.retry_at else None
+    kind: FailureKind
     if isinstance(exc, AllProvidersExhausted) and retry_at is not None:
         kind = "quota" if exc.quota else "outage"  # out of budget / failing providers
     else:
         kind = "parse" if isinstance(exc, ParseError) else "error"
     message = f"{node}: {exc}"
-    return {
-        "fallback": {"node": node, "kind": kind, "error": str(exc)[:500], "retry_at": retry_at, "failures": failures},
-        "errors": [message[:500]],
-    }
+    fallback = Fallback(node=node, kind=kind, error=str(exc)[:500], retry_at=retry_at, failures=failures)
+    return {"fallback": fallback, "errors": [message[:500]]}

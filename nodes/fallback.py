@@ -16,33 +16,33 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.deps import Deps
-from free_llm_agent.graph.state import State
+from free_llm_agent.graph.state import Fallback, State
 
 Target = Literal["plan", "write_code", "reflect", "wait_for_quota", "finalize"]
 
 
 def fallback(state: State, runtime: Runtime[Context], *, deps: Deps) -> Command[Target]:
-    fb: dict[str, Any] = state.get("fallback") or {}
-    node = str(fb.get("node", "plan"))
+    fb = state.get("fallback") or Fallback(node="plan", kind="error", error="", retry_at=None, failures=1)
+    node = fb["node"]
     settings = deps.fallback_settings()
-    if fb.get("kind") == "quota" and fb.get("retry_at"):
-        retry_at = datetime.fromisoformat(str(fb["retry_at"]))
+    if fb["kind"] == "quota" and fb["retry_at"]:
+        retry_at = datetime.fromisoformat(fb["retry_at"])
         wait = (retry_at - datetime.now(UTC)).total_seconds()
         if wait <= settings.max_wait_seconds:
             time.sleep(max(0.0, wait))
-            return Command(goto=node)  # type: ignore[arg-type]
+            return Command(goto=node)
         return Command(goto="wait_for_quota", update={"status": "waiting_for_quota", "resume_after": fb["retry_at"]})
-    if int(fb.get("failures", 1)) <= settings.max_retries:
+    if fb["failures"] <= settings.max_retries:
         time.sleep(settings.retry_delay_seconds)
-        return Command(goto=node)  # type: ignore[arg-type]
-    if fb.get("kind") == "outage":
+        return Command(goto=node)
+    if fb["kind"] == "outage":
         resume_after = datetime.now(UTC) + timedelta(seconds=settings.failure_cooldown_seconds)
         return Command(
             goto="wait_for_quota", update={"status": "waiting_for_quota", "resume_after": resume_after.isoformat()}
@@ -52,13 +52,13 @@ def fallback(state: State, runtime: Runtime[Context], *, deps: Deps) -> Command[
 
 def wait_for_quota(state: State) -> Command[Literal["plan", "write_code", "reflect"]]:
     """Pause until the user resumes (``resume THREAD_ID``), then retry the node that ran dry."""
-    fb: dict[str, Any] = state.get("fallback") or {}
+    fb = state.get("fallback")
     interrupt(
         {
             "type": "waiting_for_quota",
             "resume_after": state.get("resume_after"),
-            "node": fb.get("node"),
-            "reason": fb.get("error", ""),
+            "node": fb["node"] if fb else None,
+            "reason": fb["error"] if fb else "",
         }
     )
-    return Command(goto=str(fb.get("node", "plan")), update={"status": "running", "resume_after": None})  # type: ignore[arg-type]
+    return Command(goto=fb["node"] if fb else "plan", update={"status": "running", "resume_after": None})

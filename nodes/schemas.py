@@ -6,9 +6,9 @@ answer in prose instead of calling the structured-output tool.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
+
+from free_llm_agent.graph.state import Decision, Language, VerdictWord
 
 
 class Plan(BaseModel):
@@ -21,7 +21,7 @@ class CodeItem(BaseModel):
     """Code for one task."""
 
     task_id: int = Field(description="id of the task this code is for")
-    language: Literal["python", "shell"] = Field(default="python")
+    language: Language = Field(default="python")
     code: str = Field(description="the complete code to run")
 
 
@@ -35,7 +35,7 @@ class Verdict(BaseModel):
     """The judgement of one task's result."""
 
     task_id: int
-    verdict: Literal["done", "retry", "failed"]
+    verdict: VerdictWord
     hint: str = Field(default="", description="for retry: what to change")
 
 
@@ -43,4 +43,4 @@ class Review(BaseModel):
     """Verdicts on a batch plus what the run should do next."""
 
     verdicts: list[Verdict]
-    decision: Literal["continue", "replan", "finish"] = "continue"
+    decision: Decision = "continue"

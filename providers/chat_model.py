@@ -338,7 +338,7 @@ def build_chat_model(
     notices: list[str] | None = None,
     database_url: str | None = None,
 ) -> QuotaAwareChatModel:
-    """The agent's chat model for a config dir and home (see DESIGN.md for the defaults).
+    """The agent's chat model for a config dir and home (docs/architecture.md, "The Python API").
 
     Raises ConfigError for bad files and NoUsableProvider when no provider has a key.
     Skipped-provider notices are appended to ``notices`` when given. ``database_url`` (else

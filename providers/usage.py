@@ -130,9 +130,6 @@ class AutoOptimizer:
             return "CAN_INCREASE"
         return "OPTIMAL"
 
-    def optimize_provider_selection(self, now: float | None = None) -> dict[str, Recommendation]:
-        return {name: self.recommend(name, now) for name in self.config.providers}
-
     def order(self, candidates: list[str], now: float) -> list[str]:
         """Keep the order, but move providers above the safety margin (and the emergency
         provider, and local ones) behind the rest: they are used only when nothing else is free."""
