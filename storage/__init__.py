@@ -1,4 +1,4 @@
-"""Storage: all of the agent's durable state behind one interface (docs/architecture.md, "Storage").
+"""Storage: all of the agent's durable state behind one interface.
 
 Base modules — the interfaces and what every backend shares, importing no implementation:
 :mod:`.database` (the state database: quota, cache, usage, answer grades), :mod:`.checkpoints`,

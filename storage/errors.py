@@ -1,4 +1,4 @@
-"""The errors of the storage room, the same whichever backend raised them (docs/architecture.md, "Storage").
+"""The errors of the storage room, the same whichever backend raised them.
 
 Callers (the runner, the CLI) catch these and never a backend's own exception types: a SQLite file
 that is damaged or unwritable is :class:`StateFileError`; a database that cannot be reached or used is
