@@ -81,7 +81,7 @@ def backend(url: str | None) -> Backend:
 def _missing(exc: ImportError, requires: tuple[str, ...]) -> str | None:
     """The required module ``exc`` says is missing, or None (an import error of something else)."""
     name = exc.name or ""
-    return next((r for r in requires if name == r or name.startswith(r + ".") or r.startswith(name + ".")), None)
+    return next((r for r in requires if name == r or name.startswith(r + ".")), None)
 
 
 def _opened(url: str | None, what: str, home: Path) -> object:
