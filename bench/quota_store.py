@@ -32,6 +32,7 @@ measure another version, e.g. ``git archive main providers config | tar -x -C /t
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing
 import os
@@ -69,9 +70,19 @@ def _history_times(history: int) -> Iterator[float]:
     return (MONTH_START + span * i / max(history, 1) for i in range(history))
 
 
+def _sqlite_db() -> Any:
+    """The SQLite state database module of the code under test (``--code DIR`` may hold an older layout)."""
+    try:
+        from free_llm_agent.storage.sqlite import db
+    except ImportError:  # before storage/: providers/db.py
+        db = importlib.import_module("free_llm_agent.providers.db")
+    return db
+
+
 def make_home(home: Path, history: int) -> None:
     """A schema-1 ``agent.db`` with ``history`` request rows spread over this month, migrated by the code under test."""
-    from free_llm_agent.providers.db import MIGRATIONS, Database
+    db_module = _sqlite_db()
+    MIGRATIONS, Database = db_module.MIGRATIONS, db_module.Database
 
     home.mkdir(parents=True, exist_ok=True)
     path = home / "agent.db"
@@ -95,8 +106,8 @@ def make_home(home: Path, history: int) -> None:
 
 def make_pg(url: str, history: int) -> None:
     """Migrate a fresh database (``PgDatabase``), COPY ``history`` settled slots of this month and their counters in."""
-    from free_llm_agent.providers.db_pg import PgDatabase
     from free_llm_agent.providers.quota import QuotaStore
+    from free_llm_agent.storage.postgres.db import PgDatabase
 
     db = PgDatabase(url)
     days: dict[float, int] = {}
@@ -119,12 +130,12 @@ def make_pg(url: str, history: int) -> None:
 
 
 def _open(backend: str, target: str) -> Any:
-    if backend == "sqlite":  # Database directly: --code DIR may hold a version without providers.backends
-        from free_llm_agent.providers.db import Database
-
-        return Database(Path(target) / "agent.db")
-    from free_llm_agent.providers.backends import open_state
-
+    if backend == "sqlite":  # Database directly: --code DIR may hold a version without the registry
+        return _sqlite_db().Database(Path(target) / "agent.db")
+    try:
+        from free_llm_agent.storage.registry import open_state
+    except ImportError:  # before storage/
+        open_state = importlib.import_module("free_llm_agent.providers.backends").open_state
     return open_state(target, Path(tempfile.gettempdir()))
 
 

@@ -145,10 +145,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if new_thread:
             _prewarm(deps, context, args.thread_id, context.workdir, True)
     run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
-    from free_llm_agent.graph.guard import ThreadBusy
     from free_llm_agent.graph.runner import Runner
     from free_llm_agent.providers import QuotaAwareChatModel
-    from free_llm_agent.providers.backends import StateUnavailable
+    from free_llm_agent.storage.errors import StateUnavailable, ThreadBusy
 
     router = router_for(args, offline=args.offline, config=config)
     deps.llm = QuotaAwareChatModel(router=router)
@@ -222,13 +221,19 @@ def _view(name: str) -> Any:
     return command
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.doctor_view import cmd_doctor
+
+    return cmd_doctor(args)
+
+
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
             "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
-            "doctor": _view("cmd_doctor")}
+            "doctor": _doctor}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
-    from free_llm_agent.graph.doctor import state_error_fix
+    from free_llm_agent.cli.doctor_view import state_error_fix
 
     cli_support.err.print(f"error: {message}", style="red", markup=False)
     cli_support.err.print(state_error_fix(kind, path, hint(args, "doctor", "--repair")), markup=False)
@@ -258,9 +263,8 @@ def _raised(module: str, name: str) -> type[Exception]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from free_llm_agent.providers.backends import StateUnavailable
-    from free_llm_agent.providers.db import StateFileError
     from free_llm_agent.providers.errors import NoUsableProvider
+    from free_llm_agent.storage.errors import BackendMissing, CheckpointUnreadable, StateFileError, StateUnavailable
 
     _quiet_libraries()
     try:
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except StateFileError as exc:  # damaged or unwritable agent.db / checkpoints.db / locks / journal
         return _state_error(args, str(exc), exc.kind, exc.path)
-    except _raised("free_llm_agent.graph.checkpoints", "CheckpointUnreadable") as exc:
+    except CheckpointUnreadable as exc:
         path = getattr(exc, "path", None)
         if path is None:  # in the shared database
             cli_support.err.print(f"error: {exc}; the other threads work. Check the database with: "
@@ -289,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         return _state_error(args, f"{exc}; the other threads work", "damaged", path)
     except StateUnavailable as exc:  # the shared database went away mid-command: nothing finished is lost
         cli_support.err.print(f"error: {exc}", style="red", markup=False)
-        if getattr(args, "thread_id", None) and args.command in ("run", "resume"):
+        if getattr(args, "thread_id", None) and args.command in ("run", "resume") and not isinstance(
+                exc, BackendMissing):
             cli_support.err.print(f"when it is back, continue with: {resume_hint(args, args.thread_id)}",
                                   markup=False)
         return 2

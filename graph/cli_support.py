@@ -39,7 +39,8 @@ class BadInput(Exception):
 
 def router_for(args: argparse.Namespace, offline: bool = False, config: Any = None) -> Any:
     from free_llm_agent.providers import NoUsableProvider, Router
-    from free_llm_agent.providers.backends import StateUnavailable, resolve_database_url
+    from free_llm_agent.storage.errors import StateUnavailable
+    from free_llm_agent.storage.registry import resolve_database_url
 
     config = config or load_config(getattr(args, "config_dir", None))
     try:
@@ -62,7 +63,7 @@ def router_for(args: argparse.Namespace, offline: bool = False, config: Any = No
 
 def database_url(args: argparse.Namespace) -> str | None:
     """``--database-url``, else ``$FREE_AGENT_DATABASE_URL``, else None (SQLite files in the home)."""
-    from free_llm_agent.providers.backends import resolve_database_url
+    from free_llm_agent.storage.registry import resolve_database_url
 
     return resolve_database_url(getattr(args, "database_url", None))
 
@@ -70,7 +71,7 @@ def database_url(args: argparse.Namespace) -> str | None:
 def runner_for(args: argparse.Namespace) -> Any:
     """A :class:`graph.runner.Runner` on the home and database the global flags name (no model needed)."""
     from free_llm_agent.graph.runner import Runner
-    from free_llm_agent.providers.backends import StateUnavailable
+    from free_llm_agent.storage.errors import StateUnavailable
 
     try:
         return Runner(resolve_home(getattr(args, "home", None)), database_url=database_url(args))

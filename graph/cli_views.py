@@ -1,4 +1,4 @@
-"""The CLI's reporting commands: threads, show, usage, check, graph and doctor."""
+"""The CLI's reporting commands: threads, show, usage, check and graph (doctor: cli/doctor_view.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from free_llm_agent.config import resolve_home
 from free_llm_agent.graph.cli_support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
 
 
@@ -189,20 +188,3 @@ def cmd_graph(args: argparse.Namespace) -> int:
         raise write_failed("-o", output, exc) from None
     err.print(f"wrote {args.output}")
     return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from free_llm_agent.graph.cli_support import database_url
-    from free_llm_agent.graph.doctor import print_report, run_doctor
-    from free_llm_agent.providers.backends import StateUnavailable
-
-    try:
-        report = run_doctor(resolve_home(getattr(args, "home", None)), repair=args.repair,
-                            database_url=database_url(args))
-    except StateUnavailable as exc:
-        raise BadInput(str(exc)) from None
-    if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False))
-    else:
-        print_report(report, out, hint(args, "doctor", "--repair"))
-    return report.exit_code

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from free_llm_agent.config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
 from free_llm_agent.config.loader import REPO_CONFIG_DIR
 from free_llm_agent.graph.executor_pool import ExecutorPool, PoolKey
-from free_llm_agent.graph.guard import Journal, ReentrantRunLock, RunGuards, open_guards
+from free_llm_agent.storage.guard import Journal, ReentrantRunLock, RunGuards
+from free_llm_agent.storage.registry import open_guards
 from free_llm_agent.tools.sandbox import Sandbox, SandboxUnavailable, hidden_paths, resolve
 from free_llm_agent.tools.workspace import check_workdir, scratch_dir
 
@@ -140,7 +141,7 @@ class Deps:
         """Where the run lock and the task journal live: the home, or the shared database (one per Deps)."""
         with self._lock:
             if self._guards is None:
-                from free_llm_agent.providers.backends import resolve_database_url
+                from free_llm_agent.storage.registry import resolve_database_url
 
                 self._guards = open_guards(resolve_database_url(self.database_url), self.home_dir())
             return self._guards

@@ -4,8 +4,8 @@ Checkpoints live in ``checkpoints.db`` in the home directory (SqliteSaver), or i
 the PostgreSQL database of ``--database-url`` (PostgresSaver, shared by every machine),
 written with ``durability="sync"``, so a thread stopped by Ctrl-C, kill -9, a crash or
 an empty quota continues with ``resume`` — on any machine sharing the database — without
-redoing finished work. A run or resume holds the thread's lock (:mod:`graph.guard`)
-throughout, so a second process on the same thread gets :class:`graph.guard.ThreadBusy`.
+redoing finished work. A run or resume holds the thread's lock (:mod:`storage.guard`)
+throughout, so a second process on the same thread gets :class:`storage.errors.ThreadBusy`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
-from free_llm_agent.graph.checkpoints import CheckpointUnreadable, open_checkpointer
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.deps import Deps, ExecutorFactory
 from free_llm_agent.graph.workflow import build_graph
-from free_llm_agent.providers.db import DAMAGED, StateFileError
+from free_llm_agent.storage.errors import DAMAGED, CheckpointUnreadable, StateFileError
+from free_llm_agent.storage.registry import open_checkpointer
 
 # Called with an approval payload; returns the resume value, or None to pause the run.
 Approver = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -74,7 +74,7 @@ class Runner:
         deps: Deps | None = None,
         database_url: str | None = None,
     ) -> None:
-        from free_llm_agent.providers.backends import resolve_database_url
+        from free_llm_agent.storage.registry import resolve_database_url
 
         self.home = home
         self.database_url = database_url = resolve_database_url(database_url)  # as Deps and the router resolve it

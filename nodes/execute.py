@@ -3,7 +3,7 @@
 ``write_code`` takes up to ``max_batch_size`` pending tasks and asks for all their
 code at once. ``run_task`` runs the next approved task of the batch in the run's
 working directory, exactly once: it holds the thread's lock while the code runs
-and journals the attempt (see :mod:`graph.guard`). After a crash, an attempt that
+and journals the attempt (see :mod:`storage.guard`). After a crash, an attempt that
 had finished is not run again (its journaled result is used); one that was cut
 short is marked ``interrupted`` and goes back to ``approve``.
 """
@@ -18,7 +18,6 @@ from langgraph.runtime import Runtime
 
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.deps import Deps
-from free_llm_agent.graph.guard import attempt_key
 from free_llm_agent.graph.state import State, Task
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.common import (
@@ -34,6 +33,7 @@ from free_llm_agent.nodes.llm import Asked, _emit, ask
 from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
 from free_llm_agent.nodes.schemas import CodeBatch
 from free_llm_agent.providers.errors import AllProvidersExhausted
+from free_llm_agent.storage.guard import attempt_key
 
 NO_CODE = "the model wrote no code for this task"  # a task's error; finalize fails a run left with one
 

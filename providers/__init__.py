@@ -1,6 +1,6 @@
 """The quota-aware provider layer (docs/architecture.md, "The Python API").
 
-The names are imported on first use (PEP 562): ``providers.db``, ``providers.errors`` … load
+The names are imported on first use (PEP 562): ``providers.quota``, ``providers.errors`` … load
 without langchain, so the CLI starts its executor before the model clients are imported.
 """
 

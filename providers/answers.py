@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from free_llm_agent.providers.backends import StateDatabase
+from free_llm_agent.storage.database import StateDatabase
 
 Outcome = Literal["usable", "repaired", "unusable"]
 OUTCOMES: tuple[Outcome, ...] = ("usable", "repaired", "unusable")

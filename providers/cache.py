@@ -13,7 +13,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
 
-from free_llm_agent.providers.backends import StateDatabase
+from free_llm_agent.storage.database import StateDatabase
 
 # Message fields that differ between identical requests and must not split the cache.
 _VOLATILE = {"id", "response_metadata", "usage_metadata", "additional_kwargs"}

@@ -27,12 +27,12 @@ from pydantic import ConfigDict, Field, model_validator
 
 from free_llm_agent.config import load_config, load_env_files, resolve_home
 from free_llm_agent.providers.answers import Outcome
-from free_llm_agent.providers.backends import resolve_database_url
 from free_llm_agent.providers.cache import cache_key
 from free_llm_agent.providers.dispatch import Bind, Dispatch, malformed_call
 from free_llm_agent.providers.inner_calls import INNER, as_chunk, to_message, untraced
 from free_llm_agent.providers.registry import last_response_headers
 from free_llm_agent.providers.router import Call, Router
+from free_llm_agent.storage.registry import resolve_database_url
 
 _CONTROL_KWARGS = ("task_type", "tools", "tool_choice", "providers", "purpose")
 _STANDARD = ("temperature", "max_tokens", "timeout")

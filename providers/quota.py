@@ -1,6 +1,6 @@
 """The quota ledger in the shared SQLite file (the one :class:`~providers.ledger.QuotaLedger` today).
 
-Tables (migration 2 in :mod:`providers.db`):
+Tables (migration 2 in :mod:`storage.sqlite.db`):
 
 * ``quota_slots`` — one row per request of the sliding minute window (and any booked in the
   near future): send time, tokens, and the day and month it is counted in. Rows past the
@@ -12,7 +12,7 @@ Tables (migration 2 in :mod:`providers.db`):
   ``requests`` table; folded into ``quota_periods`` (with each provider's timezone) on open.
 
 Every write is one ``BEGIN IMMEDIATE`` transaction taken behind the file's first-come,
-first-served lock (:mod:`providers.fifo_lock`), so N processes sharing one home never exceed
+first-served lock (:mod:`storage.sqlite.fifo_lock`), so N processes sharing one home never exceed
 a limit together and none of them starves. When every provider is full, a caller may take a
 slot in the near future and sleep until then: later callers see that row and queue behind it.
 """
@@ -24,7 +24,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from free_llm_agent.config import RateLimit
-from free_llm_agent.providers.backends import StateDatabase
 from free_llm_agent.providers.ledger import (
     MINUTE,
     PERIODS,
@@ -35,6 +34,7 @@ from free_llm_agent.providers.ledger import (
     earliest,
     month_bounds,
 )
+from free_llm_agent.storage.database import StateDatabase
 
 __all__ = ["MINUTE", "QuotaLedger", "QuotaStore", "Slot", "Unavailable", "day_bounds", "month_bounds"]
 

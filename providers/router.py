@@ -23,7 +23,6 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from free_llm_agent.config import AppConfig
 from free_llm_agent.providers.answers import AnswerLog, Outcome, learned_order
-from free_llm_agent.providers.backends import StateDatabase, open_state
 from free_llm_agent.providers.cache import ResponseCache
 from free_llm_agent.providers.errors import (
     AllProvidersExhausted,
@@ -37,6 +36,8 @@ from free_llm_agent.providers.ledger import QuotaLedger, Slot, Unavailable, day_
 from free_llm_agent.providers.quota import QuotaStore
 from free_llm_agent.providers.registry import build_client
 from free_llm_agent.providers.usage import AutoOptimizer, UsageEvent, UsageTracker
+from free_llm_agent.storage.database import StateDatabase
+from free_llm_agent.storage.registry import open_state
 
 DEFAULT_429_COOLDOWN_S = 60.0
 

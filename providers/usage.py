@@ -14,8 +14,8 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from free_llm_agent.config import AppConfig
-from free_llm_agent.providers.backends import StateDatabase
 from free_llm_agent.providers.ledger import QuotaLedger, day_bounds
+from free_llm_agent.storage.database import StateDatabase
 
 _ROLLUP_BATCH_S = 7 * 86400.0  # days rolled up per transaction: the write lock is never held long
 

@@ -18,7 +18,7 @@ from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("langchain_core", "langgraph", "free_llm_agent.graph.runner", "free_llm_agent.graph.checkpoints",
+HEAVY = ("langchain_core", "langgraph", "free_llm_agent.graph.runner", "free_llm_agent.storage.sqlite.checkpoints",
          "free_llm_agent.providers.chat_model", "groq", "httpx")
 # Used by the executor's worker and kernel (their own processes), by nobody in a run, or (rich) only to show
 # progress and errors, which a successful ``run --json`` does not.

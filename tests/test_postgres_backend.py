@@ -17,8 +17,9 @@ import psycopg
 import pytest
 
 from free_llm_agent.providers import build_chat_model
-from free_llm_agent.providers.backends import UnknownBackend, open_state
-from free_llm_agent.providers.db_pg import MIGRATIONS
+from free_llm_agent.storage.errors import UnknownBackend
+from free_llm_agent.storage.postgres.db import MIGRATIONS
+from free_llm_agent.storage.registry import open_state
 from tests.fakes.provider_server import FakeProvider, Reply
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from free_llm_agent.config import RateLimit
-from free_llm_agent.providers.backends import open_state
 from free_llm_agent.providers.quota import QuotaStore, Slot
+from free_llm_agent.storage.registry import open_state
 from tests.test_quota import T0, _mp
 from tests.test_quota_counters import _wait_for
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from free_llm_agent.graph.guard import ThreadBusy, open_guards
-from free_llm_agent.graph.guard_pg import PgGuards
+from free_llm_agent.storage.errors import ThreadBusy
+from free_llm_agent.storage.postgres.guard import PgGuards
+from free_llm_agent.storage.registry import open_guards
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
 
@@ -47,7 +48,7 @@ def config(fake_server: Callable[..., FakeProvider], make_config: Callable[..., 
 HOLDER = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from free_llm_agent.graph.guard_pg import PgGuards
+from free_llm_agent.storage.postgres.guard import PgGuards
 lock = PgGuards({url!r}).lock({thread!r})
 lock.acquire()
 print("held", flush=True)
@@ -185,7 +186,7 @@ def test_the_resume_hint_keeps_a_database_url_without_a_password(url: str, print
     "postgresql://agent@db-host/agent?sslmode=require&PASSWORD=secret&application_name=x",
 ])
 def test_redacted_hides_every_form_of_password(url: str) -> None:
-    from free_llm_agent.providers.db_pg import redacted
+    from free_llm_agent.storage.urls import redacted
 
     shown = redacted(url)
     assert "secret" not in shown and "db-host" in shown and "***" in shown, shown
@@ -210,9 +211,9 @@ def test_a_user_without_create_uses_a_migrated_database_and_gets_a_message_on_a_
         postgres_url: str, config: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     import threading
 
-    from free_llm_agent.graph.checkpoints_pg import PgCheckpoints
-    from free_llm_agent.providers.backends import StateUnavailable
-    from free_llm_agent.providers.db_pg import PgDatabase
+    from free_llm_agent.storage.errors import StateUnavailable
+    from free_llm_agent.storage.postgres.checkpoints import PgCheckpoints
+    from free_llm_agent.storage.postgres.db import PgDatabase
 
     PgDatabase(postgres_url).close()  # the owner migrates both schemas once
     PgCheckpoints(postgres_url).close()
@@ -242,7 +243,7 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from free_llm_agent.providers.backends import StateUnavailable
+    from free_llm_agent.storage.errors import StateUnavailable
 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         if conn.info.server_version < 140000:
@@ -256,7 +257,7 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
             time.sleep(2.5)  # the run's lock session sits idle longer than the server allows
             with pytest.raises(ThreadBusy), machine_b.lock("idle"):
                 pass
-        monkeypatch.setattr("free_llm_agent.graph.guard_pg.KEEPALIVES", ("SET no_such_setting = 1",))
+        monkeypatch.setattr("free_llm_agent.storage.postgres.guard.KEEPALIVES", ("SET no_such_setting = 1",))
         with pytest.raises(StateUnavailable, match="cannot lock thread t2 in the database"), machine_b.lock("t2"):
             pass
     finally:
@@ -266,8 +267,8 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
 
 def test_a_runner_without_a_url_uses_the_database_of_the_environment_like_its_guards(
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from free_llm_agent.graph.guard_pg import PgGuards
     from free_llm_agent.graph.runner import Runner
+    from free_llm_agent.storage.postgres.guard import PgGuards
 
     monkeypatch.setenv("FREE_AGENT_DATABASE_URL", postgres_url)
     runner = Runner(tmp_path)
@@ -287,7 +288,7 @@ def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, 
 
     from free_llm_agent.graph.deps import Deps
     from free_llm_agent.nodes.execute import run_task
-    from free_llm_agent.providers.backends import StateUnavailable
+    from free_llm_agent.storage.errors import StateUnavailable
     from tests.agent_helpers import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
 
     ex = FakeExecutor()

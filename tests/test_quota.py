@@ -21,10 +21,11 @@ import pytest
 
 from free_llm_agent.config import ProviderConfig, RateLimit, load_config
 from free_llm_agent.providers import AllProvidersExhausted, build_chat_model
-from free_llm_agent.providers.backends import StateDatabase, open_state
 from free_llm_agent.providers.quota import QuotaLedger, QuotaStore, Slot, Unavailable
 from free_llm_agent.providers.registry import build_client
 from free_llm_agent.providers.usage import AutoOptimizer
+from free_llm_agent.storage.database import StateDatabase
+from free_llm_agent.storage.registry import open_state
 from tests.conftest import ConfigFactory, FakeFactory
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()

@@ -23,11 +23,12 @@ import pytest
 
 from free_llm_agent.config import RateLimit, load_config
 from free_llm_agent.providers import build_chat_model
-from free_llm_agent.providers.backends import StateDatabase, open_state, resolve_database_url
-from free_llm_agent.providers.db import MIGRATIONS, Database
 from free_llm_agent.providers.quota import QuotaStore, Slot, Unavailable
 from free_llm_agent.providers.report import daily_requests
 from free_llm_agent.providers.usage import UsageEvent, UsageTracker
+from free_llm_agent.storage.database import StateDatabase
+from free_llm_agent.storage.registry import open_state, resolve_database_url
+from free_llm_agent.storage.sqlite.db import MIGRATIONS, Database
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.test_quota import T0, _mp, store_with, take
 

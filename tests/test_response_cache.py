@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from free_llm_agent.config import ProviderConfig
 from free_llm_agent.providers import AllProvidersExhausted, QuotaAwareChatModel, build_chat_model
-from free_llm_agent.providers.backends import open_state, resolve_database_url
 from free_llm_agent.providers.cache import ResponseCache, cache_key
 from free_llm_agent.providers.registry import build_client
+from free_llm_agent.storage.registry import open_state, resolve_database_url
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
 

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from free_llm_agent.graph.guard import TaskJournal, ThreadBusy, ThreadLock, attempt_key
 from free_llm_agent.nodes.approval import approve
 from free_llm_agent.nodes.execute import run_task
 from free_llm_agent.nodes.plan import plan
+from free_llm_agent.storage.errors import ThreadBusy
+from free_llm_agent.storage.guard import attempt_key
+from free_llm_agent.storage.sqlite.guard import TaskJournal, ThreadLock
 from free_llm_agent.tools.sandbox import Sandbox, hidden_paths, probe, redact, resolve, scrubbed_env
 from free_llm_agent.tools.workspace import WorkdirError, check_thread_id, check_workdir, listing, scratch_dir
 from tests.agent_helpers import CONFIG, GOAL, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
@@ -117,7 +119,7 @@ _HOLDER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from free_llm_agent.graph.guard import ThreadLock
+from free_llm_agent.storage.sqlite.guard import ThreadLock
 lock = ThreadLock(Path({home!r}), "t1")
 lock.acquire()
 print("held", flush=True)

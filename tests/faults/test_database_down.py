@@ -96,8 +96,8 @@ def test_a_database_lost_mid_run_is_exit_2_and_resume_completes_when_it_is_back(
 
 def test_a_server_restart_between_two_calls_costs_no_failed_call(cluster: Cluster, tmp_path: Path) -> None:
     """Pooled connections are checked when lent: after a restart the next call reconnects."""
-    from free_llm_agent.graph.checkpoints_pg import PgCheckpoints
-    from free_llm_agent.providers.db_pg import PgDatabase
+    from free_llm_agent.storage.postgres.checkpoints import PgCheckpoints
+    from free_llm_agent.storage.postgres.db import PgDatabase
 
     url = cluster.create_database("restart")
     db, checkpoints = PgDatabase(url), PgCheckpoints(url)
@@ -115,8 +115,8 @@ def test_a_server_restart_between_two_calls_costs_no_failed_call(cluster: Cluste
 @pytest.mark.parametrize("problem", ["refused", "password", "database"])
 def test_a_database_that_cannot_be_used_is_named_at_once_with_the_reason(
         cluster: Cluster, problem: str, tmp_path: Path) -> None:
-    from free_llm_agent.providers.backends import StateUnavailable
-    from free_llm_agent.providers.db_pg import PgDatabase
+    from free_llm_agent.storage.errors import StateUnavailable
+    from free_llm_agent.storage.postgres.db import PgDatabase
 
     url = {"refused": "postgresql://agent:hunter2@127.0.0.1:1/agent",
            "password": f"postgresql://nobody:hunter2@127.0.0.1:{cluster.port}/postgres",

@@ -1,4 +1,4 @@
-"""The doctor's checks of the PostgreSQL backend (see :mod:`graph.doctor`).
+"""The doctor's checks of the PostgreSQL backend (see :mod:`storage.doctor`).
 
 * the database: it can be reached; the agent's schema version against the migrations this version
   knows (a newer one is reported, never moved), and LangGraph's checkpoint migrations;
@@ -19,10 +19,11 @@ from typing import Any
 import psycopg
 from langgraph.checkpoint.postgres.base import MIGRATIONS as CHECKPOINT_MIGRATIONS
 
-from free_llm_agent.graph.doctor import Finding
-from free_llm_agent.graph.guard_pg import LOCK_CLASS, thread_key
-from free_llm_agent.providers.backends import StateUnavailable
-from free_llm_agent.providers.db_pg import MIGRATIONS, probe, redacted
+from free_llm_agent.storage.doctor import Finding
+from free_llm_agent.storage.errors import CheckpointUnreadable, StateUnavailable
+from free_llm_agent.storage.postgres.db import MIGRATIONS, probe
+from free_llm_agent.storage.postgres.guard import LOCK_CLASS, thread_key
+from free_llm_agent.storage.urls import redacted
 
 
 @contextmanager
@@ -92,8 +93,7 @@ class PgCheckpointsCheck:
         return self._threads
 
     def check(self) -> list[Finding]:
-        from free_llm_agent.graph.checkpoints import CheckpointUnreadable
-        from free_llm_agent.graph.checkpoints_pg import PgCheckpoints
+        from free_llm_agent.storage.postgres.checkpoints import PgCheckpoints
 
         with _connect(self.url) as conn:
             exists = _scalar(conn, "SELECT to_regclass('checkpoint_migrations') IS NOT NULL")

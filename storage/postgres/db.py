@@ -1,7 +1,7 @@
 """The agent's state in PostgreSQL: the same tables as ``agent.db``, shared by many machines.
 
-:class:`PgDatabase` has the interface of :class:`providers.db.Database` (``transaction()``,
-``query()``, ``dialect``), so the quota ledger, response cache and usage log run their
+:class:`PgDatabase` has the interface of :class:`storage.database.StateDatabase` (``transaction()``,
+``query()``, ``dialect``), as ``agent.db`` has, so the quota ledger, response cache and usage log run their
 portable SQL on either backend. Placeholders are written ``?`` and turned into ``%s`` here.
 
 Every write transaction first takes one transaction-scoped advisory lock
@@ -24,14 +24,16 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from free_llm_agent.providers.backends import StateUnavailable
-from free_llm_agent.providers.dialect import POSTGRES, Dialect
+from free_llm_agent.storage.database import Dialect
+from free_llm_agent.storage.errors import StateUnavailable
+from free_llm_agent.storage.urls import password, redacted
 
+POSTGRES = Dialect("postgresql", "GREATEST", "to_char(to_timestamp({}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
 LOCK_KEY = 0x46_4C_41_01  # "FLA" + 1: the ledger's one write lock (advisory lock key space is shared)
 _PLACEHOLDER = re.compile(r"\?")
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: the SQLite schema as of its migration 2 (providers/db.py), in PostgreSQL types.
+    # 1: the SQLite schema as of its migration 2 (storage/sqlite/db.py), in PostgreSQL types.
     """
     CREATE TABLE quota_slots (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -99,7 +101,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, provider, model, task_type, outcome, cached)
     );
     """,
-    # 2: the run guards of every machine (graph/guard_pg.py): who holds each thread's run lock
+    # 2: the run guards of every machine (storage/postgres/guard.py): who holds each thread's run lock
     # (the lock itself is a session advisory lock), and each thread's task in flight.
     """
     CREATE TABLE run_locks (
@@ -233,25 +235,8 @@ def probe(url: str) -> None:
         psycopg.connect(url, connect_timeout=10).close()
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        password = _password(url)
-        if password:
-            reason = reason.replace(password, "***")
+        secret = password(url)
+        if secret:
+            reason = reason.replace(secret, "***")
         raise StateUnavailable(f"cannot connect to the database {redacted(url)} ({reason}): check --database-url / "
                                "FREE_AGENT_DATABASE_URL and that the server is running") from exc
-
-
-def _password(url: str) -> str:
-    from urllib.parse import parse_qs, urlsplit
-
-    try:
-        parts = urlsplit(url)
-        return parts.password or (parse_qs(parts.query).get("password") or [""])[0]
-    except ValueError:
-        return ""
-
-
-def redacted(url: str) -> str:
-    """The URL without its password (for messages): in the user part (also with an empty user name,
-    ``postgresql://:PW@host``) and as a ``password=`` query parameter."""
-    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)

@@ -1,16 +1,12 @@
 """``checkpoints.db``: LangGraph's SqliteSaver, with errors a user can act on.
 
 :class:`GuardedSqliteSaver` is the SqliteSaver the CLI uses. A damaged or unwritable file raises
-:class:`providers.db.StateFileError` (naming the file) instead of a bare ``sqlite3`` error; a
-thread whose checkpoint cannot be decoded raises :class:`CheckpointUnreadable` (naming the thread),
-so one damaged thread never hides the others (:meth:`GuardedSqliteSaver.thread_ids` reads only ids).
+:class:`storage.errors.StateFileError` (naming the file) instead of a bare ``sqlite3`` error; a thread
+whose checkpoint cannot be decoded raises :class:`storage.errors.CheckpointUnreadable` (naming the
+thread), so one damaged thread never hides the others (:meth:`GuardedSqliteSaver.thread_ids` reads only ids).
 
 :func:`salvage_rows` reads what is still readable of a table, row by row; ``doctor --repair``
-(:mod:`graph.doctor_sqlite`) builds a fresh file from it.
-
-:func:`open_checkpointer` picks the backend by the database URL's scheme (:data:`CHECKPOINT_BACKENDS`):
-``checkpoints.db`` in the home by default, LangGraph's ``PostgresSaver`` for ``postgresql://``
-(:mod:`graph.checkpoints_pg`), so a thread started on one machine is resumed on another.
+(:mod:`storage.sqlite.doctor`) builds a fresh file from it.
 """
 
 from __future__ import annotations
@@ -18,51 +14,26 @@ from __future__ import annotations
 import builtins
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from free_llm_agent.providers.db import StateFileError, translated
+from free_llm_agent.storage.errors import CheckpointUnreadable, StateFileError
+from free_llm_agent.storage.sqlite.files import translated
 
 FILE_NAME = "checkpoints.db"
 TABLES = ("checkpoints", "writes")
 
 
-class CheckpointUnreadable(RuntimeError):
-    """The checkpoints of one thread cannot be decoded (the rest of the file may be fine)."""
-
-    def __init__(self, thread_id: str, path: Path | None, reason: str, where: str = "") -> None:
-        super().__init__(f"thread {thread_id!r} in {where or path} cannot be read ({reason})")
-        self.thread_id, self.path, self.reason = thread_id, path, reason
-
-
-class Checkpoints(Protocol):
-    """A backend's checkpointer, with what the CLI needs beyond LangGraph's interface."""
-
-    @property
-    def saver(self) -> BaseCheckpointSaver[Any]: ...
-
-    @property
-    def label(self) -> str:
-        """Where the checkpoints are, for messages (a file, or a URL without its password)."""
-        ...
-
-    def thread_ids(self) -> tuple[list[str], bool]:
-        """Every readable thread id, oldest first, and whether none was missed."""
-        ...
-
-    def close(self) -> None: ...
-
-
 class SqliteCheckpoints:
-    """``checkpoints.db`` in the home."""
+    """``checkpoints.db`` in the home (a :class:`storage.checkpoints.Checkpoints`)."""
 
-    def __init__(self, url: str | None, home: Path) -> None:
+    def __init__(self, home: Path) -> None:
         self.conn, self.saver = open_checkpoints(home)
         self.label = str(self.saver.path)
 
@@ -71,25 +42,6 @@ class SqliteCheckpoints:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def _postgres(url: str | None, home: Path) -> Checkpoints:
-    from free_llm_agent.graph.checkpoints_pg import PgCheckpoints
-
-    assert url is not None
-    return PgCheckpoints(url)
-
-
-# Keyed like providers.backends.STATE_BACKENDS (the database URL's scheme).
-CHECKPOINT_BACKENDS: dict[str, Callable[[str | None, Path], Checkpoints]] = {
-    "sqlite": SqliteCheckpoints, "postgresql": _postgres, "postgres": _postgres}
-
-
-def open_checkpointer(url: str | None, home: Path) -> Checkpoints:
-    """The checkpointer for ``url`` (None: ``checkpoints.db`` in ``home``)."""
-    from free_llm_agent.providers.backends import for_url
-
-    return for_url(CHECKPOINT_BACKENDS, url)(url, home)
 
 
 def open_checkpoints(home: Path) -> tuple[sqlite3.Connection, GuardedSqliteSaver]:

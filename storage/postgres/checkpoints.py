@@ -4,9 +4,9 @@ Every machine pointed at the same database sees every thread, so ``threads`` lis
 and ``resume`` continues on one machine what another started (or lost to ``kill -9``).
 ``PostgresSaver.setup()`` (LangGraph's own numbered migrations, in ``checkpoint_migrations``)
 runs on open, under an advisory lock so that machines starting together do not race.
-A server that cannot be reached is :class:`providers.backends.StateUnavailable` (exit 2 with
+A server that cannot be reached is :class:`storage.errors.StateUnavailable` (exit 2 with
 the URL, password hidden); a checkpoint that does not decode is
-:class:`graph.checkpoints.CheckpointUnreadable` for that thread only.
+:class:`storage.errors.CheckpointUnreadable` for that thread only.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from free_llm_agent.graph.checkpoints import CheckpointUnreadable
-from free_llm_agent.providers.backends import StateUnavailable
-from free_llm_agent.providers.db_pg import probe, redacted
+from free_llm_agent.storage.errors import CheckpointUnreadable, StateUnavailable
+from free_llm_agent.storage.postgres.db import probe
+from free_llm_agent.storage.urls import redacted
 
 SETUP_LOCK = 0x46_4C_41_03  # "FLA" + 3: one machine at a time runs PostgresSaver.setup()
 
@@ -82,7 +82,7 @@ class GuardedPostgresSaver(PostgresSaver):
 
 
 class PgCheckpoints:
-    """The checkpoints of every machine sharing the database at ``url``."""
+    """The checkpoints of every machine sharing the database at ``url`` (a :class:`storage.checkpoints.Checkpoints`)."""
 
     def __init__(self, url: str, *, max_size: int = 2) -> None:  # PostgresSaver runs one call at a time
         self.label = redacted(url)

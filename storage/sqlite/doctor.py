@@ -1,4 +1,4 @@
-"""The doctor's checks of the SQLite backend: ``agent.db`` and ``checkpoints.db`` (see :mod:`graph.doctor`).
+"""The doctor's checks of the SQLite backend: ``agent.db`` and ``checkpoints.db`` (see :mod:`storage.doctor`).
 
 Both: ``PRAGMA quick_check`` and the expected tables. ``agent.db``: its schema version
 (``PRAGMA user_version``) against the migrations this version knows. ``checkpoints.db``: every
@@ -18,9 +18,12 @@ from typing import Any
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from free_llm_agent.graph.checkpoints import CheckpointUnreadable, GuardedSqliteSaver, salvage_connection, salvage_rows
-from free_llm_agent.graph.doctor import Finding, move_aside
-from free_llm_agent.providers.db import DAMAGED, MIGRATIONS, Database, StateFileError, state_error
+from free_llm_agent.storage.doctor import Finding
+from free_llm_agent.storage.errors import DAMAGED, CheckpointUnreadable, StateFileError
+from free_llm_agent.storage.sqlite.checkpoints import GuardedSqliteSaver, salvage_connection, salvage_rows
+from free_llm_agent.storage.sqlite.db import MIGRATIONS, Database
+from free_llm_agent.storage.sqlite.doctor_home import move_aside
+from free_llm_agent.storage.sqlite.files import state_error
 
 # The tables every schema version has, and those of the current one (migration 2 replaced ``requests``).
 AGENT_TABLES = ("cooldowns", "response_cache", "usage_log")

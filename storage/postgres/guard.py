@@ -1,15 +1,15 @@
-"""The run guards in PostgreSQL: one thread lock and one task journal for every machine.
+"""The run guards in PostgreSQL: one thread lock and one task journal for every machine (see :mod:`storage.guard`).
 
 * :class:`PgThreadLock` — a session-level advisory lock (``pg_try_advisory_lock``) on a connection
   of its own, held for the whole run. A run on any machine that asks for the same thread gets
-  :class:`graph.guard.ThreadBusy` naming the holder (``run_locks`` keeps "pid N on HOST"). The
+  :class:`storage.errors.ThreadBusy` naming the holder (``run_locks`` keeps "pid N on HOST"). The
   server drops the lock when the holder's connection ends: at once when its process dies
   (``kill -9`` closes the socket), and within about a minute when its machine vanishes (the
   session's TCP keepalives), so the next machine takes the thread over.
 * :class:`PgTaskJournal` — the journal entry of each thread in ``task_journal`` (same entries as the
-  files of :class:`graph.guard.TaskJournal`).
+  files of :class:`storage.sqlite.guard.TaskJournal`).
 
-The tables come from the agent's numbered migrations (:mod:`providers.db_pg`, migration 2).
+The tables come from the agent's numbered migrations (:mod:`storage.postgres.db`, migration 2).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg
 
-from free_llm_agent.graph.guard import Journal, ReentrantRunLock, ThreadBusy, holder_note
-from free_llm_agent.providers.backends import StateUnavailable
-from free_llm_agent.providers.db_pg import PgDatabase
+from free_llm_agent.storage.errors import StateUnavailable, ThreadBusy
+from free_llm_agent.storage.guard import Journal, ReentrantRunLock, holder_note
+from free_llm_agent.storage.postgres.db import PgDatabase
 
 LOCK_CLASS = 0x46_4C_41_02  # "FLA" + 2: the first key of every thread lock (two-key advisory lock space)
 KEEPALIVES = ("SET tcp_keepalives_idle = 30", "SET tcp_keepalives_interval = 10", "SET tcp_keepalives_count = 3")
@@ -90,7 +90,7 @@ class PgThreadLock(ReentrantRunLock):
 
 
 class PgTaskJournal:
-    """The attempt in flight of each thread, in ``task_journal`` (see :class:`graph.guard.TaskJournal`)."""
+    """The attempt in flight of each thread, in ``task_journal`` (see :class:`storage.guard.Journal`)."""
 
     def __init__(self, db: PgDatabase) -> None:
         self.db = db

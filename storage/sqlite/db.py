@@ -1,4 +1,4 @@
-"""The agent's SQLite state file (quota, cooldowns, response cache, usage log).
+"""The agent's SQLite state file (quota, cooldowns, response cache, usage log, answer grades).
 
 One file, ``agent.db`` in the home directory, shared by every process. Schema
 changes are numbered migrations applied in order and recorded in
@@ -13,53 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from free_llm_agent.providers.dialect import SQLITE, Dialect
-from free_llm_agent.providers.fifo_lock import fifo_lock
+from free_llm_agent.storage.database import Dialect
+from free_llm_agent.storage.sqlite.fifo_lock import fifo_lock
+from free_llm_agent.storage.sqlite.files import translated
 
-DAMAGED, UNWRITABLE = "damaged", "unwritable"
+SQLITE = Dialect("sqlite", "MAX", "date({}, 'unixepoch')")
 _CHECKPOINT_EVERY = 200  # commits of one connection between two (passive) WAL checkpoints
-_UNWRITABLE_HINTS = ("unable to open", "readonly", "read-only", "disk is full", "disk i/o", "permission")
-
-
-class StateFileError(RuntimeError):
-    """A state file in the home cannot be used: ``kind`` is ``damaged`` or ``unwritable``.
-
-    The CLI turns it into a one-line message naming ``path`` and the fix, exit code 2.
-    """
-
-    def __init__(self, path: Path, kind: str, reason: str) -> None:
-        what = "is damaged" if kind == DAMAGED else "cannot be opened for writing"
-        super().__init__(f"{path} {what} ({reason})")
-        self.path, self.kind, self.reason = path, kind, reason
-
-
-def state_error(path: Path, exc: BaseException) -> StateFileError | None:
-    """The :class:`StateFileError` that ``exc`` (raised using ``path``) means, or None (e.g. "database is locked")."""
-    if isinstance(exc, StateFileError):
-        return exc
-    reason = str(exc) or type(exc).__name__
-    text = reason.lower()
-    if isinstance(exc, OSError):
-        return StateFileError(path, UNWRITABLE, reason)
-    if isinstance(exc, sqlite3.OperationalError):
-        if any(hint in text for hint in _UNWRITABLE_HINTS):
-            return StateFileError(path, UNWRITABLE, reason)
-        return StateFileError(path, DAMAGED, reason) if "malformed" in text else None
-    if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database", "database disk image is malformed" …
-        return StateFileError(path, DAMAGED, reason)
-    return None
-
-
-@contextmanager
-def translated(path: Path) -> Iterator[None]:
-    """Re-raise sqlite/OS errors about ``path`` as :class:`StateFileError` (others unchanged)."""
-    try:
-        yield
-    except (sqlite3.Error, OSError) as exc:
-        error = state_error(path, exc)
-        if error is None or error is exc:
-            raise
-        raise error from exc
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: quota reservations, cooldowns, response cache, usage log
@@ -175,7 +134,7 @@ class Database:
     """Thread-local connections to one SQLite file in WAL mode, migrated on open.
 
     Writers take the file's first-come, first-served lock (``agent.db.lock`` beside it, see
-    :mod:`providers.fifo_lock`) before ``BEGIN IMMEDIATE``: SQLite's busy handler alone lets
+    :mod:`storage.sqlite.fifo_lock`) before ``BEGIN IMMEDIATE``: SQLite's busy handler alone lets
     a process wait for seconds while others write again and again."""
 
     dialect: Dialect = SQLITE
@@ -212,7 +171,7 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer at a time across processes.
 
-        A damaged or unwritable file raises :class:`StateFileError`; nothing is written then.
+        A damaged or unwritable file raises :class:`storage.errors.StateFileError`; nothing is written then.
         """
         with translated(self.path):
             with self.lock.held():

@@ -1,0 +1,93 @@
+"""The run lock and the task journal on each backend (one machine's files, or the shared database)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from free_llm_agent.storage.errors import ThreadBusy
+from free_llm_agent.storage.guard import RunGuards
+from free_llm_agent.storage.registry import open_guards
+
+from .conftest import eventually
+
+pytestmark = pytest.mark.both_backends
+Holder = Callable[[str], subprocess.Popen[str]]
+
+
+@pytest.fixture
+def guards(url: str | None, store_home: Path) -> Iterator[RunGuards]:
+    opened = open_guards(url, store_home)
+    yield opened
+    opened.close()
+
+
+def takes(guards: RunGuards, thread_id: str) -> bool:
+    lock = guards.lock(thread_id)
+    try:
+        lock.acquire()
+    except ThreadBusy:
+        return False
+    lock.release()
+    return True
+
+
+def test_the_lock_is_exclusive_across_processes_and_the_busy_message_names_the_holder(
+        guards: RunGuards, hold_lock: Holder) -> None:
+    holder = hold_lock("t1")
+    with pytest.raises(ThreadBusy) as busy:
+        guards.lock("t1").acquire()
+    assert f"pid {holder.pid}" in str(busy.value) and "t1" in str(busy.value)
+    assert takes(guards, "t2")  # another thread is free
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "released"
+    assert takes(guards, "t1")
+
+
+def test_the_lock_is_released_on_exit_and_when_its_holder_dies(guards: RunGuards, hold_lock: Holder) -> None:
+    with guards.lock("t1"):
+        pass
+    holder = hold_lock("t1")  # free again after the with block
+    holder.kill()
+    holder.wait(timeout=30)
+    assert eventually(lambda: takes(guards, "t1"))
+
+
+def test_the_lock_is_reentrant_for_its_owner_only(guards: RunGuards) -> None:
+    first = guards.lock("t1", owner="run-a")
+    first.acquire()
+    again = guards.lock("t1", owner="run-a")
+    again.acquire()  # the runner and its run_task node: one run
+    with pytest.raises(ThreadBusy):
+        guards.lock("t1", owner="run-b").acquire()
+    first.check()
+    again.release()
+    first.release()
+    with pytest.raises(ThreadBusy):
+        first.check()  # released: a task would not start
+    assert takes(guards, "t1")
+
+
+def test_the_journal_keeps_the_attempt_in_flight(guards: RunGuards, url: str | None, store_home: Path) -> None:
+    journal = guards.journal()
+    assert journal.get("t1", "k1") is None
+    journal.started("t1", "k1", 1)
+    entry = journal.get("t1", "k1")
+    assert entry is not None and (entry["state"], entry["task_id"]) == ("started", 1)
+    assert journal.get("t1", "another attempt") is None
+    assert journal.get("t2", "k1") is None
+    journal.finished("t1", "k1", 1, {"output": "done", "ok": True})
+    other = open_guards(url, store_home)  # what another process (or machine) sees
+    try:
+        seen = other.journal().get("t1", "k1")
+        assert seen is not None and seen["state"] == "finished" and seen["result"] == {"output": "done", "ok": True}
+    finally:
+        other.close()
+    journal.clear("t1")
+    assert journal.get("t1", "k1") is None
+    journal.clear("t1")  # clearing nothing is fine
