@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import config, tools
-from free_llm_agent.config.settings import VALUE
+from config.settings import VALUE
 from free_llm_agent import build_chat_model, build_graph
 
 llm = build_chat_model({cfg!r}, {home!r})
