@@ -16,9 +16,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from free_llm_agent.cli import run_imports
+from free_llm_agent.cli import support as cli_support
+from free_llm_agent.cli.support import BadInput, database_url, hint, resume_hint, router_for
 from free_llm_agent.config import ConfigError, load_config, load_env_files, resolve_home
-from free_llm_agent.graph import cli_support, run_imports
-from free_llm_agent.graph.cli_support import BadInput, database_url, hint, resume_hint, router_for
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,7 +119,7 @@ def _prewarm(deps: Any, context: Any, thread_id: str, workdir: str | None, netwo
 
 def cmd_run(args: argparse.Namespace) -> int:
     from free_llm_agent.graph.context import Context
-    from free_llm_agent.graph.deps import Deps
+    from free_llm_agent.runtime.deps import Deps
     from free_llm_agent.tools.workspace import WorkdirError, check_thread_id
 
     if args.command == "run" and not args.goal.strip():
@@ -146,9 +147,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             _prewarm(deps, context, args.thread_id, context.workdir, True)
     run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
     from free_llm_agent.graph.guard import ThreadBusy
-    from free_llm_agent.graph.runner import Runner
     from free_llm_agent.providers import QuotaAwareChatModel
     from free_llm_agent.providers.backends import StateUnavailable
+    from free_llm_agent.runtime.runner import Runner
 
     router = router_for(args, offline=args.offline, config=config)
     deps.llm = QuotaAwareChatModel(router=router)
@@ -180,14 +181,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         approver: Any = None
         shown: Any = contextlib.nullcontext()
         if not args.json:  # --json shows nothing while it runs (and needs no rich widgets)
-            from free_llm_agent.graph.approval_prompt import terminal_approver
-            from free_llm_agent.graph.progress import Progress
+            from free_llm_agent.cli.approval_prompt import terminal_approver
+            from free_llm_agent.cli.progress import Progress
 
             cli_support.err.print(f"thread [bold]{args.thread_id}[/bold]")
             listener = shown = Progress(cli_support.err, router)
             approver = terminal_approver(listener, cli_support.err)
             if not args.yes:  # with --yes an unlisted domain is refused, and the task's output says how to allow it
-                from free_llm_agent.graph.approval_prompt import terminal_domain_prompt
+                from free_llm_agent.cli.approval_prompt import terminal_domain_prompt
 
                 deps.ask_domain = terminal_domain_prompt(listener, cli_support.err)
             if args.command == "resume":
@@ -212,12 +213,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _view(name: str) -> Any:
-    """A command of :mod:`graph.cli_views`, imported only when that command runs."""
+    """A command of :mod:`cli.commands_info`, imported only when that command runs."""
 
     def command(args: argparse.Namespace) -> int:
-        from free_llm_agent.graph import cli_views
+        from free_llm_agent.cli import commands_info
 
-        return int(getattr(cli_views, name)(args))
+        return int(getattr(commands_info, name)(args))
 
     return command
 
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except _raised("free_llm_agent.graph.runner", "UnknownThread") as exc:
+    except _raised("free_llm_agent.runtime.runner", "UnknownThread") as exc:
         where = "the shared database" if database_url(args) else "this home"
         cli_support.err.print(f"error: no thread {exc.args[0]!r} in {where}; list them with 'threads'",
                               style="red", markup=False)

@@ -26,8 +26,8 @@ import pytest
 from free_llm_agent.cli import main as run_graph
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.guard import ThreadLock
-from free_llm_agent.graph.runner import Runner
 from free_llm_agent.providers.db import Database
+from free_llm_agent.runtime.runner import Runner
 from tests.agent_helpers import Brain, FakeExecutor
 
 THREADS = ("t-one", "t-two", "t-three")

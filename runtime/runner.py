@@ -21,9 +21,9 @@ from langgraph.types import Command
 
 from free_llm_agent.graph.checkpoints import CheckpointUnreadable, open_checkpointer
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps, ExecutorFactory
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers.db import DAMAGED, StateFileError
+from free_llm_agent.runtime.deps import Deps, ExecutorFactory
 
 # Called with an approval payload; returns the resume value, or None to pause the run.
 Approver = Callable[[dict[str, Any]], dict[str, Any] | None]
