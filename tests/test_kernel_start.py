@@ -49,7 +49,7 @@ def test_the_worker_starts_the_kernel_before_it_imports_ois_terminal(tmp_path: P
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert any("-m tools.ipykernel_launcher" in line for line in got["kernels"]), got["kernels"]
+    assert any("-m free_llm_agent.tools.ipykernel_launcher" in line for line in got["kernels"]), got["kernels"]
     assert not got["terminal_then"]
     assert got["ok"] and got["output"] == "42\n"
     assert len(got["kernel_pids"]) == 1  # the task ran on the kernel started early, not on a second one

@@ -47,7 +47,7 @@ class TestQuotaAwareUnit(ChatModelUnitTests):
     def test_serialized_model_loads_back_when_allowed(self, model: BaseChatModel) -> None:
         """The standard serdes check, with this class named in ``allowed_objects``: what a user does."""
         with mock.patch.dict(os.environ, self._env):
-            loaded = load(dumpd(model), allowed_objects=[QuotaAwareChatModel], valid_namespaces=["providers"],
+            loaded = load(dumpd(model), allowed_objects=[QuotaAwareChatModel], valid_namespaces=["free_llm_agent"],
                           secrets_from_env=True)
         assert isinstance(loaded, QuotaAwareChatModel) and loaded.dict() == model.dict()
         assert loaded.state_home == self._env["FREE_AGENT_HOME"]
