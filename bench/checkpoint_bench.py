@@ -21,7 +21,7 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from free_llm_agent.graph import Context, build_graph
+from free_llm_agent import Context, build_graph
 from tests.fakes.scripted import ScriptedChatModel, tool_answer
 
 

@@ -13,8 +13,8 @@ from free_llm_agent.storage.doctor import Report
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.support import BadInput, database_url, hint, out
     from free_llm_agent.config import resolve_home
-    from free_llm_agent.graph.cli_support import BadInput, database_url, hint, out
     from free_llm_agent.storage.doctor import run_doctor
     from free_llm_agent.storage.errors import StateUnavailable
     from free_llm_agent.storage.registry import doctor_checks

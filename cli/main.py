@@ -1,24 +1,24 @@
 #!/usr/bin/env python
 """free-llm-agent CLI: run / resume / threads / show / usage / check / graph / doctor (see README)."""
 
+# The parser, the dispatch and the errors every command may end with are here; ``run``/``resume`` are in
+# cli/commands_run.py, the other commands in cli/commands_info.py (imported when one of them runs).
+
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import os
-import signal
 import sqlite3
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
-from free_llm_agent.config import ConfigError, load_config, load_env_files, resolve_home
-from free_llm_agent.graph import cli_support, run_imports
-from free_llm_agent.graph.cli_support import BadInput, database_url, hint, resume_hint, router_for
+from free_llm_agent.cli import support as cli_support
+from free_llm_agent.cli.commands_run import QuickExit, cmd_run
+from free_llm_agent.cli.support import BadInput, database_url, hint, resume_hint
+from free_llm_agent.config import ConfigError, load_env_files, resolve_home
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,160 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_result(result: Any, args: argparse.Namespace) -> None:
-    """The summary on stdout (``run … > out.txt`` keeps it); status lines and hints on stderr."""
-    if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
-        return
-    from rich.markup import escape
-
-    err, out = cli_support.err, cli_support.out
-    if result.summary:
-        out.print(result.summary, markup=False)
-    err.print(f"[bold]status:[/bold] {result.status}   thread: {result.thread_id}   "
-              + escape(f"LLM calls: {result.llm_calls or {}}   cache hits: {result.cache_hits}"))
-    if result.status == "waiting_for_quota":
-        err.print(f"Every provider is out of quota; after {result.resume_after} run: "
-                  f"{resume_hint(args, result.thread_id)}", markup=False)
-    elif result.status == "awaiting_approval":
-        err.print(f"Waiting for approval: {resume_hint(args, result.thread_id)}  (--yes approves all)",
-                  markup=False)
-    if result.workdir:
-        err.print(f"working directory: {result.workdir}", markup=False)
-
-
-def _check_sandbox(runner: Any, router: Any) -> None:
-    """Resolve the sandbox before anything runs: required and missing is exit 2 (auto and missing warns)."""
-    from free_llm_agent.tools.sandbox import SandboxUnavailable
-
-    try:
-        runner.deps.sandbox()
-    except SandboxUnavailable as exc:
-        raise BadInput(f"{router.config.config_dir / 'limits.yaml'}: {exc}") from None
-
-
-def _domains(given: list[str]) -> list[str]:
-    """``--allow-domain`` values, checked: a host name or ``*.`` a host name, no scheme, path or port."""
-    import re
-
-    out = []
-    for raw in given:
-        domain = raw.strip().lower().rstrip(".")
-        if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", domain):
-            raise BadInput(f"--allow-domain {raw!r}: give a domain such as example.com or *.example.com "
-                           "(no scheme, path or port)")
-        out.append(domain)
-    return out
-
-
-def _prewarm(deps: Any, context: Any, thread_id: str, workdir: str | None, network: bool) -> None:
-    """Start the run's executor now (in the background): its kernel boots while the CLI imports the model
-    clients and the plan is asked for, so the first task finds it warm."""
-    where = Path(workdir) if workdir else deps.workdir(None, thread_id)
-    deps.prewarm(thread_id, where, context.executor_timeout_s, context.network and network)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from free_llm_agent.graph.context import Context
-    from free_llm_agent.graph.deps import Deps
-    from free_llm_agent.tools.workspace import WorkdirError, check_thread_id
-
-    if args.command == "run" and not args.goal.strip():
-        raise BadInput('the goal is empty: give it as text, e.g. run "count the words in README.md"')
-    if args.command == "run" and args.thread_id is not None:
-        try:
-            check_thread_id(args.thread_id)
-        except ValueError as exc:
-            raise BadInput(f"--thread-id: {exc}") from None
-    config = load_config(getattr(args, "config_dir", None))
-    deps = Deps(home=resolve_home(getattr(args, "home", None)), config=config, database_url=database_url(args),
-                reuse_executors=False)  # the process ends with the run: nothing to keep warm for
-    context = Context(auto_approve=args.yes, max_batch_size=config.limits.optimization.max_batch_size,
-                      executor_timeout_s=config.limits.execution.task_timeout_seconds,
-                      network=not getattr(args, "no_network", False), allowed_domains=_domains(args.allow_domain))
-    new_thread = args.command == "run" and args.thread_id is None  # a fresh id: no thread has it yet
-    if args.command == "run":
-        args.thread_id = args.thread_id or uuid.uuid4().hex[:12]
-        if not args.scratch:
-            try:
-                context.workdir = str(deps.workdir(args.workdir or os.getcwd(), args.thread_id))
-            except WorkdirError as exc:
-                raise BadInput(str(exc)) from None
-        if new_thread:
-            _prewarm(deps, context, args.thread_id, context.workdir, True)
-    run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
-    from free_llm_agent.graph.runner import Runner
-    from free_llm_agent.providers import QuotaAwareChatModel
-    from free_llm_agent.storage.errors import StateUnavailable, ThreadBusy
-
-    router = router_for(args, offline=args.offline, config=config)
-    deps.llm = QuotaAwareChatModel(router=router)
-    try:
-        runner = Runner(router.home, context=context, deps=deps, database_url=router.database_url)
-    except StateUnavailable as exc:
-        deps.close_all()  # the executor started early
-        raise BadInput(str(exc)) from None
-    try:
-        values = runner.graph.get_state(runner.config_for(args.thread_id)).values
-        if args.command == "run" and values:
-            raise BadInput(f"thread {args.thread_id!r} already exists: continue it with "
-                           f"'resume {args.thread_id}' or pick another --thread-id")
-        if args.command == "run" and not new_thread:
-            _prewarm(deps, context, args.thread_id, context.workdir, True)
-        elif args.command == "resume" and values.get("workdir") and values.get("status") == "running":
-            _prewarm(deps, context, args.thread_id, values["workdir"], bool(values.get("network", True)))
-        _check_sandbox(runner, router)
-    except BaseException:
-        runner.close()
-        raise
-    def stop(signum: int, frame: Any) -> None:  # Ctrl-C: the task in flight stops now, as interrupted
-        runner.deps.abort_all()
-        raise KeyboardInterrupt
-
-    previous_handler = signal.signal(signal.SIGINT, stop)
-    try:
-        listener: Any = None
-        approver: Any = None
-        shown: Any = contextlib.nullcontext()
-        if not args.json:  # --json shows nothing while it runs (and needs no rich widgets)
-            from free_llm_agent.graph.approval_prompt import terminal_approver
-            from free_llm_agent.graph.progress import Progress
-
-            cli_support.err.print(f"thread [bold]{args.thread_id}[/bold]")
-            listener = shown = Progress(cli_support.err, router)
-            approver = terminal_approver(listener, cli_support.err)
-            if not args.yes:  # with --yes an unlisted domain is refused, and the task's output says how to allow it
-                from free_llm_agent.graph.approval_prompt import terminal_domain_prompt
-
-                deps.ask_domain = terminal_domain_prompt(listener, cli_support.err)
-            if args.command == "resume":
-                listener.seed(runner.result(args.thread_id).tasks)  # the checklist with its descriptions from the start
-        with shown:
-            if args.command == "run":
-                result = runner.run(args.goal, args.thread_id, approver=approver, listener=listener)
-            else:
-                result = runner.resume(args.thread_id, approver=approver, listener=listener)
-    except ThreadBusy as exc:
-        raise BadInput(str(exc)) from None
-    except KeyboardInterrupt:
-        cli_support.err.print("\nStopped. Nothing finished is lost; continue with: "
-                              f"{resume_hint(args, args.thread_id)}", markup=False)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        runner.close()
-    _print_result(result, args)
-    _Exit.quick = True
-    return result.exit_code
-
-
 def _view(name: str) -> Any:
-    """A command of :mod:`graph.cli_views`, imported only when that command runs."""
+    """A command of :mod:`cli.commands_info`, imported only when that command runs."""
 
     def command(args: argparse.Namespace) -> int:
-        from free_llm_agent.graph import cli_views
+        from free_llm_agent.cli import commands_info
 
-        return int(getattr(cli_views, name)(args))
+        return int(getattr(commands_info, name)(args))
 
     return command
 
@@ -277,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except _raised("free_llm_agent.graph.runner", "UnknownThread") as exc:
+    except _raised("free_llm_agent.runtime.runner", "UnknownThread") as exc:
         where = "the shared database" if database_url(args) else "this home"
         cli_support.err.print(f"error: no thread {exc.args[0]!r} in {where}; list them with 'threads'",
                               style="red", markup=False)
@@ -303,10 +156,6 @@ def main(argv: list[str] | None = None) -> int:
         return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")
 
 
-class _Exit:
-    quick = False  # set by a finished run/resume: everything it wrote is closed (see :func:`entry`)
-
-
 def entry() -> None:
     """The console script and ``python run_graph.py``: :func:`main`, then the process ends.
 
@@ -315,7 +164,7 @@ def entry() -> None:
     exits at once — unless another non-daemon thread still runs, which a normal exit would wait for."""
     code = main()
     others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
-    if not _Exit.quick or any(t.is_alive() for t in others):
+    if not QuickExit.quick or any(t.is_alive() for t in others):
         sys.exit(code)
     import atexit
 

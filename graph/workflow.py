@@ -16,7 +16,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps, ExecutorFactory
 from free_llm_agent.graph.routing import after_plan, after_reflect, after_write_code, in_batch
 from free_llm_agent.graph.state import InputState, OutputState, State
 from free_llm_agent.nodes.approval import approve
@@ -26,6 +25,7 @@ from free_llm_agent.nodes.finalize import finalize
 from free_llm_agent.nodes.plan import plan
 from free_llm_agent.nodes.reflect import reflect
 from free_llm_agent.nodes.start import start
+from free_llm_agent.runtime.deps import Deps, ExecutorFactory
 
 # LLM nodes catch provider exhaustion themselves (-> fallback); this covers local hiccups
 # such as a briefly locked SQLite file or a dropped loopback connection.

@@ -19,11 +19,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import State
 from free_llm_agent.nodes.common import workdir_of
 from free_llm_agent.nodes.execute import next_in_batch
 from free_llm_agent.nodes.llm import _emit
+from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.tools.safety import check_code
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import FailureKind, Fallback, LlmNode, State, Task
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.parsing import ParseError
 from free_llm_agent.providers.errors import AllProvidersExhausted
+from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.tools.workspace import listing
 
 

@@ -17,7 +17,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import State, Task
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.common import (
@@ -33,6 +32,7 @@ from free_llm_agent.nodes.llm import Asked, _emit, ask
 from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
 from free_llm_agent.nodes.schemas import CodeBatch
 from free_llm_agent.providers.errors import AllProvidersExhausted
+from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.storage.guard import attempt_key
 
 NO_CODE = "the model wrote no code for this task"  # a task's error; finalize fails a run left with one

@@ -22,8 +22,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import Fallback, State
+from free_llm_agent.runtime.deps import Deps
 
 Target = Literal["plan", "write_code", "reflect", "wait_for_quota", "finalize"]
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import State, Task
 from free_llm_agent.nodes.common import thread_id
 from free_llm_agent.nodes.execute import NO_CODE
+from free_llm_agent.runtime.deps import Deps
 
 _MARK = {"done": "✔", "failed": "✘", "skipped": "–", "pending": "·", "running": "·"}
 

@@ -9,7 +9,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import State, Task
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.common import describe_workdir, failure_update, retry_reason, thread_id
@@ -17,6 +16,7 @@ from free_llm_agent.nodes.llm import Asked, ask
 from free_llm_agent.nodes.parsing import ParseError, parse_plan
 from free_llm_agent.nodes.schemas import Plan
 from free_llm_agent.providers.errors import AllProvidersExhausted
+from free_llm_agent.runtime.deps import Deps
 
 MAX_TASKS = 5
 

@@ -13,7 +13,6 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import State, Task
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.common import batch_tasks, failure_update, retry_reason
@@ -22,6 +21,7 @@ from free_llm_agent.nodes.parsing import ParseError
 from free_llm_agent.nodes.parsing_review import parse_review
 from free_llm_agent.nodes.schemas import Review
 from free_llm_agent.providers.errors import AllProvidersExhausted
+from free_llm_agent.runtime.deps import Deps
 
 
 def reflect(state: State, runtime: Runtime[Context], *, deps: Deps) -> dict[str, Any]:

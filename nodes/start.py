@@ -18,9 +18,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import State
 from free_llm_agent.nodes.common import thread_id
+from free_llm_agent.runtime.deps import Deps
 
 # Channels with a reducer are replaced, not merged into (``Overwrite`` bypasses the reducer).
 _FRESH: dict[str, Any] = {

@@ -22,10 +22,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.runtime import Runtime
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.state import State, Task, add_counts, merge_tasks
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers.errors import AllProvidersExhausted
+from free_llm_agent.runtime.deps import Deps
 from tests.fakes.scripted import Answer, ScriptedChatModel, tool_answer
 
 GOAL = "count the words in a sample text"

@@ -24,9 +24,9 @@ from pathlib import Path
 from langgraph.checkpoint.memory import InMemorySaver
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers import build_chat_model
+from free_llm_agent.runtime.deps import Deps
 from tests.agent_helpers import FakeExecutor
 from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder

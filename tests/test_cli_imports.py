@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from free_llm_agent.graph import run_imports
+from free_llm_agent.cli import run_imports
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("langchain_core", "langgraph", "free_llm_agent.graph.runner", "free_llm_agent.storage.sqlite.checkpoints",
+HEAVY = ("langchain_core", "langgraph", "free_llm_agent.runtime.runner", "free_llm_agent.storage.sqlite.checkpoints",
          "free_llm_agent.providers.chat_model", "groq", "httpx")
 # Used by the executor's worker and kernel (their own processes), by nobody in a run, or (rich) only to show
 # progress and errors, which a successful ``run --json`` does not.
@@ -27,7 +27,7 @@ NEVER = ("trio", "httpx._main", "langchain_text_splitters", "pygments", "rich", 
 
 PROBE = """
 import json, sys
-from free_llm_agent.graph import deps as graph_deps
+from free_llm_agent.runtime import deps as graph_deps
 seen = []
 original = graph_deps.Deps.prewarm
 def prewarm(self, *args, **kwargs):

@@ -21,8 +21,8 @@ import pytest
 
 from free_llm_agent.config import Execution
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps
-from free_llm_agent.graph.runner import Runner
+from free_llm_agent.runtime.deps import Deps
+from free_llm_agent.runtime.runner import Runner
 from free_llm_agent.tools.isolated_executor import IsolatedExecutor
 from free_llm_agent.tools.sandbox import probe
 from tests.agent_helpers import Brain, scripted

@@ -2,7 +2,7 @@
 
 What a user sees: how many LLM calls a goal costs, that every task runs exactly once,
 that approval and an empty quota pause the thread and ``Command(resume=...)`` goes on
-without redoing finished work, and the ``--json`` shape of ``graph.runner.Runner``.
+without redoing finished work, and the ``--json`` shape of ``runtime.runner.Runner``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from langgraph.types import Command
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.runner import Runner
+from free_llm_agent.runtime.runner import Runner
 from tests.agent_helpers import GOAL, Brain, FakeExecutor, by_id, exhausted, harness
 
 pytestmark = pytest.mark.timeout(60)

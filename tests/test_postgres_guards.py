@@ -171,7 +171,7 @@ def test_the_resume_hint_keeps_a_database_url_without_a_password(url: str, print
     import argparse
     import shlex
 
-    from free_llm_agent.graph.cli_support import resume_hint
+    from free_llm_agent.cli.support import resume_hint
 
     hint = resume_hint(argparse.Namespace(home="/h", config_dir=None, database_url=url), "t1")
     expected = f"--home /h --database-url {shlex.quote(url)} resume t1" if printed else "--home /h resume t1"
@@ -267,7 +267,7 @@ def test_the_run_lock_outlives_an_idle_session_timeout_and_its_errors_are_messag
 
 def test_a_runner_without_a_url_uses_the_database_of_the_environment_like_its_guards(
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from free_llm_agent.graph.runner import Runner
+    from free_llm_agent.runtime.runner import Runner
     from free_llm_agent.storage.postgres.guard import PgGuards
 
     monkeypatch.setenv("FREE_AGENT_DATABASE_URL", postgres_url)
@@ -286,8 +286,8 @@ def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, 
     another machine that took the thread over cannot have it run twice."""
     from langchain_core.runnables import RunnableConfig
 
-    from free_llm_agent.graph.deps import Deps
     from free_llm_agent.nodes.execute import run_task
+    from free_llm_agent.runtime.deps import Deps
     from free_llm_agent.storage.errors import StateUnavailable
     from tests.agent_helpers import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
 

@@ -192,7 +192,7 @@ def cli(args: list[str], cfg: Path, home: Path, database_url: str) -> subprocess
 
 def test_the_graph_schemas_studio_shows_are_complete() -> None:
     """What ``/assistants/{id}/schemas`` serves: pydantic on 3.11 needs typing_extensions' TypedDict."""
-    from free_llm_agent.graph import graph
+    from free_llm_agent.graph.workflow import graph
 
     assert graph.get_input_jsonschema()["properties"]["goal"]["type"] == "string"
     output = graph.get_output_jsonschema()["properties"]

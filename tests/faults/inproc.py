@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.runner import Runner, RunResult
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
+from free_llm_agent.runtime.runner import Runner, RunResult
 from tests.agent_helpers import FakeExecutor
 
 GOAL = "make numbers and sum them"

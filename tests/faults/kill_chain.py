@@ -31,7 +31,7 @@ from typing import Any
 
 import pexpect
 
-from free_llm_agent.graph.runner import Runner
+from free_llm_agent.runtime.runner import Runner
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
 

@@ -25,7 +25,7 @@ import pytest
 
 from free_llm_agent.cli import main as run_graph
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.runner import Runner
+from free_llm_agent.runtime.runner import Runner
 from free_llm_agent.storage.sqlite.db import Database
 from free_llm_agent.storage.sqlite.guard import ThreadLock
 from tests.agent_helpers import Brain, FakeExecutor

@@ -23,10 +23,10 @@ import pytest
 from rich.console import Console
 from rich.syntax import Syntax
 
-import free_llm_agent.graph.progress as progress_module
+import free_llm_agent.cli.progress as progress_module
 from free_llm_agent.cli import main as run_graph
+from free_llm_agent.cli.progress import Progress
 from free_llm_agent.config import ConfigError, load_env_file
-from free_llm_agent.graph.progress import Progress
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
 from tests.fakes.wire import Request

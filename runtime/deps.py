@@ -8,7 +8,7 @@ on first use, and each thread holds a warm executor, sandboxed as
 ``execution.sandbox`` in limits.yaml says, in the thread's working directory.
 :meth:`Deps.prewarm` starts it in the background as a run begins (the CLI before its
 first request, the plan node in a server), so the first task finds the kernel warm;
-when the run ends it goes back to a pool (:mod:`graph.executor_pool`) for the next
+when the run ends it goes back to a pool (:mod:`runtime.executor_pool`) for the next
 thread with the same working directory, network and sandbox, and is closed after
 ``execution.idle_close_seconds`` unused (the CLI closes all at exit).
 """
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from free_llm_agent.config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
 from free_llm_agent.config.loader import REPO_CONFIG_DIR
-from free_llm_agent.graph.executor_pool import ExecutorPool, PoolKey
+from free_llm_agent.runtime.executor_pool import ExecutorPool, PoolKey
 from free_llm_agent.storage.guard import Journal, ReentrantRunLock, RunGuards
 from free_llm_agent.storage.registry import open_guards
 from free_llm_agent.tools.sandbox import Sandbox, SandboxUnavailable, hidden_paths, resolve

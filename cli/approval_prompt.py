@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.syntax import Syntax
 
-from free_llm_agent.graph.runner import Approver
+from free_llm_agent.runtime.runner import Approver
 
 
 class _Paused(Exception):

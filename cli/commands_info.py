@@ -16,7 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from free_llm_agent.graph.cli_support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
+from free_llm_agent.cli.support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
@@ -141,8 +141,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from free_llm_agent.graph.deps import sandbox_report
     from free_llm_agent.providers.report import check_provider
+    from free_llm_agent.runtime.deps import sandbox_report
 
     router = router_for(args)
     started = time.time()
@@ -167,8 +167,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from free_llm_agent.graph import graph
-    from free_llm_agent.graph.workflow import to_dot
+    from free_llm_agent.graph.workflow import graph, to_dot
 
     drawable = graph.get_graph()
     if args.format == "mermaid":

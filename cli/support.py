@@ -69,8 +69,8 @@ def database_url(args: argparse.Namespace) -> str | None:
 
 
 def runner_for(args: argparse.Namespace) -> Any:
-    """A :class:`graph.runner.Runner` on the home and database the global flags name (no model needed)."""
-    from free_llm_agent.graph.runner import Runner
+    """A :class:`runtime.runner.Runner` on the home and database the global flags name (no model needed)."""
+    from free_llm_agent.runtime.runner import Runner
     from free_llm_agent.storage.errors import StateUnavailable
 
     try:

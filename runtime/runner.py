@@ -20,8 +20,8 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.deps import Deps, ExecutorFactory
 from free_llm_agent.graph.workflow import build_graph
+from free_llm_agent.runtime.deps import Deps, ExecutorFactory
 from free_llm_agent.storage.errors import DAMAGED, CheckpointUnreadable, StateFileError
 from free_llm_agent.storage.registry import open_checkpointer
 
