@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from free_llm_agent.nodes.events import ProgressEvent
 
 _MARKS: dict[str, tuple[str, str]] = {"pending": ("○", "dim"), "running": ("▶", "yellow"), "done": ("✔", "green"),
                                       "failed": ("✘", "red"), "skipped": ("–", "dim")}
@@ -82,7 +85,7 @@ class Progress:
     # -- events --------------------------------------------------------------------
     def __call__(self, mode: str, chunk: Any) -> None:
         if mode == "custom" and isinstance(chunk, dict):
-            self._custom(chunk)
+            self._custom(cast("ProgressEvent", chunk))
         elif mode == "updates" and isinstance(chunk, dict):
             for node, update in chunk.items():
                 if node.startswith("__"):  # __interrupt__ etc.
@@ -96,28 +99,27 @@ class Progress:
         if self._live is not None:
             self._live.refresh()
 
-    def _custom(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "llm_call":
+    def _custom(self, event: ProgressEvent) -> None:
+        if event["event"] == "llm_call":
             self.llm_calls += 0 if event["cached"] else 1
             how = "response cache" if event["cached"] else f"{event['provider']}{self._quota_left(event['provider'])}"
             self._log(f"LLM {event['purpose']}: {how}")
-        elif kind == "task_running":
-            tid = int(event["task_id"])
-            self._task(tid, status="running", description=str(event.get("description", "")))
+        elif event["event"] == "task_running":
+            tid = event["task_id"]
+            self._task(tid, status="running", description=event["description"])
             self.activity = f"task {tid}"
-            self._log(f"▶ task {tid}: {event.get('description', '')}")
-            self._print_code(tid, event.get("code"), str(event.get("language", "python")))
-        elif kind == "task_finished":
+            self._log(f"▶ task {tid}: {event['description']}")
+            self._print_code(tid, event["code"], event["language"])
+        elif event["event"] == "task_finished":
             self._task(event["task_id"], status=event["status"])
-            why = f" ({event['error']})" if event.get("error") else ""
+            why = f" ({event['error']})" if event["error"] else ""
             self._log(_mark(event["status"]), f" task {event['task_id']} {event['status']} "
                       f"in {event['duration_s']:.1f}s{why}")
-        elif kind == "task_interrupted":
+        elif event["event"] == "task_interrupted":
             self._task(event["task_id"], status="pending")
             self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); it runs again only after "
                        "approval", "yellow"))
-        elif kind == "task_restarting":
+        elif event["event"] == "task_restarting":
             self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); running it again (--yes)",
                        "yellow"))
 

@@ -21,8 +21,8 @@ from langgraph.types import interrupt
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.state import State
 from free_llm_agent.nodes.common import workdir_of
+from free_llm_agent.nodes.events import TaskRestarting, emit
 from free_llm_agent.nodes.execute import next_in_batch
-from free_llm_agent.nodes.llm import _emit
 from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.tools.safety import check_code
 
@@ -38,7 +38,7 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
     interrupted = bool(task.get("interrupted"))
     if runtime.context.auto_approve or not code.strip():
         if interrupted and code.strip():
-            _emit({"event": "task_restarting", "task_id": tid, "description": task["description"]})
+            emit(TaskRestarting(event="task_restarting", task_id=tid, description=task["description"]))
         return {"tasks": [{"id": tid, "approved": True, "approval": "auto" if code.strip() else "no code"}]}
     answer = interrupt(
         {

@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from free_llm_agent.graph.context import Context
-from free_llm_agent.graph.state import State, Task
+from free_llm_agent.graph.state import State, Task, TaskStatus
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.common import (
     batch_tasks,
@@ -28,7 +28,8 @@ from free_llm_agent.nodes.common import (
     thread_id,
     workdir_of,
 )
-from free_llm_agent.nodes.llm import Asked, _emit, ask
+from free_llm_agent.nodes.events import TaskFinished, TaskInterrupted, TaskRunning, emit
+from free_llm_agent.nodes.llm import Asked, ask
 from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
 from free_llm_agent.nodes.schemas import CodeBatch
 from free_llm_agent.providers.errors import AllProvidersExhausted
@@ -103,7 +104,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
     with deps.lock(thread, run_owner(config)) as lock:
         entry = journal.get(thread, key)
         if entry is not None and entry.get("state") == "started":  # a crash cut this run short
-            _emit({"event": "task_interrupted", "task_id": tid, "description": task["description"]})
+            emit(TaskInterrupted(event="task_interrupted", task_id=tid, description=task["description"]))
             return {"tasks": [{"id": tid, "approved": False, "approval": "", "interrupted": True,
                                "restarts": task.get("restarts", 0) + 1,
                                "error": "interrupted: the agent stopped while this task was running"}]}
@@ -111,8 +112,8 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
             result = dict(entry["result"])
             learned = None
         else:
-            _emit({"event": "task_running", "task_id": tid, "description": task["description"],
-                   "language": task.get("language", "python"), "code": task["code"]})
+            emit(TaskRunning(event="task_running", task_id=tid, description=task["description"],
+                             language=task.get("language", "python"), code=task["code"]))
             with deps.using_executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
                                      runtime.context.network and state.get("network", True),
                                      domains=domains) as executor:
@@ -121,16 +122,9 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                 result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
                 learned = deps.thread_domains(executor, domains)
             journal.finished(thread, key, tid, result)
-    status = "done" if result["ok"] else "failed"
-    _emit(
-        {
-            "event": "task_finished",
-            "task_id": tid,
-            "status": status,
-            "error": result["error"],
-            "duration_s": result["duration_s"],
-        }
-    )
+    status: TaskStatus = "done" if result["ok"] else "failed"
+    emit(TaskFinished(event="task_finished", task_id=tid, status=status, error=result["error"],
+                      duration_s=result["duration_s"]))
     answered = {"allowed_domains": learned} if learned else {}  # answered "for this thread" at the prompt
     return {
         **answered,

@@ -4,18 +4,17 @@ whether it was cached."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langgraph.config import get_stream_writer
 from pydantic import BaseModel
 
 from free_llm_agent.nodes import prompts
 from free_llm_agent.nodes.answer_reader import message_text, read_answer
+from free_llm_agent.nodes.events import LlmCall, emit
 from free_llm_agent.nodes.parsing import ParseError
 
 T = TypeVar("T", bound=BaseModel)
@@ -37,17 +36,12 @@ class Asked:
             self.cache_hits += 1
         else:
             self.llm_calls[provider] = self.llm_calls.get(provider, 0) + 1
-        entry = {"purpose": purpose, "provider": provider, "model": str(meta.get("model", "")), "cached": cached}
-        self.log.append(entry)
-        _emit({"event": "llm_call", **entry})
+        model = str(meta.get("model", ""))
+        self.log.append({"purpose": purpose, "provider": provider, "model": model, "cached": cached})
+        emit(LlmCall(event="llm_call", purpose=purpose, provider=provider, model=model, cached=cached))
 
     def update(self) -> dict[str, Any]:
         return {"llm_calls": self.llm_calls, "cache_hits": self.cache_hits, "calls": self.log}
-
-
-def _emit(payload: dict[str, Any]) -> None:
-    with contextlib.suppress(RuntimeError):  # not inside a graph run (unit tests of a helper)
-        get_stream_writer()(payload)
 
 
 def ask(

@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypedDict, cast
 
 from free_llm_agent.storage.errors import ThreadBusy
 
@@ -105,10 +105,34 @@ class ReentrantRunLock(ABC):
         self.release()
 
 
+JournalState = Literal["started", "finished"]  # the attempt's code started / finished (its result is kept)
+
+
+class JournalEntry(TypedDict, total=False):
+    """One thread's attempt in flight: ``key`` names the attempt (:func:`attempt_key`)."""
+
+    key: str
+    task_id: int
+    state: JournalState
+    pid: int  # who started it
+    holder: str  # "pid N on HOST" (PostgreSQL: any machine may read it)
+    result: dict[str, Any]  # the executor's result, once finished
+
+
+def journal_entry(raw: object, key: str) -> JournalEntry | None:
+    """``raw`` (a stored entry) when it is a well-formed entry of attempt ``key``; None otherwise (another
+    attempt's, or unreadable: the attempt counts as not started)."""
+    if not isinstance(raw, dict) or raw.get("key") != key or raw.get("state") not in ("started", "finished"):
+        return None
+    if raw["state"] == "finished" and not isinstance(raw.get("result"), dict):
+        return None
+    return cast(JournalEntry, raw)
+
+
 class Journal(Protocol):
     """The task in flight of each thread: one entry per thread, for its attempt in flight (module docstring)."""
 
-    def get(self, thread_id: str, key: str) -> dict[str, Any] | None: ...
+    def get(self, thread_id: str, key: str) -> JournalEntry | None: ...
 
     def started(self, thread_id: str, key: str, task_id: int) -> None: ...
 

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from free_llm_agent.storage.errors import StateUnavailable, ThreadBusy
-from free_llm_agent.storage.guard import Journal, ReentrantRunLock, holder_note
+from free_llm_agent.storage.guard import Journal, JournalEntry, ReentrantRunLock, holder_note, journal_entry
 from free_llm_agent.storage.postgres.db import PgDatabase
 
 LOCK_CLASS = 0x46_4C_41_02  # "FLA" + 2: the first key of every thread lock (two-key advisory lock space)
@@ -95,13 +95,13 @@ class PgTaskJournal:
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
 
-    def get(self, thread_id: str, key: str) -> dict[str, Any] | None:
+    def get(self, thread_id: str, key: str) -> JournalEntry | None:
         rows = self.db.query("SELECT entry FROM task_journal WHERE thread_id = ?", (thread_id,))
         try:
             entry = json.loads(str(rows[0][0])) if rows else None
         except ValueError:
             return None
-        return entry if isinstance(entry, dict) and entry.get("key") == key else None
+        return journal_entry(entry, key)
 
     def _write(self, thread_id: str, entry: dict[str, Any]) -> None:
         # one upsert, atomic on its own: it need not queue behind the quota ledger's lock

@@ -21,7 +21,7 @@ except ImportError:  # Windows: no advisory locks; one process per thread is the
     fcntl = None  # type: ignore[assignment]
 
 from free_llm_agent.storage.errors import ThreadBusy
-from free_llm_agent.storage.guard import Journal, ReentrantRunLock, holder_note
+from free_llm_agent.storage.guard import Journal, JournalEntry, ReentrantRunLock, holder_note, journal_entry
 from free_llm_agent.storage.sqlite.files import translated
 from free_llm_agent.tools.workspace import check_thread_id
 
@@ -70,13 +70,13 @@ class TaskJournal:
     def _path(self, thread_id: str) -> Path:
         return self.root / f"{file_name(thread_id)}.json"
 
-    def get(self, thread_id: str, key: str) -> dict[str, Any] | None:
+    def get(self, thread_id: str, key: str) -> JournalEntry | None:
         """The entry for attempt ``key`` of ``thread_id``, if that attempt was started."""
         try:
             entry = json.loads(self._path(thread_id).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return entry if isinstance(entry, dict) and entry.get("key") == key else None
+        return journal_entry(entry, key)
 
     def _write(self, thread_id: str, entry: dict[str, Any]) -> None:
         path = self._path(thread_id)

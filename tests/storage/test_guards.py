@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from free_llm_agent.storage.errors import ThreadBusy
-from free_llm_agent.storage.guard import RunGuards
+from free_llm_agent.storage.guard import RunGuards, journal_entry
 from free_llm_agent.storage.registry import open_guards
 
 from .conftest import eventually
@@ -91,3 +91,15 @@ def test_the_journal_keeps_the_attempt_in_flight(guards: RunGuards, url: str | N
     journal.clear("t1")
     assert journal.get("t1", "k1") is None
     journal.clear("t1")  # clearing nothing is fine
+
+
+def test_an_entry_that_is_not_a_whole_journal_entry_counts_as_no_attempt() -> None:
+    """A finished entry without its result, an unknown state, another attempt's entry: the attempt is not
+    treated as run (resume would otherwise report a result it does not have)."""
+    good = {"key": "k", "task_id": 1, "state": "finished", "result": {"ok": True}}
+    assert journal_entry(good, "k") == good
+    assert journal_entry({**good, "result": None}, "k") is None
+    assert journal_entry({**good, "state": "exploded"}, "k") is None
+    assert journal_entry(good, "another attempt") is None
+    assert journal_entry(["not", "an", "entry"], "k") is None
+    assert journal_entry({"key": "k", "task_id": 1, "state": "started", "pid": 7}, "k") is not None
