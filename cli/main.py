@@ -163,6 +163,10 @@ def entry() -> None:
     langgraph, pydantic …: ≈0.3 s): the atexit handlers run, stdout and stderr are flushed, and the process
     exits at once — unless another non-daemon thread still runs, which a normal exit would wait for."""
     code = main()
+    if QuickExit.quick and sys.flags.dont_write_bytecode:  # after a run: the next one starts from bytecode
+        from free_llm_agent.tools.bytecode import compile_imported_in_background
+
+        compile_imported_in_background()
     others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
     if not QuickExit.quick or any(t.is_alive() for t in others):
         sys.exit(code)

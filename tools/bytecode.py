@@ -100,6 +100,46 @@ def compile_in_background() -> bool:
     return True
 
 
+def imported_sources() -> list[Path]:
+    """What this process imported from source without bytecode (``PYTHONDONTWRITEBYTECODE`` was set): the
+    folder of each such module's outermost regular package (a namespace package's members one by one), or
+    the module's file when it is not in a package; only where the environment is writable."""
+    found: dict[Path, None] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py") or _cached(Path(file)):
+            continue
+        parts, target = name.split("."), Path(file)
+        for i in range(1, len(parts) + 1):  # the outermost package with an __init__.py holding the module
+            outer = sys.modules.get(".".join(parts[:i]))
+            init = getattr(outer, "__file__", None)
+            if isinstance(init, str) and Path(init).name == "__init__.py" and Path(file).is_relative_to(
+                    Path(init).parent):
+                target = Path(init).parent
+                break
+        if os.access(target if target.is_dir() else target.parent, os.W_OK):
+            found.setdefault(target)
+    return list(found)
+
+
+def compile_imported_in_background() -> bool:
+    """Where bytecode is not written (``PYTHONDONTWRITEBYTECODE``), compile what this process imported from
+    source, detached and at low priority, so the next run reads bytecode: a 3-task run took 3.5 s without
+    it, 2.0 s with it. ``uv sync --compile-bytecode`` does it at install instead. False: nothing to do."""
+    if not sys.flags.dont_write_bytecode:
+        return False  # Python writes its own bytecode as it imports
+    todo = imported_sources()
+    if not todo:
+        return False
+    try:
+        subprocess.run(["/bin/sh", "-c", '"$@" &', "sh", *command(todo)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True,
+                       timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
 def compile_now() -> None:
     """Compile what is missing and wait (the benchmark does, before it measures anything)."""
     todo = missing()

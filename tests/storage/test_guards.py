@@ -96,7 +96,7 @@ def test_the_journal_keeps_the_attempt_in_flight(guards: RunGuards, url: str | N
 def test_an_entry_that_is_not_a_whole_journal_entry_counts_as_no_attempt() -> None:
     """A finished entry without its result, an unknown state, another attempt's entry: the attempt is not
     treated as run (resume would otherwise report a result it does not have)."""
-    good = {"key": "k", "task_id": 1, "state": "finished", "result": {"ok": True}}
+    good: dict[str, object] = {"key": "k", "task_id": 1, "state": "finished", "result": {"ok": True}}
     assert journal_entry(good, "k") == good
     assert journal_entry({**good, "result": None}, "k") is None
     assert journal_entry({**good, "state": "exploded"}, "k") is None
