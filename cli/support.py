@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from free_llm_agent.config import load_config, resolve_home
 
@@ -18,6 +19,32 @@ if TYPE_CHECKING:
     out: Console
 
 
+# Bidirectional-text controls (U+202A–U+202E, U+2066–U+2069, marks): in a goal, a task or its output they
+# would reorder what the terminal shows (a goal that reads backwards, code that looks harmless). The consoles
+# show them as escapes; JSON output keeps the text as it is.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_VISIBLE = {ord(c): f"\\u{ord(c):04x}" for c in BIDI_CONTROLS}
+
+
+def visible(text: str) -> str:
+    """``text`` with its bidirectional controls written as ``\\u202e`` … (see :data:`BIDI_CONTROLS`)."""
+    return text.translate(_VISIBLE)
+
+
+class _Visible:
+    """The stream a console writes to (looked up at each write, so a redirected ``sys.stderr`` is followed),
+    with bidirectional controls made visible."""
+
+    def __init__(self, stream: Callable[[], TextIO]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream().write(visible(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream(), name)
+
+
 def __getattr__(name: str) -> Any:
     """``err`` and ``out``, the two consoles, made on first use: rich is not imported (≈40 ms) by what
     prints nothing through them (``--help``, a ``run --json`` that succeeds)."""
@@ -26,9 +53,10 @@ def __getattr__(name: str) -> Any:
     from rich.console import Console
 
     if name == "err":
-        made = Console(stderr=True, highlight=False, soft_wrap=True)
+        made = Console(file=_Visible(lambda: sys.stderr), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
     else:  # pipes: no wrap at 80
-        made = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+        made = Console(file=_Visible(lambda: sys.stdout), highlight=False, soft_wrap=True,  # type: ignore[arg-type]
+                       width=None if sys.stdout.isatty() else 160)
     globals()[name] = made
     return made
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator
 
 from free_llm_agent.config.errors import ConfigError
 
@@ -24,7 +24,19 @@ TASK_TYPES = ("code_generation", "complex_reasoning", "simple_task", "general") 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are errors, infinities and NaN are not numbers, and neither are YAML's booleans
+    (``requests_per_day: yes`` would otherwise be read as 1)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = str(cls.model_fields[info.field_name].annotation)
+            if "bool" not in annotation.lower() and ("int" in annotation or "float" in annotation):
+                raise ValueError(f"a number is needed here, not {str(value).lower()} (yes/no/true/false)")
+        return value
 
 
 class ProviderConfig(_Strict):
@@ -174,13 +186,51 @@ def resolve_home(home: str | Path | None = None) -> Path:
     return path
 
 
+MAX_YAML_NODES = 100_000  # a config file is a few hundred; aliases that expand beyond this are a bomb
+
+
+def _expanded(node: yaml.Node, seen: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once its aliases are expanded (each shared node counted once per use)."""
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 1  # a recursive alias counts once (it cannot grow the count)
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1
+    for child in children:
+        total += _expanded(child, seen)
+        if total > MAX_YAML_NODES:
+            break
+    seen[id(node)] = total
+    return total
+
+
+def _load_bounded(path: Path, text: str) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases expand beyond :data:`MAX_YAML_NODES` before
+    anything is built from it (a "billion laughs" file would otherwise take minutes and all memory)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(f"{path}: its YAML aliases (*name) expand to more than {MAX_YAML_NODES:,} values; "
+                              "a configuration file needs a few hundred: remove the aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(
             f"{path}: file not found; create it (copy the one in {REPO_CONFIG_DIR}) or pass --config-dir DIR"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_bounded(path, path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -191,6 +241,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _range(loc: tuple[int | str, ...]) -> str:
+    """The allowed range of the field at ``loc`` (": 0 or more" …), from its constraints; "" if unknown."""
+    last = loc[-1] if loc else None
+    bounds: dict[str, Any] = {}
+    for cls in (ProviderConfig, RoutingConfig, RateLimit, Optimization, Fallback, Execution):
+        if isinstance(last, str) and last in cls.model_fields:
+            for meta in cls.model_fields[last].metadata:
+                bounds.update({n: getattr(meta, n) for n in ("ge", "gt", "le", "lt")
+                               if getattr(meta, n, None) is not None})
+            break
+    low = f"{bounds['ge']} or more" if "ge" in bounds else f"more than {bounds['gt']}" if "gt" in bounds else ""
+    high = f"at most {bounds['le']}" if "le" in bounds else f"less than {bounds['lt']}" if "lt" in bounds else ""
+    both = " and ".join(p for p in (low, high) if p)
+    return f": {both}" if both else ""
 
 
 def _explain(path: Path, exc: ValidationError) -> ConfigError:
@@ -204,6 +270,8 @@ def _explain(path: Path, exc: ValidationError) -> ConfigError:
             fix = "required field is missing: add it"
         elif kind == "literal_error":
             fix = f"{err['msg'].lower()}"
+        elif kind == "finite_number":
+            fix = f"a finite number is needed{_range(err['loc'])} (got {err.get('input')!r})"
         else:
             fix = f"{err['msg']} (got {err.get('input')!r})"
         lines.append(f"{path}: {field}: {fix}")
