@@ -130,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except _raised("free_llm_agent.runtime.runner", "NoWorkdir") as exc:
+        cli_support.err.print(f"error: thread {exc.args[0]!r} stopped before its run recorded a working directory; "
+                              "start the goal again in the folder it is for: run GOAL --workdir DIR",
+                              style="red", markup=False)
+        return 2
     except _raised("free_llm_agent.runtime.runner", "UnknownThread") as exc:
         where = "the shared database" if database_url(args) else "this home"
         cli_support.err.print(f"error: no thread {exc.args[0]!r} in {where}; list them with 'threads'",

@@ -82,11 +82,13 @@ def add_counts(current: dict[str, int] | None, update: dict[str, int] | None) ->
 
 class InputState(TypedDict):
     goal: str
+    # The run's working directory and network switch travel with its input, so the input's own checkpoint
+    # holds them: a run stopped before its first node resumes in its folder (``start`` keeps them).
+    workdir: NotRequired[str]
+    network: NotRequired[bool]
 
 
 class State(InputState, total=False):
-    workdir: str  # the run's working directory (chosen when the run starts; resume and retries keep it)
-    network: bool  # generated code may use the network (chosen with the workdir)
     allowed_domains: list[str]  # this thread's domains: the goal's, --allow-domain, "for this thread" answers
     tasks: Annotated[list[Task], merge_tasks]
     batch: list[int]  # ids of the tasks in the current batch

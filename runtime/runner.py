@@ -35,6 +35,11 @@ class UnknownThread(LookupError):
     """``resume`` was given a thread id that has no checkpoint."""
 
 
+class NoWorkdir(LookupError):
+    """``resume`` of a thread whose run never recorded its working directory (from before it was stored with
+    the input): it is not guessed (a scratch folder would quietly run the goal somewhere else)."""
+
+
 @dataclass
 class RunResult:
     thread_id: str
@@ -110,7 +115,12 @@ class Runner:
     ) -> RunResult:
         thread_id = thread_id or uuid.uuid4().hex[:12]
         with self.deps.lock(thread_id, self._owner):
-            return self._drive({"goal": goal}, thread_id, approver, listener)
+            return self._drive(self.input_for(goal, thread_id), thread_id, approver, listener)
+
+    def input_for(self, goal: str, thread_id: str) -> dict[str, Any]:
+        """A new run's input: the goal, and the working directory and network switch it runs with."""
+        return {"goal": goal, "workdir": str(self.deps.workdir(self.context.workdir, thread_id)),
+                "network": self.context.network}
 
     def resume(
         self, thread_id: str, *, approver: Approver | None = None, listener: Listener | None = None
@@ -122,6 +132,8 @@ class Runner:
         snap = self.graph.get_state(self.config_for(thread_id))
         if not snap.values:
             raise UnknownThread(thread_id)
+        if not snap.values.get("workdir") and (snap.next or snap.tasks):
+            raise NoWorkdir(thread_id)
         if snap.interrupts:
             payload = dict(snap.interrupts[0].value)
             answer = self._answer(payload, approver)
