@@ -3,7 +3,10 @@
 Every machine pointed at the same database sees every thread, so ``threads`` lists them all
 and ``resume`` continues on one machine what another started (or lost to ``kill -9``).
 ``PostgresSaver.setup()`` (LangGraph's own numbered migrations, in ``checkpoint_migrations``)
-runs on open, under an advisory lock so that machines starting together do not race.
+runs on open, by one process at a time (an advisory lock). The others poll for that lock instead of
+waiting on it: a waiting ``pg_advisory_lock`` is a transaction in progress, and the setup's
+``CREATE INDEX CONCURRENTLY`` waits for every transaction in progress — machines starting together
+on a fresh database used to wait on each other forever. They wait at most :data:`SETUP_WAIT_S`.
 A server that cannot be reached is :class:`storage.errors.StateUnavailable` (exit 2 with
 the URL, password hidden); a checkpoint that does not decode is
 :class:`storage.errors.CheckpointUnreadable` for that thread only.
@@ -12,6 +15,8 @@ the URL, password hidden); a checkpoint that does not decode is
 from __future__ import annotations
 
 import builtins
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +32,9 @@ from free_llm_agent.storage.postgres.db import probe
 from free_llm_agent.storage.urls import redacted
 
 SETUP_LOCK = 0x46_4C_41_03  # "FLA" + 3: one machine at a time runs PostgresSaver.setup()
+SETUP_WAIT_S = 180.0  # for another process's setup of a fresh database
+SETUP_NOTICE_S = 10.0  # then say why this one waits
+_log = logging.getLogger(__name__)
 
 
 def _unavailable(label: str, exc: BaseException) -> StateUnavailable:
@@ -94,17 +102,35 @@ class PgCheckpoints:
             self.pool.wait(timeout=15)
             self.saver = GuardedPostgresSaver(self.pool, self.label)
             if not self._migrated():  # setup() needs CREATE on the schema: only when there is something to do
-                with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-                    conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
-                    try:
-                        self.saver.setup()
-                    finally:
-                        conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+                self._set_up(url)
         except BaseException as exc:  # no pool left running, whatever failed
             self.pool.close()
             if isinstance(exc, (psycopg.Error, PoolTimeout)):
                 raise _unavailable(self.label, exc) from exc
             raise
+
+    def _set_up(self, url: str) -> None:
+        """Run ``setup()`` here, or wait for the process that runs it (module docstring): no transaction is
+        left open while waiting."""
+        started = time.monotonic()
+        noticed = False
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK,)).fetchone()[0]:  # type: ignore[index]
+                if self._migrated():
+                    return  # another process set it up
+                waited = time.monotonic() - started
+                if waited > SETUP_WAIT_S:
+                    raise StateUnavailable(f"the database {self.label} has been set up by another process for "
+                                           f"{waited:.0f} s without finishing; check it with 'doctor'")
+                if waited > SETUP_NOTICE_S and not noticed:
+                    noticed = True
+                    _log.warning("waiting for another process to set up the checkpoint tables of %s", self.label)
+                time.sleep(0.2)
+            try:
+                if not self._migrated():
+                    self.saver.setup()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
 
     def _migrated(self) -> bool:
         """Whether every one of LangGraph's checkpoint migrations is applied already."""
