@@ -90,7 +90,13 @@ class Dispatch:
         except Exception as exc:
             self.router.failed(self.call, slot, exc, started)
             return None
-        return Attempt(self.router.sending(slot), client, time.time(), bind)
+        leaving = self.router.sending(slot)
+        if leaving is None:  # too late for its window after all: not an attempt, reserve again
+            self.call.attempts -= 1
+            if self._plain_on == slot.provider or bind is not self.bind:
+                self.call.retry_on = self._plain_on = slot.provider
+            return None
+        return Attempt(leaving, client, time.time(), bind)
 
     def client(self, name: str, bind: Bind) -> Client:
         base = self.router.client(name, timeout=bind.timeout)

@@ -175,8 +175,11 @@ class QuotaLedger(ABC):
         Later callers queue behind a slot taken in the future."""
 
     @abstractmethod
-    def sent(self, slot: Slot, now: float) -> Slot:
-        """The request leaves now: the slot counts from ``now`` (not from when it was reserved)."""
+    def sent(self, slot: Slot, now: float) -> Slot | None:
+        """The request leaves now: the slot counts from ``now`` (not from when it was reserved). None when it
+        may not leave now after all — sent late, it would land in a window that is full as the provider counts
+        it (the next day's, or a minute already holding another late one): the slot is given up, and the
+        caller reserves again."""
 
     @abstractmethod
     def settle(self, slot: Slot, tokens: int, now: float, *, ok: bool = True) -> None:

@@ -146,13 +146,18 @@ class QuotaStore(QuotaLedger):
         return int(row[0]), (None if row[1] is None else (float(row[1]), float(row[2])))
 
     # -- the request's life ------------------------------------------------------
-    def sent(self, slot: Slot, now: float) -> Slot:
+    def sent(self, slot: Slot, now: float) -> Slot | None:
         with self.db.transaction() as conn:
             row = self._row(conn, slot)
             if row is None:
                 return slot
             tokens, starts = row
             moved = self._starts(slot.provider, now)
+            if not self._fits(conn, slot, now, tokens, starts):
+                if starts is not None:
+                    self._bump(conn, slot.provider, starts, -1, -tokens)
+                conn.execute("DELETE FROM quota_slots WHERE id=?", (slot.id,))
+                return None
             if starts is not None and moved != starts:  # sent on another day than it was booked for
                 self._bump(conn, slot.provider, starts, -1, -tokens)
                 self._bump(conn, slot.provider, moved, 1, tokens)
@@ -161,6 +166,29 @@ class QuotaStore(QuotaLedger):
                 (now, *(moved if starts is not None else (None, None)), slot.id),
             )
         return Slot(id=slot.id, provider=slot.provider, at=now)
+
+    def _fits(self, conn: Any, slot: Slot, now: float, tokens: int, starts: tuple[float, float] | None) -> bool:
+        """Whether ``slot`` may leave at ``now``: the other requests of the sliding minute up to now, and of
+        the day and month ``now`` falls in (waiters booked for them included), leave room for it."""
+        lim, windows = self.limits(slot.provider), _Windows(conn)
+        recent = conn.execute("SELECT ts, tokens FROM quota_slots WHERE provider=? AND id<>? AND ts>? AND ts<=?",
+                              (slot.provider, slot.id, now - MINUTE - self.margin, now)).fetchall()
+        if lim.requests_per_minute is not None and len(recent) >= lim.requests_per_minute:
+            return False
+        if lim.tokens_per_minute is not None and sum(t for _, t in recent) + min(tokens, lim.tokens_per_minute) > \
+                lim.tokens_per_minute:
+            return False
+        now_starts = self._starts(slot.provider, now)
+        for (per, _), start, booked in zip(PERIODS, now_starts, starts or (None, None), strict=True):
+            count, used = windows.period(slot.provider, per, start)
+            if booked == start:  # counted there already: not another request
+                count, used = count - 1, used - tokens
+            rlim, tlim = getattr(lim, f"requests_per_{per}"), getattr(lim, f"tokens_per_{per}", None)
+            if rlim is not None and count >= rlim:
+                return False
+            if tlim is not None and used + min(tokens, tlim) > tlim:
+                return False
+        return True
 
     def settle(self, slot: Slot, tokens: int, now: float, *, ok: bool = True) -> None:
         with self.db.transaction() as conn:

@@ -54,7 +54,11 @@ def check_provider(router: Router, name: str) -> dict[str, Any]:
     if isinstance(got, Unavailable):
         return {"provider": name, "ok": False, "reason": f"quota: {got.reasons.get(name, 'exhausted')}",
                 "latency_ms": None}
-    slot: Slot = router.sending(got)
+    leaving = router.sending(got)
+    if leaving is None:
+        return {"provider": name, "ok": False, "reason": "quota: its window filled before the check could go",
+                "latency_ms": None}
+    slot: Slot = leaving
     started = time.time()
     try:
         message = client.invoke("Reply with the single word OK.")

@@ -181,8 +181,9 @@ class Router:
             raise AllProvidersExhausted(_dt(retry_at), {**call.errors, **got.reasons, **self.disabled})
         return got
 
-    def sending(self, slot: Slot) -> Slot:
-        """The request is leaving now: the ledger counts it from now (it may have waited for its slot)."""
+    def sending(self, slot: Slot) -> Slot | None:
+        """The request is leaving now: the ledger counts it from now (it may have waited for its slot). None:
+        sent this late it would not fit its window (see :meth:`QuotaLedger.sent`); reserve again."""
         return self.quota.sent(slot, time.time())
 
     # -- outcomes --------------------------------------------------------------

@@ -99,7 +99,7 @@ def test_a_slot_counts_from_when_it_was_sent(db: StateDatabase) -> None:
     slot = take(store, T0)
     assert isinstance(slot, Slot)
     sent = store.sent(slot, T0 + 10)  # its client took 10 s to get going
-    assert sent.at == T0 + 10
+    assert sent is not None and sent.at == T0 + 10
     refused = take(store, T0 + 65)
     assert isinstance(refused, Unavailable)
     assert refused.retry_at == pytest.approx(T0 + 70, abs=0.01)  # not T0 + 60
@@ -153,7 +153,7 @@ def test_clients_are_built_before_the_slot_and_the_send_is_recorded(
         events.append(("reserve", sorted(router._clients)))
         return reserve(*args, **kwargs)
 
-    def spy_sent(slot: Slot, now: float) -> Slot:
+    def spy_sent(slot: Slot, now: float) -> Slot | None:
         events.append(("sent", [slot.provider]))
         return sent(slot, now)
 

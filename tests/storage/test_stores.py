@@ -41,7 +41,9 @@ def test_a_reservation_is_settled_with_its_real_tokens(db: StateDatabase) -> Non
     store = quota(db, requests_per_day=2)
     slot = store.reserve(["p"], tokens(10), T0, 0)
     assert isinstance(slot, Slot) and slot.provider == "p"
-    store.settle(store.sent(slot, T0), 42, T0)
+    leaving = store.sent(slot, T0)
+    assert leaving is not None
+    store.settle(leaving, 42, T0)
     counts = store.counts("p", T0)
     assert (counts["requests_day"], counts["tokens_day"], counts["requests_month"]) == (1, 42, 1)
 
