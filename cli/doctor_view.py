@@ -15,13 +15,14 @@ from free_llm_agent.storage.doctor import Report
 def cmd_doctor(args: argparse.Namespace) -> int:
     from free_llm_agent.cli.support import BadInput, database_url, hint, out
     from free_llm_agent.config import resolve_home
-    from free_llm_agent.storage.doctor import run_doctor
+    from free_llm_agent.storage.doctor import SpaceCheck, run_doctor
     from free_llm_agent.storage.errors import StateUnavailable
     from free_llm_agent.storage.registry import doctor_checks
 
     home, url = resolve_home(getattr(args, "home", None)), database_url(args)
     try:
-        report = run_doctor(home, doctor_checks(url, home), repair=args.repair, database_url=url)
+        space = SpaceCheck({"home": home, "working directory": Path.cwd()})
+        report = run_doctor(home, [*doctor_checks(url, home), space], repair=args.repair, database_url=url)
     except StateUnavailable as exc:
         raise BadInput(str(exc)) from None
     if args.json:
@@ -57,6 +58,8 @@ def print_report(report: Report, console: Any, repair_hint: str) -> None:
 
 def state_error_fix(kind: str, path: Path, repair_hint: str) -> str:
     """The fix line the CLI prints under a damaged-state or unwritable-state error."""
+    if kind == "full":
+        return "fix: free space there, or use --home elsewhere (or FREE_AGENT_HOME); this command changed nothing"
     if kind == "damaged":
         kept = "the quota records it can read" if path.name == "agent.db" else "every readable thread"
         return f"fix: run `{repair_hint}` (moves it aside, keeping {kept}); this command changed nothing"

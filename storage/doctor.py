@@ -99,6 +99,33 @@ class HomeCheck:
         return []
 
 
+class SpaceCheck:
+    """Free space on the file systems of the home and of the working directory (a run writes to both)."""
+
+    name = "space"
+
+    def __init__(self, places: dict[str, Path]) -> None:
+        self.places = places  # what it is -> where
+
+    def check(self) -> list[Finding]:
+        from free_llm_agent.storage.space import LOW_SPACE_BYTES, free_bytes, is_full, mount_point, no_space
+
+        found = []
+        for what, path in self.places.items():
+            if is_full(path):
+                found.append(Finding(f"free space ({what})", problem=no_space(path),
+                                     fix=f"free space on {mount_point(path)}, or use --home elsewhere"))
+            else:
+                free = free_bytes(path)
+                left = "unknown" if free is None else f"{free // (1024 * 1024)} MB"
+                found.append(Finding(f"free space ({what})", detail=f"{left} free on {mount_point(path)} "
+                                     f"(needs {LOW_SPACE_BYTES // (1024 * 1024)} MB)"))
+        return found
+
+    def repair(self, stamp: str) -> list[str]:
+        return []
+
+
 def run_doctor(home: Path, checks: list[Check], *, repair: bool = False, database_url: str | None = None) -> Report:
     """Check every part; with ``repair``, repair what can be and check again (the report is the second check).
 

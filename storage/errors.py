@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DAMAGED, UNWRITABLE = "damaged", "unwritable"
+DAMAGED, UNWRITABLE, FULL = "damaged", "unwritable", "full"
 
 
 class StateUnavailable(ValueError):
@@ -34,13 +34,14 @@ class BackendMissing(StateUnavailable):
 
 
 class StateFileError(RuntimeError):
-    """A state file in the home cannot be used: ``kind`` is ``damaged`` or ``unwritable``.
+    """A state file in the home cannot be used: ``kind`` is ``damaged``, ``unwritable`` or ``full`` (its disk;
+    ``reason`` then names the device and what is free).
 
     The CLI turns it into a one-line message naming ``path`` and the fix, exit code 2.
     """
 
     def __init__(self, path: Path, kind: str, reason: str) -> None:
-        what = "is damaged" if kind == DAMAGED else "cannot be opened for writing"
+        what = {DAMAGED: "is damaged", FULL: "cannot be written"}.get(kind, "cannot be opened for writing")
         super().__init__(f"{path} {what} ({reason})")
         self.path, self.kind, self.reason = path, kind, reason
 

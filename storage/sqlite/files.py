@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from free_llm_agent.storage.errors import DAMAGED, UNWRITABLE, StateFileError
+from free_llm_agent.storage.errors import DAMAGED, FULL, UNWRITABLE, StateFileError
+from free_llm_agent.storage.space import FULL_ERRNOS, is_full, no_space
 
 _UNWRITABLE_HINTS = ("unable to open", "readonly", "read-only", "disk is full", "disk i/o", "permission")
 
@@ -18,6 +19,9 @@ def state_error(path: Path, exc: BaseException) -> StateFileError | None:
         return exc
     reason = str(exc) or type(exc).__name__
     text = reason.lower()
+    full = (isinstance(exc, OSError) and exc.errno in FULL_ERRNOS) or "disk is full" in text
+    if full or (("disk i/o" in text or isinstance(exc, OSError)) and is_full(path)):
+        return StateFileError(path, FULL, no_space(path))
     if isinstance(exc, OSError):
         return StateFileError(path, UNWRITABLE, reason)
     if isinstance(exc, sqlite3.OperationalError):
