@@ -20,7 +20,7 @@ def state_error(path: Path, exc: BaseException) -> StateFileError | None:
     reason = str(exc) or type(exc).__name__
     text = reason.lower()
     full = (isinstance(exc, OSError) and exc.errno in FULL_ERRNOS) or "disk is full" in text
-    if full or (("disk i/o" in text or isinstance(exc, OSError)) and is_full(path)):
+    if full or ("disk i/o" in text and is_full(path)):  # SQLite may say only "disk I/O error"
         return StateFileError(path, FULL, no_space(path))
     if isinstance(exc, OSError):
         return StateFileError(path, UNWRITABLE, reason)
