@@ -55,10 +55,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _check_args(args: argparse.Namespace) -> None:
     """What ``run`` is given, checked before anything starts: a goal, a usable ``--thread-id``."""
+    from free_llm_agent.config.text import escaped, undecodable
     from free_llm_agent.tools.workspace import check_thread_id
 
     if args.command == "run" and not args.goal.strip():
         raise BadInput('the goal is empty: give it as text, e.g. run "count the words in README.md"')
+    if args.command == "run" and (at := undecodable(args.goal)) is not None:
+        raise BadInput(f"the goal holds bytes that are not UTF-8 (character {at + 1}: "
+                       f"{escaped(args.goal[at])}); write it as UTF-8 text (your terminal's encoding may differ)")
     if args.command == "run" and args.thread_id is not None:
         try:
             check_thread_id(args.thread_id)

@@ -19,6 +19,8 @@ SYSTEM = (
 WORKDIR = """Working directory: {path}
 Its files (names and sizes; hidden files left out):
 {listing}"""
+UNDECODABLE_NAMES = """A name shown with \\xNN escapes holds bytes that are not UTF-8: open it in Python as
+os.fsdecode(b'<the name as shown>'), e.g. open(os.fsdecode(b'caf\\xe9.txt'))."""
 
 PLAN = """Goal: {goal}
 
@@ -80,7 +82,8 @@ def _clip(text: str, limit: int) -> str:
 
 
 def workdir(path: str, listing: str) -> str:
-    return WORKDIR.format(path=path, listing=listing)
+    text = WORKDIR.format(path=path, listing=listing)
+    return f"{text}\n{UNDECODABLE_NAMES}" if "\\x" in listing else text
 
 
 def plan(goal: str, where: str, *, min_tasks: int = 3, max_tasks: int = 5) -> list[BaseMessage]:

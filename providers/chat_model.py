@@ -26,6 +26,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
 from free_llm_agent.config import load_config, load_env_files, resolve_home
+from free_llm_agent.config.text import escaped, undecodable
 from free_llm_agent.providers.answers import Outcome
 from free_llm_agent.providers.cache import cache_key
 from free_llm_agent.providers.dispatch import Bind, Dispatch, malformed_call
@@ -112,6 +113,7 @@ class QuotaAwareChatModel(BaseChatModel):
         """The call's attempts, and the cached answer if there is one. Pops the wrapper's own kwargs;
         the rest go to the provider's client."""
         control = {k: kwargs.pop(k) for k in _CONTROL_KWARGS if k in kwargs}
+        messages = [_encodable(m) for m in messages]  # file names and output that were not UTF-8
         call = Call(
             messages=messages,
             task_type=control.get("task_type") or self.default_task_type,
@@ -306,6 +308,17 @@ class QuotaAwareChatModel(BaseChatModel):
                 raise
             await asyncio.to_thread(sent.streamed, attempt, to_message(total))
             return
+
+
+def _encodable(message: BaseMessage) -> BaseMessage:
+    """``message`` with bytes that were not UTF-8 (lone surrogates: a file name, a program's output) written as
+    ``\\xNN``: they could not be hashed, sent or cached otherwise."""
+    content = message.content
+    if isinstance(content, str):
+        return message if undecodable(content) is None else message.model_copy(update={"content": escaped(content)})
+    parts = [{**p, "text": escaped(p["text"])} if isinstance(p, dict) and isinstance(p.get("text"), str) else
+             escaped(p) if isinstance(p, str) else p for p in content]
+    return message.model_copy(update={"content": parts}) if parts != content else message
 
 
 def _result(message: AIMessage) -> ChatResult:

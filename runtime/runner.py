@@ -19,6 +19,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
+from free_llm_agent.config.text import escaped, undecodable
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.runtime.deps import Deps, ExecutorFactory
@@ -118,7 +119,10 @@ class Runner:
             return self._drive(self.input_for(goal, thread_id), thread_id, approver, listener)
 
     def input_for(self, goal: str, thread_id: str) -> dict[str, Any]:
-        """A new run's input: the goal, and the working directory and network switch it runs with."""
+        """A new run's input: the goal, and the working directory and network switch it runs with. A goal
+        holding bytes that are not UTF-8 is a ValueError (it could not be checkpointed or sent)."""
+        if (at := undecodable(goal)) is not None:
+            raise ValueError(f"the goal holds bytes that are not UTF-8 (character {at + 1}: {escaped(goal[at])})")
         return {"goal": goal, "workdir": str(self.deps.workdir(self.context.workdir, thread_id)),
                 "network": self.context.network}
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from free_llm_agent.config.text import escaped
 from free_llm_agent.tools.executor_support import (
     ANSI,
     PY_INIT,
@@ -351,8 +352,8 @@ class LocalExecutor:
             error = "no exit status reported (output lost or kernel restarted)"
         else:
             error = self._status_error(lang, status)
-        return ExecutionResult(ok=error is None, output=output, timed_out=timed_out,
-                               duration_s=time.monotonic() - start, error=error)
+        return ExecutionResult(ok=error is None, output=escaped(output), timed_out=timed_out,  # bytes not UTF-8
+                               duration_s=time.monotonic() - start, error=escaped(error) if error else error)
 
     @staticmethod
     def _status_error(lang: str, status: str) -> str | None:

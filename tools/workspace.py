@@ -10,6 +10,8 @@ import stat
 from collections import deque
 from pathlib import Path
 
+from free_llm_agent.config.text import escaped
+
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LISTING_ENTRIES = 60
 LISTING_CHARS = 2500
@@ -119,7 +121,7 @@ def listing(path: Path, *, max_entries: int = LISTING_ENTRIES, max_chars: int = 
         for entry in entries:
             if entry.name.startswith(".") or entry.name in _SKIP:
                 continue
-            rel = os.path.relpath(entry.path, path)
+            rel = escaped(os.path.relpath(entry.path, path))  # a name that is not UTF-8 as \xNN escapes
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
                 line = f"{rel}/" if is_dir else f"{rel} ({_size(entry.stat(follow_symlinks=False).st_size)})"
