@@ -19,8 +19,8 @@ from tests.conftest import key_env_for
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
 from tests.readme import snippet
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(300)
 

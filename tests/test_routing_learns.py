@@ -20,7 +20,7 @@ from free_llm_agent.providers.router import Router
 from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.routing_experiment import run_experiment
-from tests.test_cli_commands import cli
+from tests.support.cli import cli
 
 pytestmark = pytest.mark.timeout(120)
 THREE = {"a": {"kind": "openai_compatible"}, "b": {"kind": "openai_compatible"}, "c": {"kind": "openai_compatible"}}

@@ -24,9 +24,7 @@ from free_llm_agent.tools.sandbox import Sandbox, hidden_paths, probe, redact, r
 from free_llm_agent.tools.workspace import WorkdirError, check_thread_id, check_workdir, listing, scratch_dir
 from tests.agent_helpers import CONFIG, GOAL, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
 from tests.fakes.scripted import tool_answer
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from tests.support.paths import ROOT
 
 # ----------------------------------------------------------------------------- working directory
 

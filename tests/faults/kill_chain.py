@@ -34,8 +34,8 @@ import pexpect
 from free_llm_agent.runtime.runner import Runner
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.paths import CLI, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 THREAD = "killed"
 WAIT_S = 90.0  # for any one kill point to be reached (a cold Open Interpreter start included)
 RETRY_DELAY_S = 2.0  # fallback's sleep after a failed request: where the "fallback" kill lands
@@ -154,7 +154,7 @@ class Chain:
         """The CLI of the next process: machine A, then B, A, … when there are two."""
         home = self.other_home if self.other_home is not None and len(self.steps) % 2 else self.home
         self.machines.append(home.name)
-        return [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(self.config_dir),
+        return [*CLI, "--config-dir", str(self.config_dir),
                 "--home", str(home), *args]
 
     def snapshot(self) -> tuple[tuple[str, ...], str]:
