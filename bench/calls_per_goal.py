@@ -28,9 +28,9 @@ from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers import build_chat_model
 from tests.agent_helpers import FakeExecutor
-from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.config import write_config
 
 
 def plan(n: int) -> list[tuple[str, str]]:

@@ -14,9 +14,7 @@ from pydantic import BaseModel
 
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.fakes.provider_server import FakeProvider, Reply
-
-ConfigFactory = Callable[..., Path]  # tests.conftest's make_config
-FakeFactory = Callable[..., FakeProvider]  # tests.conftest's fake_server
+from tests.support.config import ConfigFactory, FakeFactory
 
 KINDS = ("gemini", "groq", "together", "openai_compatible")
 

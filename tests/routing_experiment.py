@@ -28,9 +28,9 @@ from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.runtime.deps import Deps
 from tests.agent_helpers import FakeExecutor
-from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.config import write_config
 
 PLAN = (("write a.txt", "open('a.txt','w').write('a')"), ("read a.txt", "print(open('a.txt').read())"),
         ("list the files", "import os\nprint(sorted(os.listdir('.')))"))

@@ -15,8 +15,8 @@ import yaml
 
 from free_llm_agent.config import ConfigError, load_config
 from free_llm_agent.providers import NoUsableProvider, build_chat_model
-from tests.conftest import REAL_KEY_VARS, ConfigFactory, FakeFactory, key_env_for
 from tests.support.cli import cli
+from tests.support.config import REAL_KEY_VARS, ConfigFactory, FakeFactory, key_env_for
 from tests.support.paths import ROOT
 
 SHIPPED = ROOT / "config"

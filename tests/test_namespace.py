@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
+from tests.support.config import ConfigFactory, FakeFactory
 from tests.support.paths import CLI, ROOT
 
 pytestmark = pytest.mark.timeout(300)

@@ -18,7 +18,6 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from free_llm_agent.providers import AllProvidersExhausted, build_chat_model
-from tests.conftest import ConfigFactory, FakeFactory, key_env_for
 from tests.fakes.provider_server import Reply, ratelimit_headers
 from tests.provider_client_helpers import (
     SetupFactory,
@@ -27,6 +26,7 @@ from tests.provider_client_helpers import (
     gemini_429_body,
     rate_limited,
 )
+from tests.support.config import ConfigFactory, FakeFactory, key_env_for
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 

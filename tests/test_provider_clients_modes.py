@@ -15,7 +15,6 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 
 from free_llm_agent.providers import build_chat_model
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.provider_client_helpers import (
     Answer,
@@ -23,6 +22,7 @@ from tests.provider_client_helpers import (
     completions,
     rate_limited,
 )
+from tests.support.config import ConfigFactory, FakeFactory
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 

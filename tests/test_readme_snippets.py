@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import key_env_for
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
 from tests.readme import snippet
+from tests.support.config import key_env_for
 from tests.support.paths import ROOT
 
 BIN = Path(sys.executable).parent

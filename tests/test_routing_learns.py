@@ -17,10 +17,10 @@ from free_llm_agent.nodes.schemas import Plan
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.providers.answers import WINDOW, Grades, learned_order
 from free_llm_agent.providers.router import Router
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.routing_experiment import run_experiment
 from tests.support.cli import cli
+from tests.support.config import ConfigFactory, FakeFactory
 
 pytestmark = pytest.mark.timeout(120)
 THREE = {"a": {"kind": "openai_compatible"}, "b": {"kind": "openai_compatible"}, "c": {"kind": "openai_compatible"}}

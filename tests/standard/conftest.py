@@ -23,9 +23,9 @@ import pytest
 
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.providers.router import Router
-from tests.conftest import write_config
 from tests.fakes.provider_server import FakeProvider
 from tests.fakes.standard_responder import respond
+from tests.support.config import write_config
 
 
 @dataclass
