@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, ToolAnswer
 from tests.fakes.provider_server import FakeProvider
 from tests.support.config import write_config
 from tests.support.corpus import ToolCallResponder, posts, run_goal, start
+from tests.support.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, ToolAnswer
 
 BATCH_SIZE = 2
 Row = dict[str, Any]

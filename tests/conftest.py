@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 
-from tests.client_helpers import CLIENTS, kind_of
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
-from tests.pg import Cluster, PostgresUnavailable, start_cluster
-from tests.provider_client_helpers import KINDS, SetupFactory, setup_factory
+from tests.support.clients import CLIENTS, kind_of
 from tests.support.config import CLIENT_ENV_VARS, REAL_KEY_VARS, ConfigFactory, FakeFactory, write_config
+from tests.support.pg import Cluster, PostgresUnavailable, start_cluster
+from tests.support.provider_clients import KINDS, SetupFactory, setup_factory
 
 # Fixtures kept in their own module: the loopback web server (``base_url``).
 pytest_plugins = ("tests.support.web_server",)

@@ -18,9 +18,9 @@ import pytest
 from free_llm_agent.graph.context import Context
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.runtime.runner import Runner
-from tests.agent_helpers import Brain, FakeExecutor
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
+from tests.support.agent import Brain, FakeExecutor
 from tests.support.cli import cli
 from tests.support.paths import CLI, ROOT
 

@@ -26,13 +26,13 @@ import pytest
 from langchain_core.messages import messages_from_dict
 
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
-from tests.agent_helpers import FakeExecutor
-from tests.corpus_answers import GEMINI, LLAMA, PLAN, PLAN_ANSWERS, Answer
-from tests.corpus_answers_code import CODE_ANSWERS
-from tests.corpus_answers_review import REVIEW_ANSWERS
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.agent import FakeExecutor
 from tests.support.config import ConfigFactory, FakeFactory
 from tests.support.corpus import FALLBACK, REPAIR, good_reply, outcome, posts, prompt_of, reach, run_goal
+from tests.support.corpus_answers import GEMINI, LLAMA, PLAN, PLAN_ANSWERS, Answer
+from tests.support.corpus_answers_code import CODE_ANSWERS
+from tests.support.corpus_answers_review import REVIEW_ANSWERS
 
 pytestmark = pytest.mark.timeout(60)
 

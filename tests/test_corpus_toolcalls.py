@@ -1,4 +1,4 @@
-"""The tool-call corpus end to end (issue 18): every answer of ``tests/corpus_toolcalls.py`` (tool
+"""The tool-call corpus end to end (issue 18): every answer of ``tests/support/corpus_toolcalls.py`` (tool
 calls with renumbered ids, synonyms, wrappers, one call per task, double-encoded or Python-literal
 arguments, calls written into the text, Groq's 400 ``tool_use_failed``) runs a four-task goal
 through the real graph, the real ``QuotaAwareChatModel`` and the real LangChain clients against a
@@ -22,11 +22,11 @@ from free_llm_agent.nodes.llm import Asked, ask
 from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
 from free_llm_agent.nodes.schemas import CodeBatch
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
-from tests.corpus_answers import DEEPSEEK, FAMILIES, LLAMA
-from tests.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, VLLM, ToolAnswer
 from tests.fakes.provider_server import Reply
 from tests.support.config import ConfigFactory, FakeFactory
 from tests.support.corpus import FALLBACK, ToolCallResponder, outcome, posts, run_goal, start
+from tests.support.corpus_answers import DEEPSEEK, FAMILIES, LLAMA
+from tests.support.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, VLLM, ToolAnswer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,9 +24,9 @@ from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.runtime.runner import Runner
 from free_llm_agent.tools.isolated_executor import IsolatedExecutor
 from free_llm_agent.tools.sandbox import probe
-from tests.agent_helpers import Brain, scripted
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.agent import Brain, scripted
 from tests.support.paths import CLI, ROOT
 
 pytestmark = pytest.mark.timeout(300)

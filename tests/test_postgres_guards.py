@@ -292,7 +292,7 @@ def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, 
     from free_llm_agent.nodes.execute import run_task
     from free_llm_agent.runtime.deps import Deps
     from free_llm_agent.storage.errors import StateUnavailable
-    from tests.agent_helpers import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
+    from tests.support.agent import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
 
     ex = FakeExecutor()
     deps = Deps(llm=scripted(), executor_factory=ex.factory, home=tmp_path, database_url=postgres_url)

@@ -16,13 +16,13 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 
 from free_llm_agent.providers import build_chat_model
 from tests.fakes.provider_server import Reply
-from tests.provider_client_helpers import (
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.provider_clients import (
     Answer,
     SetupFactory,
     completions,
     rate_limited,
 )
-from tests.support.config import ConfigFactory, FakeFactory
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 

@@ -21,9 +21,9 @@ from langgraph_sdk import get_sync_client
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
-from tests.readme import snippet
 from tests.support.cli import cli
 from tests.support.paths import ROOT
+from tests.support.readme import snippet
 
 PLAN = (
     ("write hello.txt", "open('hello.txt','w').write('hello')\nprint('wrote hello.txt')"),

@@ -27,7 +27,7 @@ from free_llm_agent.graph.context import Context
 from free_llm_agent.runtime.runner import Runner
 from free_llm_agent.storage.sqlite.db import Database
 from free_llm_agent.storage.sqlite.guard import ThreadLock
-from tests.agent_helpers import Brain, FakeExecutor
+from tests.support.agent import Brain, FakeExecutor
 from tests.support.cli import cli_in_process
 
 THREADS = ("t-one", "t-two", "t-three")

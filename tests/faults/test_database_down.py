@@ -20,8 +20,8 @@ import pytest
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
-from tests.pg import Cluster, PostgresUnavailable, start_cluster
 from tests.support.paths import CLI, ROOT
+from tests.support.pg import Cluster, PostgresUnavailable, start_cluster
 
 pytestmark = pytest.mark.timeout(300)
 PLAN = (("one", "print('one')"), ("two", "print('two')"), ("three", "print('three')"))

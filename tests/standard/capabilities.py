@@ -5,12 +5,34 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
 
-from tests.standard.conftest import Harness
+from free_llm_agent.providers.router import Router
+from tests.fakes.provider_server import FakeProvider
+
+
+@dataclass
+class Harness:
+    """What a standard-suite class builds its model from: the wrapper's router over a fake, or a bare
+    client on the same fake, built the way ``providers/registry.py`` builds that kind."""
+
+    fake: FakeProvider
+    router: Router
+    kind: str
+    env: dict[str, str]  # what QuotaAwareChatModel() needs to build the same router from the environment
+
+    def wrapper_params(self) -> dict[str, Any]:
+        return {"router": self.router}
+
+    def bare_params(self) -> dict[str, Any]:
+        common = {"model": "fake-model", "base_url": self.fake.base_url, "max_retries": 0, "timeout": 10}
+        if self.kind == "gemini":
+            return {**common, "google_api_key": "test-key"}
+        return {**common, "api_key": "test-key", "stream_usage": True, "include_response_headers": True}
 
 
 class OverTheFake:

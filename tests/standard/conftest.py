@@ -13,7 +13,6 @@ import struct
 import wave
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -22,30 +21,10 @@ import httpx
 import pytest
 
 from free_llm_agent.providers import build_chat_model
-from free_llm_agent.providers.router import Router
 from tests.fakes.provider_server import FakeProvider
 from tests.fakes.standard_responder import respond
+from tests.standard.capabilities import Harness
 from tests.support.config import write_config
-
-
-@dataclass
-class Harness:
-    """What a standard-suite class builds its model from: the wrapper's router over a fake, or a bare
-    client on the same fake, built the way ``providers/registry.py`` builds that kind."""
-
-    fake: FakeProvider
-    router: Router
-    kind: str
-    env: dict[str, str]  # what QuotaAwareChatModel() needs to build the same router from the environment
-
-    def wrapper_params(self) -> dict[str, Any]:
-        return {"router": self.router}
-
-    def bare_params(self) -> dict[str, Any]:
-        common = {"model": "fake-model", "base_url": self.fake.base_url, "max_retries": 0, "timeout": 10}
-        if self.kind == "gemini":
-            return {**common, "google_api_key": "test-key"}
-        return {**common, "api_key": "test-key", "stream_usage": True, "include_response_headers": True}
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from langchain_core.load import dumpd, load
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from free_llm_agent.providers import QuotaAwareChatModel
-from tests.standard.conftest import Harness
+from tests.standard.capabilities import Harness
 
 
 class TestQuotaAwareUnit(ChatModelUnitTests):

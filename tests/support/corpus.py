@@ -17,11 +17,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
-from tests.agent_helpers import FakeExecutor
-from tests.corpus_answers import GEMINI, GOAL, LLAMA, OLLAMA
-from tests.corpus_toolcalls import PLAN4, VLLM, ToolAnswer
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.agent import FakeExecutor
 from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.corpus_answers import GEMINI, GOAL, LLAMA, OLLAMA
+from tests.support.corpus_toolcalls import PLAN4, VLLM, ToolAnswer
 
 REPAIR = "Your last answer could not be read"
 _PROMPTS = (  # marker of each prompt, and where its "- Task N: ..." lines are
