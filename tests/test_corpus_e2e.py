@@ -62,7 +62,7 @@ class Responder:
 
 
 @dataclass
-class Setup:
+class CorpusSetup:
     llm: QuotaAwareChatModel
     fake: FakeProvider
     responder: Responder
@@ -70,11 +70,11 @@ class Setup:
 
 def setup_for(
     fake_server: FakeFactory, make_config: ConfigFactory, home: Path, family: str, responder: Responder
-) -> Setup:
+) -> CorpusSetup:
     wire, name, spec = reach(family)
     fake = fake_server(wire, responder=responder)
     cfg = make_config({name: {**spec, "base_url": fake.base_url}}, fallback=FALLBACK)
-    return Setup(build_chat_model(cfg, home), fake, responder)
+    return CorpusSetup(build_chat_model(cfg, home), fake, responder)
 
 
 def assert_completed(state: Mapping[str, Any], executor: FakeExecutor, tasks: int) -> None:

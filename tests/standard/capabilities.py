@@ -16,7 +16,7 @@ from tests.fakes.provider_server import FakeProvider
 
 
 @dataclass
-class Harness:
+class ModelHarness:
     """What a standard-suite class builds its model from: the wrapper's router over a fake, or a bare
     client on the same fake, built the way ``providers/registry.py`` builds that kind."""
 
@@ -37,7 +37,7 @@ class Harness:
 
 class OverTheFake:
     """Capabilities of ChatOpenAI on the fake. ``harness_fixture`` names the fixture giving the
-    ``Harness``; ``bare`` picks the bare client instead of the wrapper. The suites' image, PDF and
+    ``ModelHarness``; ``bare`` picks the bare client instead of the wrapper. The suites' image, PDF and
     audio samples come from ``local_media`` (small local files; the fake answers with text, as a model
     would), and a test that used one must have sent it to the fake: the media went through the model."""
 
@@ -46,7 +46,7 @@ class OverTheFake:
 
     @pytest.fixture(autouse=True)
     def _over_the_fake(self, local_media: list[bytes], request: pytest.FixtureRequest) -> Iterator[None]:
-        harness: Harness = request.getfixturevalue(self.harness_fixture)
+        harness: ModelHarness = request.getfixturevalue(self.harness_fixture)
         self._params = harness.bare_params() if self.bare else harness.wrapper_params()
         before = len(harness.fake.requests)
         yield

@@ -2,7 +2,7 @@
 
 One fake OpenAI-compatible server per session answers the suites' questions
 (``tests.fakes.standard_responder``); each test module gets its own wrapper router (own
-config dir and home) over it. The suites' test classes read them through ``Harness``.
+config dir and home) over it. The suites' test classes read them through ``ModelHarness``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from free_llm_agent.providers import build_chat_model
 from tests.fakes.provider_server import FakeProvider
 from tests.fakes.standard_responder import respond
-from tests.standard.capabilities import Harness
+from tests.standard.capabilities import ModelHarness
 from tests.support.config import write_config
 
 
@@ -33,7 +33,7 @@ def standard_fake() -> Iterator[FakeProvider]:
         yield fp
 
 
-def _harness(fake: FakeProvider, root: Path, *, caching: bool, kind: str = "openai_compatible") -> Harness:
+def _harness(fake: FakeProvider, root: Path, *, caching: bool, kind: str = "openai_compatible") -> ModelHarness:
     config_dir, env = write_config(
         root / "config",
         {"fake": {"kind": kind, "base_url": fake.base_url, "timeout_s": 10, "model": "fake-model"}},
@@ -44,24 +44,24 @@ def _harness(fake: FakeProvider, root: Path, *, caching: bool, kind: str = "open
     with mock.patch.dict(os.environ, env):  # keys are read when the router is built
         llm = build_chat_model(config_dir, root / "home")
     env |= {"FREE_AGENT_CONFIG_DIR": str(config_dir), "FREE_AGENT_HOME": str(root / "home")}
-    return Harness(fake, llm.router, kind, env)
+    return ModelHarness(fake, llm.router, kind, env)
 
 
 @pytest.fixture(scope="module")
-def harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Harness:
+def harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> ModelHarness:
     """A wrapper over the fake: one ``openai_compatible`` provider, no limits, caching off (every
     request reaches the fake)."""
     return _harness(standard_fake, tmp_path_factory.mktemp("standard"), caching=False)
 
 
 @pytest.fixture(scope="module")
-def cached_harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Harness:
+def cached_harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> ModelHarness:
     """The same with the response cache on, as shipped: repeated questions are served from it."""
     return _harness(standard_fake, tmp_path_factory.mktemp("standard-cached"), caching=True)
 
 
 @pytest.fixture(scope="module")
-def gemini_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+def gemini_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelHarness]:
     """A wrapper over a Gemini fake (``gemini`` kind: ChatGoogleGenerativeAI)."""
     with FakeProvider("gemini", responder=respond) as fp:
         yield _harness(fp, tmp_path_factory.mktemp("standard-gemini"), caching=False, kind="gemini")

@@ -29,7 +29,7 @@ def completions(fp: FakeProvider) -> int:
 
 
 @dataclass
-class Setup:
+class FailoverSetup:
     llm: QuotaAwareChatModel
     primary: FakeProvider
     backup: FakeProvider
@@ -39,7 +39,7 @@ class Setup:
         return self.llm.router.quota.cooldown_until(name)
 
 
-SetupFactory = Callable[..., Setup]
+SetupFactory = Callable[..., FailoverSetup]
 
 
 def setup_factory(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
@@ -52,7 +52,7 @@ def setup_factory(fake_server: FakeFactory, make_config: ConfigFactory, home: Pa
         backup: Mapping[str, Any] | None = None,
         fallback: Mapping[str, Any] | None = None,
         optimization: Mapping[str, Any] | None = None,
-    ) -> Setup:
+    ) -> FailoverSetup:
         p = fake_server(fake_kind(kind))
         b = fake_server("openai")
         cfg = make_config(
@@ -66,7 +66,7 @@ def setup_factory(fake_server: FakeFactory, make_config: ConfigFactory, home: Pa
         llm = build_chat_model(cfg, home)
         for name in ("primary", "backup"):
             llm.router.client(name)  # build the clients now, so timing-sensitive tests time only the calls
-        return Setup(llm, p, b, cfg)
+        return FailoverSetup(llm, p, b, cfg)
 
     return make
 
@@ -102,6 +102,6 @@ def rate_limited(kind: str, seconds: float) -> Reply:
     return Reply.rate_limit(retry_after=seconds)
 
 
-class Answer(BaseModel):
+class City(BaseModel):
     city: str
     population: int
