@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.provider_server import FakeProvider
-from tests.faults.conftest import FaultReport, Row
 from tests.faults.kill_chain import (
     BATCH,
     FINISHED_LINES,
@@ -26,6 +25,7 @@ from tests.faults.kill_chain import (
     Step,
     run_chain,
 )
+from tests.faults.report import FaultReport, Row
 from tests.support.config import CLIENT_ENV_VARS, REAL_KEY_VARS, write_config
 
 pytestmark = pytest.mark.timeout(600)

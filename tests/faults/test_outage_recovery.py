@@ -19,8 +19,8 @@ import pytest
 
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
-from tests.faults.conftest import FaultReport, Row
 from tests.faults.inproc import attempts, resume, run_goal
+from tests.faults.report import FaultReport, Row
 from tests.support.agent import FakeExecutor
 
 pytestmark = pytest.mark.timeout(60)
