@@ -2,12 +2,13 @@
 
 Every ``TOOLCALL_ANSWERS`` entry runs the 4-task goal of ``tests/test_corpus_toolcalls.py``
 (``test_tool_call_answer_completes_its_goal_without_a_repair``) with batch size 2, without pytest:
-the same ``Responder``, ``start`` and ``run_goal``, with the loopback fake and the config written
-here. Nothing is asserted; per entry it records whether the goal completed (status "completed", all
-4 tasks done), the POSTs the fake got, whether a repair prompt was sent and whether a task was
-judged by its exit status only (``unjudged``, or a "judged by exit status" error), and, for a
-completed goal, whether a plan or code was misread (tasks not PLAN4, a task's code not printing its
-description or not in the entry's language). A crash counts as not completed. Run it in each checkout, then compare::
+the same ``ToolCallResponder``, ``start`` and ``run_goal`` (``tests/support/corpus.py``), with the
+loopback fake and the config written here. Nothing is asserted; per entry it records whether the
+goal completed (status "completed", all 4 tasks done), the POSTs the fake got, whether a repair
+prompt was sent and whether a task was judged by its exit status only (``unjudged``, or a "judged by
+exit status" error), and, for a completed goal, whether a plan or code was misread (tasks not PLAN4,
+a task's code not printing its description or not in the entry's language). A crash counts as not
+completed. Run it in each checkout, then compare::
 
     uv run python bench/answer_shapes.py --out /var/tmp/shapes-before.json   # in the old checkout
     uv run python bench/answer_shapes.py --out /var/tmp/shapes-after.json    # in the new one
@@ -28,11 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import write_config
-from tests.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, ToolAnswer
 from tests.fakes.provider_server import FakeProvider
-from tests.test_corpus_e2e import posts, run_goal
-from tests.test_corpus_toolcalls import Responder, start
+from tests.support.config import write_config
+from tests.support.corpus import ToolCallResponder, posts, run_goal, start
+from tests.support.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, ToolAnswer
 
 BATCH_SIZE = 2
 Row = dict[str, Any]
@@ -77,7 +77,7 @@ def run_entry(answer: ToolAnswer, base: Path) -> Row:
 
     home = base / "home"
     home.mkdir()
-    responder = Responder(answer)
+    responder = ToolCallResponder(answer)
     row: Row = {"id": answer.id, "kind": answer.kind, "family": answer.family, "shape": shape_of(answer.id),
                 "completed": False, "requests": 0, "repair": False, "unjudged": False, "misread": False,
                 "status": "", "error": ""}

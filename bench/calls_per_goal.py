@@ -2,7 +2,7 @@
 
 The real graph (``graph.build_graph``) and the real ``QuotaAwareChatModel`` (cache on)
 against a loopback ``FakeProvider`` answering the agent's prompts like a good model
-(``tests/fakes/agent_responder.py``); the executor is ``tests.agent_helpers.FakeExecutor``
+(``tests/fakes/agent_responder.py``); the executor is ``tests.support.agent.FakeExecutor``
 (nothing runs). Requests are counted at the fake server. The re-run asks the same goal on
 a new thread with the same home: every answer comes from the response cache.
 The shipped planner keeps at most ``nodes.plan.MAX_TASKS`` = 5 tasks; for the 8-task rows
@@ -27,10 +27,10 @@ import free_llm_agent.nodes.plan as plan_node
 from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers import build_chat_model
-from tests.agent_helpers import FakeExecutor
-from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.agent import FakeExecutor
+from tests.support.config import write_config
 
 
 def plan(n: int) -> list[tuple[str, str]]:

@@ -31,8 +31,8 @@ from peers import PEERS_DIR, ensure_peer_venv, peer_env
 from pydantic import SecretStr
 
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
-from tests.conftest import write_config
 from tests.fakes.provider_server import FakeProvider
+from tests.support.config import write_config
 
 
 def ours(base_url: str, calls: int, warmup: int, tmp: Path) -> dict[str, list[float]]:

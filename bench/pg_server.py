@@ -1,6 +1,6 @@
 """Fresh PostgreSQL databases for the benchmarks: a throw-away cluster or ``--pg-url``.
 
-``Server(None, ...)`` starts a private cluster (``tests/pg.py``: initdb/pg_ctl on 127.0.0.1,
+``Server(None, ...)`` starts a private cluster (``tests/support/pg.py``: initdb/pg_ctl on 127.0.0.1,
 as the ``postgres`` user when run as root) that :meth:`Server.stop` removes; ``Server(url, ...)``
 uses a server where that user may create databases. :func:`open_server` turns a missing
 server into ``None`` and prints ``PostgreSQL skipped: <reason>`` (the smoke tests look for it).
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import common  # noqa: F401  (puts the repo on sys.path for tests.pg)
+import common  # noqa: F401  (puts the repo on sys.path for tests.support.pg)
 
 
 class Server:
@@ -23,7 +23,7 @@ class Server:
     def __init__(self, url: str | None, max_connections: int) -> None:
         self.cluster: Any = None
         if url is None:
-            from tests.pg import start_cluster
+            from tests.support.pg import start_cluster
 
             self.cluster = start_cluster(max_connections=max_connections)
             print(f"PostgreSQL: throw-away cluster in {self.cluster.root}, port {self.cluster.port}"
@@ -52,7 +52,7 @@ class Server:
 
 def open_server(url: str | None, max_connections: int = 200) -> Server | None:
     """A :class:`Server`, or None after printing why PostgreSQL cannot be had here."""
-    from tests.pg import PostgresUnavailable
+    from tests.support.pg import PostgresUnavailable
 
     try:
         return Server(url, max_connections=max_connections)

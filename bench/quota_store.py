@@ -8,7 +8,7 @@ backend (``--backend sqlite,postgresql``):
 * sqlite: one ``agent.db``; the history is written in the schema-1 layout (a row per
   request), so the code under test migrates it as it would a user's file;
 * postgresql: a fresh database per cell in a throw-away cluster this script starts
-  (``tests/pg.py``: initdb/pg_ctl on 127.0.0.1, as the ``postgres`` user when run as root)
+  (``tests/support/pg.py``: initdb/pg_ctl on 127.0.0.1, as the ``postgres`` user when run as root)
   and removes at the end, or on ``--pg-url`` (a server where that user may create
   databases). PostgreSQL has no older layout: the history is 100k settled ``quota_slots``
   rows (COPY) with their day and month counters, pruned as a Router does on open, then

@@ -56,7 +56,7 @@ from limited_server import Limit, LimitedProvider, ideal_served
 from peers import PEERS_DIR, ensure_peer_venv, peer_env
 from pg_server import Server, open_server
 
-from tests.conftest import write_config
+from tests.support.config import write_config
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS = {

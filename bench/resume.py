@@ -50,9 +50,9 @@ from pathlib import Path
 from common import REPO, add_output_args, loaded_note, markdown_table, plt_figure, png_path, save
 from pg_server import Server, open_server
 
-from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.config import write_config
 
 TASKS = 5
 PLAN = tuple((f"step {i}: record task {i}", f"open('tasks.log','a').write('task {i}\\n')\nprint('task {i}')")

@@ -18,7 +18,6 @@ env var is set to ``"test-key"`` through monkeypatch. A spec may also hold ``lim
 from __future__ import annotations
 
 import itertools
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -26,45 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.client_helpers import CLIENTS, kind_of
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
-from tests.pg import Cluster, PostgresUnavailable, start_cluster
-from tests.provider_client_helpers import KINDS, ConfigFactory, FakeFactory, SetupFactory, setup_factory
+from tests.support.clients import CLIENTS, kind_of
+from tests.support.config import CLIENT_ENV_VARS, REAL_KEY_VARS, ConfigFactory, FakeFactory, write_config
+from tests.support.pg import Cluster, PostgresUnavailable, start_cluster
+from tests.support.provider_clients import KINDS, SetupFactory, setup_factory
 
-# Every env var a real key (or a redirect of a client) could come from.
-REAL_KEY_VARS: tuple[str, ...] = (
-    "GOOGLE_API_KEY",
-    "GEMINI_API_KEY",
-    "GROQ_API_KEY",
-    "TOGETHER_API_KEY",
-    "HF_TOKEN",
-    "OPENROUTER_API_KEY",
-    "CEREBRAS_API_KEY",
-    "OPENAI_API_KEY",
-)
-_CLIENT_ENV_VARS: tuple[str, ...] = (
-    "OPENAI_BASE_URL",
-    "OPENAI_API_BASE",
-    "GROQ_API_BASE",
-    "TOGETHER_API_BASE",
-    "FREE_AGENT_CONFIG_DIR",
-    "FREE_AGENT_HOME",
-    "FREE_AGENT_DATABASE_URL",
-    "LANGCHAIN_TRACING_V2",
-    "LANGSMITH_TRACING",
-    "LANGSMITH_API_KEY",
-    "LANGCHAIN_API_KEY",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-)
-
+# Fixtures kept in their own module: the loopback web server (``base_url``).
+pytest_plugins = ("tests.support.web_server",)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -94,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No real key, proxy, tracing or config/home/database override from the machine reaches a test
     (the database URL a test gets is :func:`state_backend`'s)."""
-    for var in (*REAL_KEY_VARS, *_CLIENT_ENV_VARS):
+    for var in (*REAL_KEY_VARS, *CLIENT_ENV_VARS):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -164,53 +134,6 @@ def fake_server() -> Iterator[FakeFactory]:
     yield start
     for fp in started:
         fp.stop()
-
-
-def key_env_for(name: str) -> str:
-    """The env var ``make_config`` uses for provider ``name`` unless the spec names one."""
-    return "TEST_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_KEY"
-
-
-def write_config(
-    directory: Path,
-    providers: Mapping[str, Mapping[str, Any]],
-    *,
-    routing: Mapping[str, Any] | None = None,
-    optimization: Mapping[str, Any] | None = None,
-    fallback: Mapping[str, Any] | None = None,
-    execution: Mapping[str, Any] | None = None,
-) -> tuple[Path, dict[str, str]]:
-    """Write providers.yaml + limits.yaml; return the dir and the env vars to set (var -> key)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    entries: dict[str, dict[str, Any]] = {}
-    rate_limits: dict[str, dict[str, Any]] = {}
-    env: dict[str, str] = {}
-    for name, raw_spec in providers.items():
-        spec = dict(raw_spec)
-        limits = spec.pop("limits", None)
-        key = spec.pop("key", "test-key")
-        spec.setdefault("model", f"{name}-model")
-        spec.setdefault("timeout_s", 5)
-        if not spec.get("local"):
-            spec.setdefault("api_key_env", key_env_for(name))
-            if key is not None:
-                env[str(spec["api_key_env"])] = str(key)
-        entries[name] = spec
-        if limits:
-            rate_limits[name] = dict(limits)
-    providers_doc: dict[str, Any] = {
-        "providers": entries,
-        "routing": {"priority": list(providers), "task_types": {}, **dict(routing or {})},
-    }
-    limits_doc: dict[str, Any] = {
-        "rate_limits": rate_limits,
-        "optimization": {"enable_caching": False, **dict(optimization or {})},
-        "fallback": {"max_wait_seconds": 0, "retry_delay_seconds": 1, **dict(fallback or {})},
-        "execution": {"sandbox": "auto", **dict(execution or {})},
-    }
-    (directory / "providers.yaml").write_text(yaml.safe_dump(providers_doc, sort_keys=False), encoding="utf-8")
-    (directory / "limits.yaml").write_text(yaml.safe_dump(limits_doc, sort_keys=False), encoding="utf-8")
-    return directory, env
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from free_llm_agent.nodes.parsing_review import parse_review
 from free_llm_agent.nodes.reflect import reflect
 from free_llm_agent.nodes.schemas import Plan
 from free_llm_agent.providers import build_chat_model
-from tests.agent_helpers import by_id, make_deps, make_state, ran, rt, scripted
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
+from tests.support.agent import by_id, make_deps, make_state, ran, rt, scripted
+from tests.support.config import ConfigFactory, FakeFactory
 
 
 def posts(fp: FakeProvider) -> int:

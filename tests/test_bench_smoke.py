@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 BENCHES = ["quota_throughput", "quota_store", "overhead", "calls_per_goal", "resume", "executor"]
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
 from tests.fakes.wire import Request
-from tests.provider_client_helpers import SetupFactory
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.provider_clients import SetupFactory
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,20 +18,13 @@ import pytest
 from free_llm_agent.graph.context import Context
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.runtime.runner import Runner
-from tests.agent_helpers import Brain, FakeExecutor
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
+from tests.support.agent import Brain, FakeExecutor
+from tests.support.cli import cli
+from tests.support.paths import CLI, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(180)
-
-
-def cli(args: list[str], home: Path, config: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    cfg = ["--config-dir", str(config)] if config else []
-    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), *cfg, "--home", str(home), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
-                          env=env)
 
 
 def closed_port() -> int:
@@ -209,7 +201,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(
     server = fake_server("openai", responder=make_responder(plan))
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run", "wait",
+        [*CLI, "--config-dir", str(cfg), "--home", str(home), "run", "wait",
          "--scratch", "--thread-id", "cc1", "--yes"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits SIG_IGN

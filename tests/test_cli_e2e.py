@@ -4,11 +4,9 @@ approval pause, bad input."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,22 +17,10 @@ import pytest
 
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
+from tests.support.cli import as_json, cli
+from tests.support.paths import CLI, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, str(ROOT / "run_graph.py")]
 pytestmark = pytest.mark.timeout(240)
-
-
-def cli(args: list[str], home: Path, config: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "--config-dir", str(config), "--home", str(home), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
-    )
-
-
-def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.stdout.strip(), proc.stderr
-    return json.loads(proc.stdout)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 from free_llm_agent.cli import run_imports
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.paths import ROOT, RUN_GRAPH
 
-ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("langchain_core", "langgraph", "free_llm_agent.runtime.runner", "free_llm_agent.storage.sqlite.checkpoints",
          "free_llm_agent.providers.chat_model", "groq", "httpx")
 # Used by the executor's worker and kernel (their own processes), by nobody in a run, or (rich) only to show
@@ -44,7 +44,7 @@ print(json.dumps({"code": code, "heavy_at_prewarm": seen, "never": loaded, "defe
 
 
 def imported(argv: list[str]) -> set[str]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "run_graph.py"), *argv],
+    proc = subprocess.run([sys.executable, "-X", "importtime", str(RUN_GRAPH), *argv],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}

@@ -12,62 +12,19 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
-from free_llm_agent.tools.sandbox import probe
 from tests.fakes.provider_server import FakeProvider
+from tests.support.cli import as_json, cli
+from tests.support.paths import CLI, ROOT
+from tests.support.sandbox import SANDBOX, Plan, gone, needs_sandbox, with_cmdline
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, str(ROOT / "run_graph.py")]
 pytestmark = pytest.mark.timeout(300)
-SANDBOX = probe()[0]
-needs_sandbox = pytest.mark.skipif(not SANDBOX, reason=f"no bubblewrap sandbox here: {probe()[1]}")
-Plan = tuple[tuple[str, str], ...]
-
-
-def cli(args: list[str], home: Path, config: Path, *, cwd: Path = ROOT, env: dict[str, str] | None = None,
-        timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "--config-dir", str(config), "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL, env=env)
-
-
-def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.stdout.strip(), proc.stderr
-    return dict(json.loads(proc.stdout))
-
-
-def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.Error:
-            pass
-    return out
-
-
-def _gone(procs: list[psutil.Process], within: float = 30) -> list[psutil.Process]:
-    """Wait (a bounded poll, not a timing assert) until ``procs`` are gone; return the survivors."""
-    deadline = time.monotonic() + within
-    while _alive(procs) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return _alive(procs)
-
-
-def _with_cmdline(token: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        if token in " ".join(p.info["cmdline"] or []):
-            found.append(p)
-    return found
 
 
 @needs_sandbox
@@ -145,7 +102,7 @@ def test_processes_started_by_a_task_do_not_outlive_the_run(
     out = as_json(cli(["run", "leave things running", "--scratch", "--yes", "--json"], home, cfg))
     assert [t["status"] for t in out["tasks"]] == ["done"] * 3
     assert "running: True True" in out["tasks"][2]["output"]  # they did run, during the run
-    assert not _gone(_with_cmdline("sleep 3131") + _with_cmdline("sleep 3132"))
+    assert not gone(with_cmdline("sleep 3131") + with_cmdline("sleep 3132"))
 
 
 @needs_sandbox
@@ -172,7 +129,7 @@ def test_kill_9_leaves_no_process_and_resume_runs_the_interrupted_task_once(
     assert tree  # the sandboxed executor and its kernel
     proc.send_signal(signal.SIGKILL)  # the agent alone: its children are not signalled
     proc.wait(timeout=30)
-    assert not _gone(tree), "the executor outlived the agent"
+    assert not gone(tree), "the executor outlived the agent"
     assert "two\n" not in log.read_text()  # task 2 (waiting for "go") was cut short
 
     (log.parent / "go").write_text("go")  # from now on task 2 finishes at once

@@ -15,8 +15,8 @@ import pytest
 from free_llm_agent.tools.sandbox import probe
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.paths import CLI, ROOT, RUN_GRAPH
 
-ROOT = Path(__file__).resolve().parent.parent
 PLAN = (
     ("write a.txt", "open('a.txt','w').write('a')\nprint('wrote a')"),
     ("write b.txt", "open('b.txt','w').write('original')\nprint('wrote b')"),
@@ -36,7 +36,7 @@ def spawn_run(fake_server: Callable[..., FakeProvider], make_config: Callable[..
     editor.write_text(editor_script)
     editor.chmod(0o755)
     child = pexpect.spawn(
-        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
+        sys.executable, [str(RUN_GRAPH), "--config-dir", str(cfg), "--home", str(home), "run",
                          "write three files", "--scratch", "--thread-id", thread_id],
         cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
         timeout=120, dimensions=(50, 140),
@@ -88,7 +88,7 @@ def test_an_edit_that_changes_nothing_is_not_an_approval_and_ctrl_d_pauses(
     assert child.exitstatus == 0, child.before
     assert "Traceback" not in (child.before or "")
     assert not (home / "workspaces" / "tty2" / "a.txt").exists()
-    threads = subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home",
+    threads = subprocess.run([*CLI, "--config-dir", str(cfg), "--home",
                               str(home), "threads", "--json"], capture_output=True, text=True, check=True)
     assert json.loads(threads.stdout)["threads"][0]["status"] == "awaiting_approval"
 
@@ -114,7 +114,7 @@ def test_an_unlisted_domain_is_asked_once_for_the_thread_and_no_refuses(
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
     pins = {name: "127.0.0.1" for name in ("thread.test", "once.test", "no.test")}
     child = pexpect.spawn(
-        sys.executable, [str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
+        sys.executable, [str(RUN_GRAPH), "--config-dir", str(cfg), "--home", str(home), "run",
                          "fetch pages", "--scratch", "--thread-id", "ask"],
         cwd=str(ROOT), env={**os.environ, "FREE_AGENT_TEST_RESOLVE": json.dumps(pins)}, encoding="utf-8",
         timeout=120, dimensions=(50, 140))
@@ -136,7 +136,7 @@ def test_an_unlisted_domain_is_asked_once_for_the_thread_and_no_refuses(
     child.expect(pexpect.EOF)
     child.close()
     assert asked == ["thread.test", "once.test", "no.test", "once.test"]
-    shown = subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home",
+    shown = subprocess.run([*CLI, "--config-dir", str(cfg), "--home",
                             str(home), "show", "ask", "--json"], capture_output=True, text=True, check=True)
     first, second = (t["output"] for t in json.loads(shown.stdout)["tasks"][:2])
     assert "thread.test reached" in first and "once.test reached" in first and "no.test refused 403" in first

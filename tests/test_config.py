@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +15,11 @@ import yaml
 
 from free_llm_agent.config import ConfigError, load_config
 from free_llm_agent.providers import NoUsableProvider, build_chat_model
-from tests.conftest import REAL_KEY_VARS, ConfigFactory, FakeFactory, key_env_for
+from tests.support.cli import cli
+from tests.support.config import REAL_KEY_VARS, ConfigFactory, FakeFactory, key_env_for
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "config"
+SHIPPED = ROOT / "config"
 
 GOOD_PROVIDERS = """\
 providers:
@@ -262,12 +262,8 @@ def test_keys_never_written_to_disk(fake_server: FakeFactory, make_config: Confi
 # --------------------------------------------------------------------------- CLI
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    uv = shutil.which("uv")
-    cmd = [uv, "run", "--no-sync", "python"] if uv else [sys.executable]
-    return subprocess.run(
-        [*cmd, "run_graph.py", *args], cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120
-    )
+# As the README runs it: ``uv run python run_graph.py ...`` (this interpreter where uv is missing).
+UV_PYTHON: tuple[str, ...] = (uv, "run", "--no-sync", "python") if (uv := shutil.which("uv")) else (sys.executable,)
 
 
 @pytest.mark.parametrize(
@@ -287,7 +283,7 @@ def test_cli_bad_config_exits_2_without_traceback(
         bad = write(providers=GOOD_PROVIDERS.replace("    model: llama-fake", "    model: m\n    max_token: 5"))
     else:
         bad = write(providers=GOOD_PROVIDERS.replace("    model: llama-fake", "    model: [llama-fake"))
-    done = cli("--config-dir", str(bad), "--home", str(tmp_path / "home"), "usage")
+    done = cli(["usage"], tmp_path / "home", bad, launcher=UV_PYTHON)
     assert done.returncode == 2, (done.stdout, done.stderr)
     stderr = " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
@@ -299,7 +295,7 @@ def test_cli_bad_config_exits_2_without_traceback(
 
 def test_cli_usage_json_on_good_config(make_config: ConfigFactory, tmp_path: Path) -> None:
     cfg = make_config({"p": {"kind": "groq", "base_url": "http://127.0.0.1:9", "limits": {"requests_per_day": 20}}})
-    done = cli("--config-dir", str(cfg), "--home", str(tmp_path / "home"), "usage", "--json")
+    done = cli(["usage", "--json"], tmp_path / "home", cfg, launcher=UV_PYTHON)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     row = report["providers"]["p"]

@@ -1,4 +1,4 @@
-"""The tool-call corpus end to end (issue 18): every answer of ``tests/corpus_toolcalls.py`` (tool
+"""The tool-call corpus end to end (issue 18): every answer of ``tests/support/corpus_toolcalls.py`` (tool
 calls with renumbered ids, synonyms, wrappers, one call per task, double-encoded or Python-literal
 arguments, calls written into the text, Groq's 400 ``tool_use_failed``) runs a four-task goal
 through the real graph, the real ``QuotaAwareChatModel`` and the real LangChain clients against a
@@ -11,8 +11,7 @@ one request, the provider's failure streak unchanged, an unreadable one counted 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,51 +22,13 @@ from free_llm_agent.nodes.llm import Asked, ask
 from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
 from free_llm_agent.nodes.schemas import CodeBatch
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
-from tests.corpus_answers import DEEPSEEK, FAMILIES, GEMINI, LLAMA, OLLAMA
-from tests.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, VLLM, ToolAnswer
-from tests.fakes.provider_server import FakeProvider, Reply, Request
-from tests.test_corpus_e2e import FALLBACK, REPAIR, good_reply, outcome, posts, prompt_of, run_goal
+from tests.fakes.provider_server import Reply
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.corpus import FALLBACK, ToolCallResponder, outcome, posts, run_goal, start
+from tests.support.corpus_answers import DEEPSEEK, FAMILIES, LLAMA
+from tests.support.corpus_toolcalls import PLAN4, TOOLCALL_ANSWERS, VLLM, ToolAnswer
 
 pytestmark = pytest.mark.timeout(60)
-
-FakeFactory = Callable[..., FakeProvider]
-ConfigFactory = Callable[..., Path]
-_REACH: dict[str, tuple[str, str, dict[str, Any]]] = {
-    LLAMA: ("openai", "groq_llama", {"kind": "groq"}),
-    GEMINI: ("gemini", "gemini_flash", {"kind": "gemini"}),
-    OLLAMA: ("openai", "ollama", {"kind": "openai_compatible", "local": True, "api_key_env": None}),
-    VLLM: ("openai", "vllm", {"kind": "openai_compatible", "local": True, "api_key_env": None}),
-}
-_OPENROUTER = ("openai", "openrouter", {"kind": "openai_compatible"})  # Qwen and DeepSeek
-
-
-@dataclass
-class Responder:
-    """Answers the prompt of ``answer.kind`` with the corpus entry, every other prompt with good
-    structured output, and a repair prompt with prose nobody can read (there must be none)."""
-
-    answer: ToolAnswer | None = None
-    log: list[tuple[str, bool]] = field(default_factory=list)
-
-    def __call__(self, req: Request) -> Reply:
-        kind, batch = prompt_of(req.text)
-        repair = REPAIR in req.text
-        self.log.append((kind, repair))
-        if repair:
-            return Reply.text("I am not sure what you mean.")
-        if self.answer is not None and kind == self.answer.kind:
-            return self.answer.reply(batch)
-        return good_reply(kind, batch, PLAN4)
-
-
-def start(
-    fake_server: FakeFactory, make_config: ConfigFactory, home: Path, family: str, responder: Responder
-) -> tuple[QuotaAwareChatModel, FakeProvider, str]:
-    wire, name, spec = _REACH.get(family, _OPENROUTER)
-    fake = fake_server(wire, responder=responder)
-    cfg = make_config({name: {**spec, "base_url": fake.base_url}}, fallback=FALLBACK)
-    return build_chat_model(cfg, home), fake, name
-
 
 def assert_read_as_sent(state: Mapping[str, Any], answer: ToolAnswer) -> None:
     """Each task's code is the one its position got (it prints the description), in the answer's
@@ -90,7 +51,7 @@ def assert_read_as_sent(state: Mapping[str, Any], answer: ToolAnswer) -> None:
 def test_tool_call_answer_completes_its_goal_without_a_repair(
     answer: ToolAnswer, batch_size: int, fake_server: FakeFactory, make_config: ConfigFactory, home: Path
 ) -> None:
-    responder = Responder(answer)
+    responder = ToolCallResponder(answer)
     llm, fake, _ = start(fake_server, make_config, home, answer.family, responder)
     state, executor = run_goal(llm, home, batch_size=batch_size)
     assert state.get("status") == "completed", outcome(state)
@@ -174,7 +135,7 @@ def test_goal_with_every_code_answer_refused_by_groq_completes_within_budget(
     fake_server: FakeFactory, make_config: ConfigFactory, home: Path
 ) -> None:
     answer = next(a for a in TOOLCALL_ANSWERS if a.id == "code-tool-use-failed-enum")
-    responder = Responder(answer)
+    responder = ToolCallResponder(answer)
     llm, fake, name = start(fake_server, make_config, home, LLAMA, responder)
     state, executor = run_goal(llm, home, batch_size=3)
     assert state.get("status") == "completed", outcome(state)

@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,11 +24,11 @@ from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.runtime.runner import Runner
 from free_llm_agent.tools.isolated_executor import IsolatedExecutor
 from free_llm_agent.tools.sandbox import probe
-from tests.agent_helpers import Brain, scripted
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.agent import Brain, scripted
+from tests.support.paths import CLI, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
 DEADLINE_S = 60.0  # generous: the machine may be busy; nothing here asserts a duration
 
@@ -81,7 +80,7 @@ def test_the_cli_starts_the_kernel_while_the_plan_answer_is_still_on_its_way(
     workdir = tmp_path / "project"
     workdir.mkdir()
     cli = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home), "run",
+        [*CLI, "--config-dir", str(cfg), "--home", str(home), "run",
          "say hi", "--workdir", str(workdir), "--yes", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, stdin=subprocess.DEVNULL,
     )

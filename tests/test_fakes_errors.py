@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.client_helpers import make_llm
 from tests.fakes.provider_server import (
     FakeProvider,
     Reply,
@@ -23,6 +22,7 @@ from tests.fakes.provider_server import (
     hang,
     rate_limit,
 )
+from tests.support.clients import make_llm
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -22,7 +22,6 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from pydantic import BaseModel
 
-from tests.client_helpers import kind_of, make_llm
 from tests.fakes.provider_server import (
     FakeProvider,
     Reply,
@@ -36,6 +35,7 @@ from tests.fakes.provider_server import (
     text,
     tool_call,
 )
+from tests.support.clients import kind_of, make_llm
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,8 +20,8 @@ from free_llm_agent.nodes.llm import Asked, ask
 from free_llm_agent.nodes.parsing import parse_plan
 from free_llm_agent.nodes.schemas import Plan
 from free_llm_agent.providers import build_chat_model
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
+from tests.support.config import ConfigFactory, FakeFactory
 
 pytestmark = pytest.mark.timeout(60)
 

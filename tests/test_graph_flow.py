@@ -19,7 +19,7 @@ from langgraph.types import Command
 
 from free_llm_agent.graph.context import Context
 from free_llm_agent.runtime.runner import Runner
-from tests.agent_helpers import GOAL, Brain, FakeExecutor, by_id, exhausted, harness
+from tests.support.agent import GOAL, Brain, FakeExecutor, by_id, exhausted, harness
 
 pytestmark = pytest.mark.timeout(60)
 

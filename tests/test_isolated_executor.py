@@ -13,7 +13,6 @@ import pytest
 
 from free_llm_agent.tools.isolated_executor import IsolatedExecutor
 from free_llm_agent.tools.sandbox import Sandbox, hidden_paths, probe, resolve
-from tests.test_web_tools import base_url  # noqa: F401  (loopback web server fixture)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,7 +42,7 @@ def test_failures_and_timeouts_leave_the_next_run_in_sync(executor: IsolatedExec
 
 
 def test_generated_code_can_fetch_the_web_through_web_tools(
-    executor: IsolatedExecutor, base_url: str  # noqa: F811
+    executor: IsolatedExecutor, base_url: str
 ) -> None:
     code = f"from free_llm_agent.tools.web_tools import fetch_text\nprint(fetch_text('{base_url}/json').text)"
     result = executor.run("python", code)

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 
 from free_llm_agent.tools.local_executor import LocalExecutor
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = "interpreter.core.computer.terminal.terminal"
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.paths import CLI, ROOT
 
 pytestmark = pytest.mark.timeout(300)
-ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import config, tools
@@ -72,7 +72,7 @@ def test_the_cli_works_inside_a_project_with_its_own_config_folder(
     cfg = make_config({"local": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}})
     project = _project(tmp_path, package=True)
     script = Path(sys.executable).parent / "free-llm-agent"
-    argv = [str(script)] if script.exists() else [sys.executable, str(ROOT / "run_graph.py")]
+    argv = [str(script)] if script.exists() else list(CLI)
     proc = subprocess.run([*argv, "threads", "--config-dir", str(cfg), "--home", str(home)], cwd=project,
                           env=_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr

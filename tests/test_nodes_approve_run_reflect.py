@@ -1,7 +1,7 @@
 """Unit tests of the approve, run_task and reflect nodes (scripted model, fake executor).
 
 What needs ``interrupt()`` (approval) runs through ``build_graph`` with an ``InMemorySaver``;
-the shared fakes and helpers live in ``tests/agent_helpers.py``.
+the shared fakes and helpers live in ``tests/support/agent.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from free_llm_agent.graph.state import Task
 from free_llm_agent.nodes.approval import approve
 from free_llm_agent.nodes.execute import run_task, write_code
 from free_llm_agent.nodes.reflect import reflect
-from tests.agent_helpers import (
+from tests.fakes.scripted import tool_answer
+from tests.support.agent import (
     CONFIG,
     GOAL,
     THREAD,
@@ -39,7 +40,6 @@ from tests.agent_helpers import (
     rt,
     scripted,
 )
-from tests.fakes.scripted import tool_answer
 
 pytestmark = pytest.mark.timeout(60)
 

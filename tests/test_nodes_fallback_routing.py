@@ -1,7 +1,7 @@
 """Unit tests of the fallback and finalize nodes and of the routers between nodes.
 
 What needs ``interrupt()`` (waiting for quota) runs through ``build_graph`` with an
-``InMemorySaver``; the shared fakes and helpers live in ``tests/agent_helpers.py``.
+``InMemorySaver``; the shared fakes and helpers live in ``tests/support/agent.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import free_llm_agent.nodes.fallback as fallback_module
 from free_llm_agent.graph.routing import after_plan, after_reflect, after_write_code, in_batch
 from free_llm_agent.nodes.fallback import fallback
 from free_llm_agent.nodes.finalize import finalize
-from tests.agent_helpers import (
+from tests.support.agent import (
     CONFIG,
     GOAL,
     THREAD,

@@ -1,6 +1,6 @@
 """Unit tests of the state reducers and of the plan and write_code nodes (scripted model, fake executor).
 
-The shared fakes and helpers live in ``tests/agent_helpers.py``.
+The shared fakes and helpers live in ``tests/support/agent.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from free_llm_agent.graph.state import Task, add_counts, merge_tasks
 from free_llm_agent.nodes.approval import approve
 from free_llm_agent.nodes.execute import run_task, write_code
 from free_llm_agent.nodes.plan import plan
-from tests.agent_helpers import (
+from tests.fakes.scripted import tool_answer
+from tests.support.agent import (
     CONFIG,
     GOAL,
     Brain,
@@ -32,7 +33,6 @@ from tests.agent_helpers import (
     rt,
     scripted,
 )
-from tests.fakes.scripted import tool_answer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.graph import START, MessagesState, StateGraph
 
 from tests.fakes.provider_server import Reply
-from tests.provider_client_helpers import SetupFactory
+from tests.support.provider_clients import SetupFactory
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.pg import Cluster
+from tests.support.pg import Cluster
 
 
 def test_fresh_databases_are_separate(pg_cluster: Cluster, postgres_url: str) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,16 +19,9 @@ from free_llm_agent.storage.errors import UnknownBackend
 from free_llm_agent.storage.postgres.db import MIGRATIONS
 from free_llm_agent.storage.registry import open_state
 from tests.fakes.provider_server import FakeProvider, Reply
+from tests.support.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(180)
-
-
-def cli(args: list[str], home: Path, config: Path,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(config), "--home",
-                           str(home), *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          stdin=subprocess.DEVNULL, env=env)
 
 
 def test_migrations_are_numbered_and_applied_once(postgres_url: str, tmp_path: Path) -> None:

@@ -20,8 +20,7 @@ import pytest
 from free_llm_agent.config import RateLimit
 from free_llm_agent.providers.quota import QuotaStore, Slot
 from free_llm_agent.storage.registry import open_state
-from tests.test_quota import T0, _mp
-from tests.test_quota_counters import _wait_for
+from tests.support.quota import T0, mp_context, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 WAITERS = 6
@@ -37,7 +36,7 @@ def wait_for_a_slot(url: str, home: str, ready: str, go: str, out: str) -> None:
     """One agent process on its machine: asks for the provider's next slot, willing to wait an hour."""
     store = QuotaStore(open_state(url, Path(home)), lambda _: ONE_A_MINUTE)
     Path(ready).touch()
-    _wait_for(Path(go).exists, "go")
+    wait_for(Path(go).exists, "go")
     got = store.reserve(["p"], lambda _: 1, T0, 3600)
     assert isinstance(got, Slot), got
     Path(out).write_text(json.dumps({"at": got.at, "id": got.id}))
@@ -53,13 +52,13 @@ def lock_waiters(url: str) -> set[int]:
 
 def test_waiting_is_first_come_first_served_across_machines(postgres_url: str, tmp_path: Path) -> None:
     open_state(postgres_url, tmp_path / "machine-c").close()  # migrated before anyone waits
-    ctx = _mp()
+    ctx = mp_context()
     files = [tuple(str(tmp_path / f"{what}{i}") for what in ("ready", "go", "out")) for i in range(WAITERS)]
     procs = [ctx.Process(target=wait_for_a_slot,  # type: ignore[attr-defined]
                          args=(postgres_url, str(tmp_path / machine_of(i)), *files[i])) for i in range(WAITERS)]
     for p in procs:
         p.start()
-    _wait_for(lambda: all(Path(f[0]).exists() for f in files), "the waiters to start", procs)
+    wait_for(lambda: all(Path(f[0]).exists() for f in files), "the waiters to start", procs)
     writer = open_state(postgres_url, tmp_path / "machine-c")
     queued: set[int] = set()
     with writer.transaction():  # machine C is writing: everyone who asks now must wait
@@ -70,7 +69,7 @@ def test_waiting_is_first_come_first_served_across_machines(postgres_url: str, t
                 queued.update(lock_waiters(postgres_url))
                 return len(queued) == k + 1
 
-            _wait_for(arrived, f"waiter {i} ({machine_of(i)}) to queue", procs)
+            wait_for(arrived, f"waiter {i} ({machine_of(i)}) to queue", procs)
     writer.close()
     for p in procs:
         p.join(timeout=60)

@@ -23,19 +23,18 @@ from free_llm_agent.storage.postgres.guard import PgGuards
 from free_llm_agent.storage.registry import open_guards
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.cli import cli
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
 PLAN = (("write a", "open('a.txt','w').write('a')\nprint('a')"),
         ("write b", "open('b.txt','w').write('b')\nprint('b')"),
         ("write c", "open('c.txt','w').write('c')\nprint('c')"))
 
 
-def cli(home: Path, config: Path, url: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FREE_AGENT_DATABASE_URL": url}
-    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(config), "--home",
-                           str(home), *args], capture_output=True, text=True, timeout=180, cwd=cwd,
-                          stdin=subprocess.DEVNULL, env=env)
+def pg_env(url: str) -> dict[str, str]:
+    """This process's environment with the state database at ``url`` (as a user's shell would set it)."""
+    return {**os.environ, "FREE_AGENT_DATABASE_URL": url}
 
 
 @pytest.fixture
@@ -67,12 +66,12 @@ def _hold(url: str, thread: str) -> subprocess.Popen[str]:
 
 def test_the_thread_lock_holds_across_machines_and_dies_with_its_holder(
         postgres_url: str, config: Path, tmp_path: Path) -> None:
-    done = cli(tmp_path / "machine-a", config, postgres_url, "run", "write three files", "--scratch",
-               "--thread-id", "shared", "--yes", "--json")
+    done = cli(["run", "write three files", "--scratch", "--thread-id", "shared", "--yes", "--json"],
+               tmp_path / "machine-a", config, env=pg_env(postgres_url))
     assert done.returncode == 0, done.stderr
     holder = _hold(postgres_url, "shared")  # machine A runs the thread again
     try:
-        busy = cli(tmp_path / "machine-b", config, postgres_url, "resume", "shared", "--yes")
+        busy = cli(["resume", "shared", "--yes"], tmp_path / "machine-b", config, env=pg_env(postgres_url))
         assert busy.returncode == 2 and "Traceback" not in busy.stderr
         assert f"thread shared is running (pid {holder.pid} on " in busy.stderr
         guards = PgGuards(postgres_url + "?application_name=other")  # another process's key, not this one's
@@ -81,45 +80,48 @@ def test_the_thread_lock_holds_across_machines_and_dies_with_its_holder(
                 pass
         finally:
             guards.close()
-        report = json.loads(cli(tmp_path / "machine-b", config, postgres_url, "doctor", "--json").stdout)
+        report = json.loads(cli(["doctor", "--json"], tmp_path / "machine-b", config, env=pg_env(postgres_url)).stdout)
         held = [f for f in report["findings"] if f["subject"] == "lock of shared"]
         assert held and held[0]["ok"] and "a run is in progress" in held[0]["detail"]
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
     # the server dropped the dead holder's lock: machine B takes the thread over at once ...
-    report = json.loads(cli(tmp_path / "machine-b", config, postgres_url, "doctor", "--json").stdout)
+    report = json.loads(cli(["doctor", "--json"], tmp_path / "machine-b", config, env=pg_env(postgres_url)).stdout)
     stale = [f for f in report["findings"] if f["subject"] == "lock of shared"]
     assert stale and not stale[0]["ok"] and "holder is gone" in stale[0]["problem"]
-    again = cli(tmp_path / "machine-b", config, postgres_url, "resume", "shared", "--yes", "--json")
+    again = cli(["resume", "shared", "--yes", "--json"], tmp_path / "machine-b", config, env=pg_env(postgres_url))
     assert again.returncode == 0 and json.loads(again.stdout)["status"] == "completed", again.stderr
     # ... and a normal release (or doctor --repair) leaves no note behind
-    report = json.loads(cli(tmp_path / "machine-b", config, postgres_url, "doctor", "--repair", "--json").stdout)
+    report = json.loads(cli(["doctor", "--repair", "--json"],
+                            tmp_path / "machine-b", config, env=pg_env(postgres_url)).stdout)
     assert report["healthy"], report
 
 
 def test_threads_and_show_see_every_machine(postgres_url: str, config: Path, tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
-    first = cli(tmp_path / "machine-a", config, postgres_url, "run", "files on a", "--thread-id", "on-a",
-                "--workdir", str(folder), "--yes", "--json")
-    second = cli(tmp_path / "machine-b", config, postgres_url, "run", "files on b", "--thread-id", "on-b",
-                 "--scratch", "--yes", "--json")
+    first = cli(["run", "files on a", "--thread-id", "on-a", "--workdir", str(folder), "--yes", "--json"],
+                tmp_path / "machine-a", config, env=pg_env(postgres_url))
+    second = cli(["run", "files on b", "--thread-id", "on-b", "--scratch", "--yes", "--json"],
+                 tmp_path / "machine-b", config, env=pg_env(postgres_url))
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.txt", "c.txt"]
     for home in ("machine-a", "machine-b", "machine-c"):
-        listed = json.loads(cli(tmp_path / home, config, postgres_url, "threads", "--json").stdout)["threads"]
+        listed = json.loads(cli(["threads", "--json"],
+                                tmp_path / home, config, env=pg_env(postgres_url)).stdout)["threads"]
         assert [(t["thread_id"], t["status"], t["tasks_done"]) for t in listed] == [
             ("on-a", "completed", 3), ("on-b", "completed", 3)]
-    shown = cli(tmp_path / "machine-b", config, postgres_url, "show", "on-a", "--json")
+    shown = cli(["show", "on-a", "--json"], tmp_path / "machine-b", config, env=pg_env(postgres_url))
     data = json.loads(shown.stdout)
     assert data["goal"] == "files on a" and data["workdir"] == str(folder)
     assert [t["output"].strip() for t in data["tasks"]] == ["a", "b", "c"]
     for home in ("machine-a", "machine-b"):  # nothing went to the homes' SQLite files
         assert not (tmp_path / home / "checkpoints.db").exists() and not (tmp_path / home / "agent.db").exists()
-    exists = cli(tmp_path / "machine-b", config, postgres_url, "run", "again", "--thread-id", "on-a", "--yes")
+    exists = cli(["run", "again", "--thread-id", "on-a", "--yes"],
+                 tmp_path / "machine-b", config, env=pg_env(postgres_url))
     assert exists.returncode == 2 and "thread 'on-a' already exists" in exists.stderr  # whichever machine made it
-    missing = cli(tmp_path / "machine-b", config, postgres_url, "resume", "nowhere")
+    missing = cli(["resume", "nowhere"], tmp_path / "machine-b", config, env=pg_env(postgres_url))
     assert missing.returncode == 2 and "no thread 'nowhere' in the shared database" in missing.stderr
 
 
@@ -144,10 +146,11 @@ def test_doctor_checks_the_database(postgres_url: str, config: Path, tmp_path: P
     guards = open_guards(postgres_url, tmp_path)
     guards.journal().started("gone", "k", 1)  # an entry of a thread that has no checkpoints
     guards.close()
-    done = cli(tmp_path / "home", config, postgres_url, "doctor")
+    done = cli(["doctor"], tmp_path / "home", config, env=pg_env(postgres_url))
     assert done.returncode == 1 and "journal of gone" in done.stdout and "doctor" in done.stdout
     assert "reachable (PostgreSQL" in done.stdout
-    repaired = json.loads(cli(tmp_path / "home", config, postgres_url, "doctor", "--repair", "--json").stdout)
+    repaired = json.loads(cli(["doctor", "--repair", "--json"],
+                              tmp_path / "home", config, env=pg_env(postgres_url)).stdout)
     assert repaired["healthy"] and repaired["actions"] == ["removed the journal entry of gone (no checkpoints)"]
     with psycopg.connect(postgres_url) as conn:  # doctor created nothing (no thread has run here)
         assert conn.execute("SELECT to_regclass('checkpoints')").fetchone() == (None,)
@@ -156,7 +159,7 @@ def test_doctor_checks_the_database(postgres_url: str, config: Path, tmp_path: P
     with psycopg.connect(postgres_url) as conn:
         newer = conn.execute("SELECT max(version) FROM schema_version").fetchone()
         conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (int(newer[0]) + 1,))  # type: ignore[index]
-    report = json.loads(cli(tmp_path / "home", config, postgres_url, "doctor", "--json").stdout)
+    report = json.loads(cli(["doctor", "--json"], tmp_path / "home", config, env=pg_env(postgres_url)).stdout)
     problem = next(f for f in report["findings"] if f["subject"] == "agent tables")
     assert "newer than this free-llm-agent knows" in problem["problem"]
 
@@ -218,7 +221,7 @@ def test_a_user_without_create_uses_a_migrated_database_and_gets_a_message_on_a_
     PgDatabase(postgres_url).close()  # the owner migrates both schemas once
     PgCheckpoints(postgres_url).close()
     user = _dml_only_user(postgres_url)
-    done = cli(tmp_path / "home", config, user, "threads", "--json")
+    done = cli(["threads", "--json"], tmp_path / "home", config, env=pg_env(user))
     assert done.returncode == 0 and json.loads(done.stdout)["threads"] == [], done.stderr
     guards = open_guards(user, tmp_path)
     try:
@@ -228,7 +231,7 @@ def test_a_user_without_create_uses_a_migrated_database_and_gets_a_message_on_a_
     finally:
         guards.close()
     fresh = _dml_only_user(request.getfixturevalue("pg_cluster").create_database())  # nothing migrated there
-    refused = cli(tmp_path / "home", config, fresh, "threads")
+    refused = cli(["threads"], tmp_path / "home", config, env=pg_env(fresh))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
     assert "cannot be" in refused.stderr and "InsufficientPrivilege" in refused.stderr, refused.stderr
     before = {t.name for t in threading.enumerate()}
@@ -289,7 +292,7 @@ def test_a_run_that_lost_its_lock_stops_before_the_next_task(postgres_url: str, 
     from free_llm_agent.nodes.execute import run_task
     from free_llm_agent.runtime.deps import Deps
     from free_llm_agent.storage.errors import StateUnavailable
-    from tests.agent_helpers import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
+    from tests.support.agent import CONFIG, THREAD, FakeExecutor, make_state, pending, rt, scripted
 
     ex = FakeExecutor()
     deps = Deps(llm=scripted(), executor_factory=ex.factory, home=tmp_path, database_url=postgres_url)

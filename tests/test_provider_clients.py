@@ -18,9 +18,9 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from free_llm_agent.providers import AllProvidersExhausted, build_chat_model
-from tests.conftest import ConfigFactory, FakeFactory, key_env_for
 from tests.fakes.provider_server import Reply, ratelimit_headers
-from tests.provider_client_helpers import (
+from tests.support.config import ConfigFactory, FakeFactory, key_env_for
+from tests.support.provider_clients import (
     SetupFactory,
     completions,
     fake_kind,

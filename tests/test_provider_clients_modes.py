@@ -15,10 +15,10 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 
 from free_llm_agent.providers import build_chat_model
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
-from tests.provider_client_helpers import (
-    Answer,
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.provider_clients import (
+    City,
     SetupFactory,
     completions,
     rate_limited,
@@ -77,8 +77,8 @@ def test_ainvoke_and_astream(kind: str, setup: SetupFactory) -> None:
 def test_with_structured_output(kind: str, setup: SetupFactory) -> None:
     s = setup(kind)
     s.primary.script(Reply.structured({"city": "Osaka", "population": 2_700_000}))
-    result = s.llm.with_structured_output(Answer).invoke("biggest city in Kansai?")
-    assert result == Answer(city="Osaka", population=2_700_000)
+    result = s.llm.with_structured_output(City).invoke("biggest city in Kansai?")
+    assert result == City(city="Osaka", population=2_700_000)
     assert completions(s.primary) == 1
     assert s.primary.requests[0].has_tools or s.primary.requests[0].wants_json
 
@@ -87,8 +87,8 @@ def test_structured_output_falls_back_across_kinds(kind: str, setup: SetupFactor
     s = setup(kind)
     s.primary.script(Reply.error(503))
     s.backup.script(Reply.structured({"city": "Nagoya", "population": 2_300_000}))
-    result = s.llm.with_structured_output(Answer).invoke("x")
-    assert result == Answer(city="Nagoya", population=2_300_000)
+    result = s.llm.with_structured_output(City).invoke("x")
+    assert result == City(city="Nagoya", population=2_300_000)
 
 
 def test_task_type_routes_to_preferred_provider(

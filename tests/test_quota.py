@@ -8,8 +8,6 @@ the cross-process guarantee is tested with real processes sharing one home.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import multiprocessing.context
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,14 +24,10 @@ from free_llm_agent.providers.registry import build_client
 from free_llm_agent.providers.usage import AutoOptimizer
 from free_llm_agent.storage.database import StateDatabase
 from free_llm_agent.storage.registry import open_state
-from tests.conftest import ConfigFactory, FakeFactory
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.quota import T0, mp_context, one_token, store_with, take
 
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
 pytestmark = pytest.mark.both_backends  # tests on ``db``/``database_url`` already run once per backend
-
-
-def one_token(_: str) -> int:
-    return 1
 
 
 @pytest.fixture
@@ -44,21 +38,7 @@ def db(tmp_path: Path, database_url: str | None) -> Iterator[StateDatabase]:
     state.close()
 
 
-def store_with(db: StateDatabase, limits: dict[str, RateLimit]) -> QuotaStore:
-    return QuotaStore(db, lambda name: limits.get(name) or RateLimit())
-
-
-def take(store: QuotaStore, now: float, names: tuple[str, ...] = ("p",), max_wait: float = 0) -> Slot | Unavailable:
-    return store.reserve(list(names), one_token, now, max_wait)
-
-
 # --------------------------------------------------------------------------- processes
-
-
-def _mp() -> multiprocessing.context.BaseContext:
-    """Fork where available (the children start in milliseconds); spawn elsewhere."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
 def fire_six_calls(config_dir: str, home: str, ready: str, go: str, index: int, out: str,
@@ -90,7 +70,7 @@ def test_daily_limit_holds_across_four_processes(
     go = tmp_path / "go"
     for kind in ("openai_compatible", "groq"):  # warm the client libraries up once; forked children inherit that
         build_client(ProviderConfig(kind=kind, model="warm-up", base_url=limited.base_url), "unused")
-    ctx = _mp()
+    ctx = mp_context()
     procs = [
         ctx.Process(  # type: ignore[attr-defined]
             target=fire_six_calls,

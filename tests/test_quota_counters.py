@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,8 @@ from free_llm_agent.providers.usage import UsageEvent, UsageTracker
 from free_llm_agent.storage.database import StateDatabase
 from free_llm_agent.storage.registry import open_state, resolve_database_url
 from free_llm_agent.storage.sqlite.db import MIGRATIONS, Database
-from tests.conftest import ConfigFactory, FakeFactory
-from tests.test_quota import T0, _mp, store_with, take
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.quota import T0, mp_context, store_with, take, wait_for
 
 pytestmark = pytest.mark.both_backends
 SQLITE_ITSELF = "tests SQLite itself"
@@ -49,21 +49,13 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     yield Database(tmp_path / "agent.db")
 
 
-def _wait_for(check: Any, what: str, procs: Sequence[Any] = ()) -> None:
-    deadline = time.time() + 60
-    while not check():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        assert all(p.exitcode in (None, 0) for p in procs), [p.exitcode for p in procs]
-        time.sleep(0.005)
-
-
 # --------------------------------------------------------------------------- exact across processes
 
 
 def reserve_many(home: str, ready: str, go: str, out: str, tries: int, url: str | None) -> None:
     store = QuotaStore(open_state(url, Path(home)), lambda _: RateLimit(requests_per_day=25))
     Path(ready).touch()
-    _wait_for(Path(go).exists, "go")
+    wait_for(Path(go).exists, "go")
     got = [store.reserve(["p"], lambda _: 1, T0 + i * 0.01, 0) for i in range(tries)]
     Path(out).write_text(json.dumps([g.id for g in got if isinstance(g, Slot)]))
 
@@ -73,13 +65,13 @@ def test_daily_limit_is_exact_across_four_processes_with_counters(tmp_path: Path
     home, url = tmp_path / "home", resolve_database_url()
     home.mkdir()
     open_state(url, home).close()
-    ctx = _mp()
+    ctx = mp_context()
     procs = [ctx.Process(target=reserve_many, args=(str(home if url is None else tmp_path / f"machine{i}"),  # type: ignore[attr-defined]
                                                     str(tmp_path / f"ready{i}"), str(tmp_path / "go"),
                                                     str(tmp_path / f"out{i}.json"), 20, url)) for i in range(4)]
     for p in procs:
         p.start()
-    _wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(4)), "children", procs)
+    wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(4)), "children", procs)
     (tmp_path / "go").touch()
     for p in procs:
         p.join(timeout=60)
@@ -264,7 +256,7 @@ def test_migration_keeps_the_current_minute(tmp_path: Path) -> None:
 def reserve_on_go(home: str, ready: str, go: str, out: str) -> None:
     store = QuotaStore(Database(Path(home) / "agent.db"), lambda _: RateLimit())
     Path(ready).touch()
-    _wait_for(Path(go).exists, "go")
+    wait_for(Path(go).exists, "go")
     got = store.reserve(["p"], lambda _: 1, T0, 0)
     assert isinstance(got, Slot)
     Path(out).write_text(str(got.id))
@@ -278,18 +270,18 @@ def held_db(tmp_path: Path) -> Iterator[Database]:
 @pytest.mark.sqlite_only(SQLITE_ITSELF + ": the agent.db.lock queue (PostgreSQL: tests/test_postgres_fifo.py)")
 def test_waiters_are_served_in_the_order_they_asked(tmp_path: Path, held_db: Database) -> None:
     home, n = tmp_path / "home", 5
-    ctx = _mp()
+    ctx = mp_context()
     files = [(str(tmp_path / f"ready{i}"), str(tmp_path / f"go{i}"), str(tmp_path / f"out{i}")) for i in range(n)]
     procs = [ctx.Process(target=reserve_on_go, args=(str(home), *f)) for f in files]  # type: ignore[attr-defined]
     for p in procs:
         p.start()
-    _wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(n)), "children", procs)
+    wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(n)), "children", procs)
     order = [3, 0, 4, 1, 2]  # not the order they were started in
     with held_db.lock.held():  # the lock is busy: every child queues
         base = held_db.lock.tickets_taken()
         for k, i in enumerate(order):
             (tmp_path / f"go{i}").touch()
-            _wait_for(lambda k=k: held_db.lock.tickets_taken() == base + k + 1, f"child {i} to queue", procs)
+            wait_for(lambda k=k: held_db.lock.tickets_taken() == base + k + 1, f"child {i} to queue", procs)
     for p in procs:
         p.join(timeout=60)
     assert [p.exitcode for p in procs] == [0] * n

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import key_env_for
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
-from tests.readme import snippet
+from tests.support.config import key_env_for
+from tests.support.paths import ROOT
+from tests.support.readme import snippet
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(300)
 

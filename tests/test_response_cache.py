@@ -19,8 +19,8 @@ from free_llm_agent.providers import AllProvidersExhausted, QuotaAwareChatModel,
 from free_llm_agent.providers.cache import ResponseCache, cache_key
 from free_llm_agent.providers.registry import build_client
 from free_llm_agent.storage.registry import open_state, resolve_database_url
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import FakeProvider, Reply
+from tests.support.config import ConfigFactory, FakeFactory
 
 T0 = 1_800_000_000.0
 pytestmark = pytest.mark.both_backends

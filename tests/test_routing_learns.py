@@ -1,5 +1,5 @@
 """Routing that learns: answers graded per provider × purpose, the order they give, ``usage --json``'s rates,
-and the experiment (tests/routing_experiment.py) with ``routing.learn`` on and off."""
+and the experiment (tests/support/routing_experiment.py) with ``routing.learn`` on and off."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from free_llm_agent.nodes.schemas import Plan
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.providers.answers import WINDOW, Grades, learned_order
 from free_llm_agent.providers.router import Router
-from tests.conftest import ConfigFactory, FakeFactory
 from tests.fakes.provider_server import Reply
-from tests.routing_experiment import run_experiment
-from tests.test_cli_commands import cli
+from tests.support.cli import cli
+from tests.support.config import ConfigFactory, FakeFactory
+from tests.support.routing_experiment import run_experiment
 
 pytestmark = pytest.mark.timeout(120)
 THREE = {"a": {"kind": "openai_compatible"}, "b": {"kind": "openai_compatible"}, "c": {"kind": "openai_compatible"}}

@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 
 from tests.fakes.provider_server import FakeProvider
-from tests.test_cli_sandbox import CLI, SANDBOX, Plan, _gone, _with_cmdline, as_json, cli
+from tests.support.cli import as_json, cli
+from tests.support.paths import CLI
+from tests.support.sandbox import SANDBOX, Plan, gone, with_cmdline
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not SANDBOX, reason="no bubblewrap sandbox here (see tests/test_cli_sandbox.py)")]
@@ -289,7 +291,7 @@ print('alive:', '{marker}' in ps or 'loop.log' in ps)
     out = _run(agent, plan, project, execution={"task_timeout_seconds": 5})
     assert "timeout" in out["tasks"][0].get("error", "") or out["tasks"][0]["status"] == "failed"
     assert "alive: False" in out["tasks"][1]["output"], out["tasks"][1]["output"]
-    assert not _gone(_with_cmdline(marker))
+    assert not gone(with_cmdline(marker))
 
 
 # ------------------------------------------------------------------------------------ 6. seccomp, user namespaces

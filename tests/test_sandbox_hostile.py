@@ -46,7 +46,7 @@ import pytest
 from free_llm_agent.tools.isolated_executor import ROOT
 from free_llm_agent.tools.local_executor import ExecutionResult
 from free_llm_agent.tools.sandbox import Sandbox, probe, resolve
-from tests.hostile_snippets import BLOCKED, ENV_KEY, EXPECTED_OFF, GOT_THROUGH, HARMLESS, SNIPPETS, Snippet
+from tests.support.hostile_snippets import BLOCKED, ENV_KEY, EXPECTED_OFF, GOT_THROUGH, HARMLESS, SNIPPETS, Snippet
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,9 +21,10 @@ from langgraph_sdk import get_sync_client
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
-from tests.readme import snippet
+from tests.support.cli import cli
+from tests.support.paths import ROOT
+from tests.support.readme import snippet
 
-ROOT = Path(__file__).resolve().parent.parent
 PLAN = (
     ("write hello.txt", "open('hello.txt','w').write('hello')\nprint('wrote hello.txt')"),
     ("read hello.txt back", "print(open('hello.txt').read())"),
@@ -170,10 +170,10 @@ def test_a_server_and_the_cli_share_one_quota_through_the_database_url(
     assert not (home / "agent.db").exists()  # the server's quota is not in its home
 
     laptop = tmp_path / "laptop"
-    usage = cli(["usage", "--json"], cfg, laptop, postgres_url)
+    usage = cli(["usage", "--json"], laptop, cfg, database_url=postgres_url)
     assert usage.returncode == 0, usage.stderr
     assert json.loads(usage.stdout)["providers"]["groq_llama"]["requests_day"] == 3
-    check = cli(["check", "--json"], cfg, laptop, postgres_url)
+    check = cli(["check", "--json"], laptop, cfg, database_url=postgres_url)
     (row,) = json.loads(check.stdout)["providers"]
     assert check.returncode == 1 and not row["ok"], row
     assert "3 requests/day used" in row["reason"]
@@ -182,12 +182,6 @@ def test_a_server_and_the_cli_share_one_quota_through_the_database_url(
 
 def posts(provider: FakeProvider) -> int:
     return sum(1 for r in provider.requests if r.method == "POST")
-
-
-def cli(args: list[str], cfg: Path, home: Path, database_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), *args, "--config-dir", str(cfg), "--home",
-                           str(home), "--database-url", database_url], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
 def test_the_graph_schemas_studio_shows_are_complete() -> None:

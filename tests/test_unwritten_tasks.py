@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_helpers import GOAL, Brain, by_id, default_code, harness
+from tests.support.agent import GOAL, Brain, by_id, default_code, harness
 
 pytestmark = pytest.mark.timeout(60)
 

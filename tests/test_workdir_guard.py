@@ -22,11 +22,9 @@ from free_llm_agent.storage.guard import attempt_key
 from free_llm_agent.storage.sqlite.guard import TaskJournal, ThreadLock
 from free_llm_agent.tools.sandbox import Sandbox, hidden_paths, probe, redact, resolve, scrubbed_env
 from free_llm_agent.tools.workspace import WorkdirError, check_thread_id, check_workdir, listing, scratch_dir
-from tests.agent_helpers import CONFIG, GOAL, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
 from tests.fakes.scripted import tool_answer
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from tests.support.agent import CONFIG, GOAL, THREAD, FakeExecutor, apply, make_deps, make_state, rt, scripted
+from tests.support.paths import ROOT
 
 # ----------------------------------------------------------------------------- working directory
 

@@ -12,8 +12,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
-Answer = AIMessage | str | Exception
-Script = Callable[[list[BaseMessage], dict[str, Any]], Answer]
+ScriptedAnswer = AIMessage | str | Exception
+Script = Callable[[list[BaseMessage], dict[str, Any]], ScriptedAnswer]
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -25,7 +25,7 @@ class ScriptedChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    answers: list[Any] = Field(default_factory=list)  # Answer items; Any keeps pydantic from coercing
+    answers: list[Any] = Field(default_factory=list)  # ScriptedAnswer items; Any keeps pydantic from coercing
     script: Script | None = None
     provider: str = "scripted"
     calls: list[dict[str, Any]] = Field(default_factory=list)

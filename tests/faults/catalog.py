@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.fakes.provider_server import FakeProvider, Reply
-from tests.provider_client_helpers import KINDS, fake_kind, gemini_429_body
+from tests.support.provider_clients import KINDS, fake_kind, gemini_429_body
 
 __all__ = ["FAULTS", "KINDS", "Fault", "cells", "fake_kind", "post_count", "refused_url"]
 

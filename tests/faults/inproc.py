@@ -1,6 +1,6 @@
 """Run a whole goal through the real graph in this process: the real ``Runner`` (SQLite
 checkpoints in the home) and the real ``QuotaAwareChatModel`` over loopback fakes, with the
-echo ``FakeExecutor`` of ``tests.agent_helpers`` (the executor is not what is under test)."""
+echo ``FakeExecutor`` of ``tests.support.agent`` (the executor is not what is under test)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from free_llm_agent.graph.context import Context
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from free_llm_agent.runtime.runner import Runner, RunResult
-from tests.agent_helpers import FakeExecutor
+from tests.support.agent import FakeExecutor
 
 GOAL = "make numbers and sum them"
 

@@ -34,8 +34,9 @@ import pexpect
 from free_llm_agent.runtime.runner import Runner
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.cli import options
+from tests.support.paths import CLI, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 THREAD = "killed"
 WAIT_S = 90.0  # for any one kill point to be reached (a cold Open Interpreter start included)
 RETRY_DELAY_S = 2.0  # fallback's sleep after a failed request: where the "fallback" kill lands
@@ -150,12 +151,11 @@ class Chain:
         log = self.workspace / "runs.log"
         return log.read_text().splitlines() if log.exists() else []
 
-    def cli(self, *args: str) -> list[str]:
-        """The CLI of the next process: machine A, then B, A, … when there are two."""
+    def argv(self, *args: str) -> list[str]:
+        """The CLI's argv for the next process: machine A, then B, A, … when there are two."""
         home = self.other_home if self.other_home is not None and len(self.steps) % 2 else self.home
         self.machines.append(home.name)
-        return [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(self.config_dir),
-                "--home", str(home), *args]
+        return [*CLI, *options(home, self.config_dir), *args]
 
     def snapshot(self) -> tuple[tuple[str, ...], str]:
         runner = Runner(self.home, database_url=self.database_url)
@@ -181,7 +181,7 @@ class Chain:
 def start(chain: Chain, args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            chain.cli(*args), cwd=ROOT, env=chain.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            chain.argv(*args), cwd=ROOT, env=chain.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             start_new_session=True,  # its own process group: kill -9 reaches the CLI and what it started
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits SIG_IGN
         )
@@ -223,7 +223,7 @@ def kill_at(chain: Chain, node: str, args: list[str], reach: Callable[[], bool],
 def kill_at_prompt(chain: Chain, log: Path) -> Step:
     """``resume`` without --yes in a terminal: kill -9 while the approval prompt waits for the user."""
     step, started = Step("approve"), time.monotonic()
-    child = pexpect.spawn(sys.executable, chain.cli("resume", THREAD)[1:], cwd=str(ROOT), env=chain.env,
+    child = pexpect.spawn(sys.executable, chain.argv("resume", THREAD)[1:], cwd=str(ROOT), env=chain.env,
                           encoding="utf-8", timeout=WAIT_S, dimensions=(50, 140))
     try:
         child.expect(APPROVAL_PROMPT)
@@ -269,7 +269,7 @@ def run_chain(chain: Chain, logs: Path) -> None:
         if not step.reached:
             return
     started = time.monotonic()
-    done = subprocess.run(chain.cli(*yes), cwd=ROOT, env=chain.env, capture_output=True, text=True,
+    done = subprocess.run(chain.argv(*yes), cwd=ROOT, env=chain.env, capture_output=True, text=True,
                           timeout=180, stdin=subprocess.DEVNULL)
     chain.final_seconds = time.monotonic() - started
     chain.final = json.loads(done.stdout) if done.stdout.strip() else {"error": done.stderr[-2000:]}

@@ -3,7 +3,7 @@
 Real homes with real threads (the runner with a scripted model and a fake executor), damaged the
 way disks and copies damage them: a truncated or overwritten file, garbage in one thread's rows, a
 page of noise, an unwritable home, a lock left by a dead process. Commands run in process
-(``run_graph.main``), so a traceback would fail the test rather than print.
+(``tests.support.cli.cli_in_process``), so a traceback would fail the test rather than print.
 
 Unwritable home: the tests run as root, and root ignores permission bits. So an unwritable home is
 ``chmod 0o500`` for other users, and for root ``/sys`` (sysfs: no file can be created there, even by
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from free_llm_agent.cli import main as run_graph
 from free_llm_agent.graph.context import Context
 from free_llm_agent.runtime.runner import Runner
 from free_llm_agent.storage.sqlite.db import Database
 from free_llm_agent.storage.sqlite.guard import ThreadLock
-from tests.agent_helpers import Brain, FakeExecutor
+from tests.support.agent import Brain, FakeExecutor
+from tests.support.cli import cli_in_process
 
 THREADS = ("t-one", "t-two", "t-three")
 Cli = Callable[..., tuple[int, str, str]]
@@ -72,16 +72,13 @@ def keep_sigint() -> Iterator[None]:
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], make_config: Callable[..., Path]) -> Cli:
-    """``cli(home, *args) -> (exit code, stdout, stderr)`` through ``run_graph.main``."""
+    """``cli(home, *args) -> (exit code, stdout, stderr)``: :func:`cli_in_process` with this file's one config
+    bound (a thin adapter: every test here runs commands on a home and nothing else changes)."""
     config = make_config({"loc": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "local": True,
                                   "api_key_env": None}})
 
     def call(home: Path, *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = run_graph.main(["--config-dir", str(config), "--home", str(home), *args])
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err
-        return code, captured.out, captured.err
+        return cli_in_process(args, capsys, home, config)
 
     return call
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +20,9 @@ import pytest
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
-from tests.pg import Cluster, PostgresUnavailable, start_cluster
+from tests.support.paths import CLI, ROOT
+from tests.support.pg import Cluster, PostgresUnavailable, start_cluster
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
 PLAN = (("one", "print('one')"), ("two", "print('two')"), ("three", "print('three')"))
 
@@ -66,7 +65,7 @@ def test_a_database_lost_mid_run_is_exit_2_and_resume_completes_when_it_is_back(
                          optimization={"max_batch_size": 3})
     url = cluster.create_database("down")
     env = {**os.environ, "FREE_AGENT_DATABASE_URL": url}
-    cli = [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(config), "--home", str(tmp_path / "h")]
+    cli = [*CLI, "--config-dir", str(config), "--home", str(tmp_path / "h")]
     proc = subprocess.Popen([*cli, "run", "three steps", "--scratch", "--thread-id", "t", "--yes"], cwd=ROOT,
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

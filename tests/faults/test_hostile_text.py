@@ -10,13 +10,10 @@ import itertools
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pyte
 import pytest
@@ -24,14 +21,13 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 import free_llm_agent.cli.progress as progress_module
-from free_llm_agent.cli import main as run_graph
 from free_llm_agent.cli.progress import Progress
 from free_llm_agent.config import ConfigError, load_env_file
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
 from tests.fakes.wire import Request
+from tests.support.cli import cli, cli_in_process
 
-ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "use [/x] then [bold red]this[/] and [link=file:///etc]that"
 PLAN = ((HOSTILE, "print('[/x] one')"), ("second [/] task", "print(2)"), ("third [red]task", "print(3)"))
 pytestmark = pytest.mark.timeout(180)
@@ -134,13 +130,6 @@ def test_a_malformed_env_line_is_named_with_its_file_and_line_never_its_text(
     assert all("NAME=value" in w and "ignored" in w and "sk" not in w.split(":", 1)[1] for w in warnings)
 
 
-def cli_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = run_graph.main(args)
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
-
-
 def test_an_env_file_in_another_encoding_is_exit_2_naming_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], home: Path) -> None:
     repo = tmp_path / "repo"
@@ -149,7 +138,7 @@ def test_an_env_file_in_another_encoding_is_exit_2_naming_it(
     monkeypatch.setattr("free_llm_agent.config.env_file.REPO_DIR", repo)
     with pytest.raises(ConfigError, match="save it as UTF-8"):
         load_env_file(repo / ".env")
-    code, out, err = cli_main(["--home", str(home), "threads"], capsys)
+    code, out, err = cli_in_process(["threads"], capsys, home)
     assert code == 2 and str(repo / ".env") in err and "UTF-8" in err and out == ""
 
 
@@ -159,7 +148,7 @@ def test_env_warnings_reach_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     repo.mkdir()
     (repo / ".env").write_text("just words\n")
     monkeypatch.setattr("free_llm_agent.config.env_file.REPO_DIR", repo)
-    code, _, err = cli_main(["--home", str(home), "threads"], capsys)
+    code, _, err = cli_in_process(["threads"], capsys, home)
     assert code == 0 and f"warning: {repo / '.env'} line 1" in err
 
 
@@ -173,11 +162,10 @@ def test_output_files_in_a_missing_folder_are_exit_2_before_any_work(
     missing = tmp_path / "missing_dir"
     for args, flag in ((["usage", "--plot", str(missing / "u.png")], "--plot"),
                        (["graph", "--format", "png", "-o", str(missing / "g.png")], "-o")):
-        code, _, err = cli_main(["--config-dir", str(cfg), "--home", str(home), *args], capsys)
+        code, _, err = cli_in_process(args, capsys, home, cfg)
         assert code == 2, err
         assert f"{flag} {missing}" in err and "does not exist" in err and "mkdir -p" in err
-    code, _, err = cli_main(["--config-dir", str(cfg), "--home", str(home), "usage", "--plot", str(tmp_path)],
-                            capsys)
+    code, _, err = cli_in_process(["usage", "--plot", str(tmp_path)], capsys, home, cfg)
     assert code == 2 and "that is a folder" in err
     assert not missing.exists()
 
@@ -190,14 +178,13 @@ def test_hostile_task_text_never_breaks_run_resume_threads_or_show(
         make_config: Callable[..., Path], tmp_path: Path) -> None:
     server = fake_server("openai", responder=make_responder(PLAN))
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}})
-    base = ["--config-dir", str(cfg), "--home", str(home)]
-    code, out, err = cli_main([*base, "run", "[/x] goal [bold]", "--scratch", "--thread-id", "hx"], capsys)
+    code, out, err = cli_in_process(["run", "[/x] goal [bold]", "--scratch", "--thread-id", "hx"], capsys, home, cfg)
     assert code == 0 and HOSTILE in err  # paused for approval (no terminal), plan printed as written
-    code, out, err = cli_main([*base, "resume", "hx"], capsys)
+    code, out, err = cli_in_process(["resume", "hx"], capsys, home, cfg)
     assert code == 0 and "Waiting for approval" in err
-    code, out, _ = cli_main([*base, "threads"], capsys)
+    code, out, _ = cli_in_process(["threads"], capsys, home, cfg)
     assert code == 0 and "[/x] goal [bold]" in out
-    code, out, _ = cli_main([*base, "show", "hx"], capsys)
+    code, out, _ = cli_in_process(["show", "hx"], capsys, home, cfg)
     assert code == 0 and "[/x] goal [bold]" in out and HOSTILE in out
 
 
@@ -213,10 +200,7 @@ def test_json_prints_only_the_json_object_even_when_gemini_answers_empty(
     cfg = make_config({"google_gemini": {"kind": "gemini", "base_url": gemini.base_url},
                        "groq_llama": {"kind": "groq", "base_url": groq.base_url}},
                       routing={"priority": ["google_gemini", "groq_llama"]})
-    env: dict[str, Any] = {**os.environ}
-    proc = subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home",
-                           str(home), "run", "a goal", "--scratch", "--json"], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL, env=env)
+    proc = cli(["run", "a goal", "--scratch", "--json"], home, cfg)
     assert proc.returncode == 0, proc.stderr
     assert gemini.requests, "the empty provider was tried"
     result = json.loads(proc.stdout)  # one JSON object and nothing else

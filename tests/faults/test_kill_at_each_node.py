@@ -14,9 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import _CLIENT_ENV_VARS, REAL_KEY_VARS, write_config
 from tests.fakes.provider_server import FakeProvider
-from tests.faults.conftest import FaultReport, Row
 from tests.faults.kill_chain import (
     BATCH,
     FINISHED_LINES,
@@ -27,6 +25,8 @@ from tests.faults.kill_chain import (
     Step,
     run_chain,
 )
+from tests.faults.report import FaultReport, Row
+from tests.support.config import CLIENT_ENV_VARS, REAL_KEY_VARS, write_config
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -61,7 +61,7 @@ def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             optimization={"enable_caching": True, "max_batch_size": BATCH},
             fallback={"retry_delay_seconds": RETRY_DELAY_S},
         )
-        env = {k: v for k, v in os.environ.items() if k not in (*REAL_KEY_VARS, *_CLIENT_ENV_VARS)}
+        env = {k: v for k, v in os.environ.items() if k not in (*REAL_KEY_VARS, *CLIENT_ENV_VARS)}
         env.update(keys, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
         if url:
             env["FREE_AGENT_DATABASE_URL"] = url

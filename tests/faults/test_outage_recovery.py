@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_helpers import FakeExecutor
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
-from tests.faults.conftest import FaultReport, Row
 from tests.faults.inproc import attempts, resume, run_goal
+from tests.faults.report import FaultReport, Row
+from tests.support.agent import FakeExecutor
 
 pytestmark = pytest.mark.timeout(60)
 

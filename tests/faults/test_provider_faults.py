@@ -18,13 +18,13 @@ import pytest
 from free_llm_agent.config import Fallback
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.providers.router import DEFAULT_429_COOLDOWN_S
-from tests.agent_helpers import FakeExecutor, FakeResult
 from tests.fakes.agent_responder import DEFAULT_PLAN, make_responder
 from tests.fakes.provider_server import FakeProvider
 from tests.faults.catalog import RETRY_AFTER_S, Fault, cells, fake_kind, post_count, refused_url
-from tests.faults.conftest import FaultReport, Row
 from tests.faults.inproc import attempts as attempts_on
 from tests.faults.inproc import run_goal
+from tests.faults.report import FaultReport, Row
+from tests.support.agent import FakeExecutor, FakeResult
 
 pytestmark = pytest.mark.timeout(60)
 

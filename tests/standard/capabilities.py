@@ -5,17 +5,39 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
 
-from tests.standard.conftest import Harness
+from free_llm_agent.providers.router import Router
+from tests.fakes.provider_server import FakeProvider
+
+
+@dataclass
+class ModelHarness:
+    """What a standard-suite class builds its model from: the wrapper's router over a fake, or a bare
+    client on the same fake, built the way ``providers/registry.py`` builds that kind."""
+
+    fake: FakeProvider
+    router: Router
+    kind: str
+    env: dict[str, str]  # what QuotaAwareChatModel() needs to build the same router from the environment
+
+    def wrapper_params(self) -> dict[str, Any]:
+        return {"router": self.router}
+
+    def bare_params(self) -> dict[str, Any]:
+        common = {"model": "fake-model", "base_url": self.fake.base_url, "max_retries": 0, "timeout": 10}
+        if self.kind == "gemini":
+            return {**common, "google_api_key": "test-key"}
+        return {**common, "api_key": "test-key", "stream_usage": True, "include_response_headers": True}
 
 
 class OverTheFake:
     """Capabilities of ChatOpenAI on the fake. ``harness_fixture`` names the fixture giving the
-    ``Harness``; ``bare`` picks the bare client instead of the wrapper. The suites' image, PDF and
+    ``ModelHarness``; ``bare`` picks the bare client instead of the wrapper. The suites' image, PDF and
     audio samples come from ``local_media`` (small local files; the fake answers with text, as a model
     would), and a test that used one must have sent it to the fake: the media went through the model."""
 
@@ -24,7 +46,7 @@ class OverTheFake:
 
     @pytest.fixture(autouse=True)
     def _over_the_fake(self, local_media: list[bytes], request: pytest.FixtureRequest) -> Iterator[None]:
-        harness: Harness = request.getfixturevalue(self.harness_fixture)
+        harness: ModelHarness = request.getfixturevalue(self.harness_fixture)
         self._params = harness.bare_params() if self.bare else harness.wrapper_params()
         before = len(harness.fake.requests)
         yield

@@ -2,7 +2,7 @@
 
 One fake OpenAI-compatible server per session answers the suites' questions
 (``tests.fakes.standard_responder``); each test module gets its own wrapper router (own
-config dir and home) over it. The suites' test classes read them through ``Harness``.
+config dir and home) over it. The suites' test classes read them through ``ModelHarness``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import struct
 import wave
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -22,30 +21,10 @@ import httpx
 import pytest
 
 from free_llm_agent.providers import build_chat_model
-from free_llm_agent.providers.router import Router
-from tests.conftest import write_config
 from tests.fakes.provider_server import FakeProvider
 from tests.fakes.standard_responder import respond
-
-
-@dataclass
-class Harness:
-    """What a standard-suite class builds its model from: the wrapper's router over a fake, or a bare
-    client on the same fake, built the way ``providers/registry.py`` builds that kind."""
-
-    fake: FakeProvider
-    router: Router
-    kind: str
-    env: dict[str, str]  # what QuotaAwareChatModel() needs to build the same router from the environment
-
-    def wrapper_params(self) -> dict[str, Any]:
-        return {"router": self.router}
-
-    def bare_params(self) -> dict[str, Any]:
-        common = {"model": "fake-model", "base_url": self.fake.base_url, "max_retries": 0, "timeout": 10}
-        if self.kind == "gemini":
-            return {**common, "google_api_key": "test-key"}
-        return {**common, "api_key": "test-key", "stream_usage": True, "include_response_headers": True}
+from tests.standard.capabilities import ModelHarness
+from tests.support.config import write_config
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +33,7 @@ def standard_fake() -> Iterator[FakeProvider]:
         yield fp
 
 
-def _harness(fake: FakeProvider, root: Path, *, caching: bool, kind: str = "openai_compatible") -> Harness:
+def _harness(fake: FakeProvider, root: Path, *, caching: bool, kind: str = "openai_compatible") -> ModelHarness:
     config_dir, env = write_config(
         root / "config",
         {"fake": {"kind": kind, "base_url": fake.base_url, "timeout_s": 10, "model": "fake-model"}},
@@ -65,24 +44,24 @@ def _harness(fake: FakeProvider, root: Path, *, caching: bool, kind: str = "open
     with mock.patch.dict(os.environ, env):  # keys are read when the router is built
         llm = build_chat_model(config_dir, root / "home")
     env |= {"FREE_AGENT_CONFIG_DIR": str(config_dir), "FREE_AGENT_HOME": str(root / "home")}
-    return Harness(fake, llm.router, kind, env)
+    return ModelHarness(fake, llm.router, kind, env)
 
 
 @pytest.fixture(scope="module")
-def harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Harness:
+def harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> ModelHarness:
     """A wrapper over the fake: one ``openai_compatible`` provider, no limits, caching off (every
     request reaches the fake)."""
     return _harness(standard_fake, tmp_path_factory.mktemp("standard"), caching=False)
 
 
 @pytest.fixture(scope="module")
-def cached_harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Harness:
+def cached_harness(standard_fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> ModelHarness:
     """The same with the response cache on, as shipped: repeated questions are served from it."""
     return _harness(standard_fake, tmp_path_factory.mktemp("standard-cached"), caching=True)
 
 
 @pytest.fixture(scope="module")
-def gemini_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+def gemini_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelHarness]:
     """A wrapper over a Gemini fake (``gemini`` kind: ChatGoogleGenerativeAI)."""
     with FakeProvider("gemini", responder=respond) as fp:
         yield _harness(fp, tmp_path_factory.mktemp("standard-gemini"), caching=False, kind="gemini")

@@ -12,12 +12,12 @@ from langchain_core.load import dumpd, load
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from free_llm_agent.providers import QuotaAwareChatModel
-from tests.standard.conftest import Harness
+from tests.standard.capabilities import ModelHarness
 
 
 class TestQuotaAwareUnit(ChatModelUnitTests):
     @pytest.fixture(autouse=True)
-    def _harness(self, harness: Harness) -> None:
+    def _harness(self, harness: ModelHarness) -> None:
         self._params = harness.wrapper_params()
         self._env = harness.env
 

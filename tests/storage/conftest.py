@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from free_llm_agent.storage.registry import resolve_database_url
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 # A process that takes a thread's run lock, says so, and holds it until a line arrives on stdin.
 HOLDER = """

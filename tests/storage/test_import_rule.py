@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 PACKAGE = ROOT / "free_llm_agent"
 STORAGE = "free_llm_agent.storage"
 IMPLEMENTATIONS = (f"{STORAGE}.sqlite", f"{STORAGE}.postgres")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 URL = "postgresql://agent:s3cret@db.invalid:5432/agent"
 BLOCK = "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
 

@@ -1,6 +1,6 @@
 """A corpus of answers in the shapes the shipped free models really give when they ignore the
 structured-output tool (issue 8, item 5): plan answers here, code answers in
-``tests.corpus_answers_code``, verdicts in ``tests.corpus_answers_review``.
+``tests.support.corpus_answers_code``, verdicts in ``tests.support.corpus_answers_review``.
 
 Each :class:`Answer` names the model family it imitates (Llama 3.x on Groq, Gemini Flash,
 Qwen / DeepSeek thinking models on OpenRouter, small local models through Ollama) and a shape

@@ -14,9 +14,7 @@ from pydantic import BaseModel
 
 from free_llm_agent.providers import QuotaAwareChatModel, build_chat_model
 from tests.fakes.provider_server import FakeProvider, Reply
-
-ConfigFactory = Callable[..., Path]  # tests.conftest's make_config
-FakeFactory = Callable[..., FakeProvider]  # tests.conftest's fake_server
+from tests.support.config import ConfigFactory, FakeFactory
 
 KINDS = ("gemini", "groq", "together", "openai_compatible")
 
@@ -31,7 +29,7 @@ def completions(fp: FakeProvider) -> int:
 
 
 @dataclass
-class Setup:
+class FailoverSetup:
     llm: QuotaAwareChatModel
     primary: FakeProvider
     backup: FakeProvider
@@ -41,7 +39,7 @@ class Setup:
         return self.llm.router.quota.cooldown_until(name)
 
 
-SetupFactory = Callable[..., Setup]
+SetupFactory = Callable[..., FailoverSetup]
 
 
 def setup_factory(fake_server: FakeFactory, make_config: ConfigFactory, home: Path) -> SetupFactory:
@@ -54,7 +52,7 @@ def setup_factory(fake_server: FakeFactory, make_config: ConfigFactory, home: Pa
         backup: Mapping[str, Any] | None = None,
         fallback: Mapping[str, Any] | None = None,
         optimization: Mapping[str, Any] | None = None,
-    ) -> Setup:
+    ) -> FailoverSetup:
         p = fake_server(fake_kind(kind))
         b = fake_server("openai")
         cfg = make_config(
@@ -68,7 +66,7 @@ def setup_factory(fake_server: FakeFactory, make_config: ConfigFactory, home: Pa
         llm = build_chat_model(cfg, home)
         for name in ("primary", "backup"):
             llm.router.client(name)  # build the clients now, so timing-sensitive tests time only the calls
-        return Setup(llm, p, b, cfg)
+        return FailoverSetup(llm, p, b, cfg)
 
     return make
 
@@ -104,6 +102,6 @@ def rate_limited(kind: str, seconds: float) -> Reply:
     return Reply.rate_limit(retry_after=seconds)
 
 
-class Answer(BaseModel):
+class City(BaseModel):
     city: str
     population: int

@@ -26,7 +26,7 @@ from free_llm_agent.graph.state import State, Task, add_counts, merge_tasks
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers.errors import AllProvidersExhausted
 from free_llm_agent.runtime.deps import Deps
-from tests.fakes.scripted import Answer, ScriptedChatModel, tool_answer
+from tests.fakes.scripted import ScriptedAnswer, ScriptedChatModel, tool_answer
 
 GOAL = "count the words in a sample text"
 THREAD = "unit-thread"
@@ -83,7 +83,7 @@ class FakeExecutor:
         return self
 
 
-def scripted(*answers: Answer) -> ScriptedChatModel:
+def scripted(*answers: ScriptedAnswer) -> ScriptedChatModel:
     """A ScriptedChatModel replying ``answers`` in order.
 
     Served through ``script``: the model's ``answers`` field fails validation for str and
@@ -91,7 +91,7 @@ def scripted(*answers: Answer) -> ScriptedChatModel:
     """
     queue = list(answers)
 
-    def script(messages: list[BaseMessage], kwargs: dict[str, Any]) -> Answer:
+    def script(messages: list[BaseMessage], kwargs: dict[str, Any]) -> ScriptedAnswer:
         if not queue:
             raise AssertionError("the scripted model ran out of answers")
         return queue.pop(0)
@@ -143,7 +143,7 @@ class Brain:
     def model(self) -> ScriptedChatModel:
         return ScriptedChatModel(script=self)
 
-    def __call__(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Answer:
+    def __call__(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ScriptedAnswer:
         task_type = str(kwargs.get("task_type"))
         self.counts[task_type] += 1
         text = str(messages[-1].content)
@@ -228,7 +228,7 @@ def answered_by(provider: str, content: str | AIMessage, *, cached: bool = False
 
 
 @dataclass
-class Harness:
+class GraphHarness:
     graph: Any
     brain: Brain
     llm: ScriptedChatModel
@@ -249,12 +249,12 @@ class Harness:
         return tuple(self.graph.get_state(self.config).next)
 
 
-def harness(tmp_path: Path, brain: Brain, executor: FakeExecutor | None = None, thread: str = "t1") -> Harness:
+def harness(tmp_path: Path, brain: Brain, executor: FakeExecutor | None = None, thread: str = "t1") -> GraphHarness:
     ex = executor or FakeExecutor()
     llm = brain.model()
     deps = Deps(llm=llm, executor_factory=ex.factory, home=tmp_path)
     graph = build_graph(checkpointer=InMemorySaver(), deps=deps)
-    return Harness(graph, brain, llm, ex, {"configurable": {"thread_id": thread}, "recursion_limit": 100}, deps)
+    return GraphHarness(graph, brain, llm, ex, {"configurable": {"thread_id": thread}, "recursion_limit": 100}, deps)
 
 
 def ran(tid: int, status: str = "done", attempts: int = 1, **extra: Any) -> Task:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from tests.corpus_answers import DEEPSEEK, GEMINI, LLAMA, OLLAMA, PLAN, QWEN
 from tests.fakes.provider_server import Reply
+from tests.support.corpus_answers import DEEPSEEK, GEMINI, LLAMA, OLLAMA, PLAN, QWEN
 
 Kind = Literal["plan", "code", "review"]
 VLLM = "hermes@vllm"  # an OpenAI-compatible local server (vLLM with the hermes tool parser)

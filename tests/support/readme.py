@@ -4,9 +4,10 @@ tests that run them as written."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from tests.support.paths import ROOT
+
+README = ROOT / "README.md"
 
 
 def snippet(name: str) -> str:

@@ -5,7 +5,7 @@ review request is prose that no parser reads (its answers to repair prompts are 
 always answers well. Each goal has ``tasks`` tasks, so its floor is ``1 + 2·ceil(tasks/3)``
 requests (one plan, one code and one review request per batch of three). Reproduce with::
 
-    uv run python -m tests.routing_experiment
+    uv run python -m tests.support.routing_experiment
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.workflow import build_graph
 from free_llm_agent.providers import build_chat_model
 from free_llm_agent.runtime.deps import Deps
-from tests.agent_helpers import FakeExecutor
-from tests.conftest import write_config
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply, Request
+from tests.support.agent import FakeExecutor
+from tests.support.config import write_config
 
 PLAN = (("write a.txt", "open('a.txt','w').write('a')"), ("read a.txt", "print(open('a.txt').read())"),
         ("list the files", "import os\nprint(sorted(os.listdir('.')))"))

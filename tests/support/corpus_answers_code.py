@@ -1,10 +1,10 @@
-"""Code answers of the corpus (see ``tests.corpus_answers``): templates filled with the batch's
+"""Code answers of the corpus (see ``tests.support.corpus_answers``): templates filled with the batch's
 task ids (``{id1}``..) and descriptions (``{d1}``..) by position. The code of position N always
 prints ``{dN}``, so the test can tell which task each block landed on. Not collected as tests."""
 
 from __future__ import annotations
 
-from tests.corpus_answers import DEEPSEEK, GEMINI, LLAMA, OLLAMA, QWEN, Answer
+from tests.support.corpus_answers import DEEPSEEK, GEMINI, LLAMA, OLLAMA, QWEN, Answer
 
 
 def _code(

@@ -1,10 +1,10 @@
-"""Verdict (review) answers of the corpus (see ``tests.corpus_answers``): templates filled with the
+"""Verdict (review) answers of the corpus (see ``tests.support.corpus_answers``): templates filled with the
 batch's task ids (``{id1}``..) and descriptions (``{d1}``..) by position. Every task they judge
 exited 0 and every verdict says it is done. Not collected as tests."""
 
 from __future__ import annotations
 
-from tests.corpus_answers import DEEPSEEK, GEMINI, LLAMA, OLLAMA, QWEN, Answer
+from tests.support.corpus_answers import DEEPSEEK, GEMINI, LLAMA, OLLAMA, QWEN, Answer
 
 
 def _review(
