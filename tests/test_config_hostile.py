@@ -4,15 +4,13 @@ the message, no traceback (the bomb used to spin for over a minute and end in a 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from free_llm_agent.config import ConfigError, load_config
+from tests.support.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = """\
 providers:
   p: {kind: groq, model: llama-fake, api_key_env: TEST_P_KEY}
@@ -49,8 +47,7 @@ def _config(tmp_path: Path, limits: str) -> Path:
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hostile_or_misleading_config_is_exit_2_naming_the_field(case: str, tmp_path: Path) -> None:
     limits, expected = CASES[case]
-    proc = subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(_config(tmp_path, limits)),
-                           "--home", str(tmp_path / "home"), "usage"], capture_output=True, text=True, timeout=60)
+    proc = cli(["usage"], tmp_path / "home", _config(tmp_path, limits), timeout=60)
     assert proc.returncode == 2, proc.stderr[-2000:]
     message = " ".join(proc.stderr.split())
     assert all(part in message for part in expected), message

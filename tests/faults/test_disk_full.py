@@ -17,8 +17,8 @@ import pytest
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                  reason="needs root and unshare to mount a full tmpfs in a mount namespace")]

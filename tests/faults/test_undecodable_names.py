@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import pytest
 
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.cli import options
+from tests.support.paths import CLI, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PLAN = (
     ("read the old file", "import os\nprint(open(os.fsdecode(b'caf\\xe9.txt')).read())"),
     ("make a new one", "import os\nopen(os.fsdecode(b'n\\xe9w.txt'), 'w').write('new')"),
@@ -29,8 +29,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def _cli(cfg: Path, home: Path, *args: str | bytes) -> subprocess.CompletedProcess[str]:
-    argv: list[str | bytes] = [sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home",
-                               str(home), *args]
+    argv: list[str | bytes] = [*CLI, *options(home, cfg), *args]  # a goal may be bytes: argv as the OS has it
     return subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=ROOT)
 
 

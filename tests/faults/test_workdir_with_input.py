@@ -6,7 +6,6 @@ never recorded one refuses to resume, naming ``--workdir``."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.runtime.runner import Runner
 from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider
+from tests.support.cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
 PLAN = (("write a.txt", "open('a.txt', 'w').write('made here')"),)
 pytestmark = pytest.mark.timeout(240)
 
@@ -40,8 +39,7 @@ def _stopped_after_input(home: Path, cfg: Path, thread: str, given: dict[str, An
 
 
 def _resume(cfg: Path, home: Path, thread: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "run_graph.py"), "--config-dir", str(cfg), "--home", str(home),
-                           "resume", thread, "--yes"], capture_output=True, text=True, timeout=200)
+    return cli(["resume", thread, "--yes"], home, cfg, timeout=200)
 
 
 def test_a_run_stopped_right_after_its_input_checkpoint_resumes_in_its_own_folder(
