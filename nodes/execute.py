@@ -113,9 +113,9 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
         if entry is not None and entry.get("state") == "started":  # a crash cut this run short
             changes = snaps.after(interrupted=True)  # what the attempt did before it was cut short
             _emit({"event": "task_interrupted", "task_id": tid, "description": task["description"],
-                   "changes": changes or []})
+                   "changes": changes})
             return {**snaps.update(), "tasks": [{
-                "id": tid, "approved": False, "approval": "", "interrupted": True, "changes": changes or [],
+                "id": tid, "approved": False, "approval": "", "interrupted": True, **_listed(changes),
                 "restarts": task.get("restarts", 0) + 1,
                 "error": "interrupted: the agent stopped while this task was running"}]}
         if entry is not None and entry.get("state") == "finished":  # ran; only its checkpoint was lost
@@ -142,7 +142,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
             "status": status,
             "error": result["error"],
             "duration_s": result["duration_s"],
-            "changes": changes or [],
+            "changes": changes,  # None: snapshots are off
         }
     )
     answered = {"allowed_domains": learned} if learned else {}  # answered "for this thread" at the prompt
@@ -158,10 +158,15 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                 "interrupted": False,
                 "output": result["output"],
                 "error": result["error"] or "",
-                "changes": changes or [],
+                **_listed(changes),
             }
         ]
     }
+
+
+def _listed(changes: list[FileChange] | None) -> dict[str, Any]:
+    """The task's ``changes`` (none at all when snapshots are off, so nobody reads "no file changed")."""
+    return {} if changes is None else {"changes": changes}
 
 
 class Snapped:

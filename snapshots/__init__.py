@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from free_llm_agent.snapshots.changes import FileChange, compare, describe, human_size, unified
+from free_llm_agent.snapshots.changes import FileChange, compare, describe, describe_all, human_size, unified
 from free_llm_agent.snapshots.store import Store
 from free_llm_agent.snapshots.tasks import Snapshots
 
-__all__ = ["FileChange", "Snapshots", "Store", "compare", "describe", "human_size", "open_snapshots", "unified"]
+__all__ = ["FileChange", "Snapshots", "Store", "compare", "describe", "describe_all", "human_size", "open_snapshots",
+           "unified"]
 
 
 def open_snapshots(home: Path, *, max_file_mb: float = 50, max_total_mb: float = 2048) -> Snapshots:

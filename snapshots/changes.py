@@ -108,6 +108,14 @@ def describe(change: FileChange) -> str:
     return f"{kind} {path} ({sizes}){note}"
 
 
+def describe_all(changes: list[FileChange] | list[dict[str, Any]], limit: int = 20) -> list[str]:
+    """:func:`describe` of each change, at most ``limit`` lines (then how many more)."""
+    lines = [describe(c) for c in changes[:limit]]  # type: ignore[arg-type]
+    if len(changes) > limit:
+        lines.append(f"… and {len(changes) - limit} more (show THREAD --json lists them all)")
+    return lines
+
+
 def unified(store: Store, before: Manifest, after: Manifest) -> Iterator[str]:
     """A unified diff of the text files; a binary or unstored file as one line with its sizes."""
     for path, a, b in _pairs(before, after):
