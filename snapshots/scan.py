@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import stat
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,9 +192,12 @@ def _commit(walk: _Walk, store: Store, thread: str) -> None:
     for item in walk.staged:
         unique.setdefault(item.sha, item)
     needed = sum(item.size for item in unique.values())
+    # room for the manifest itself, written after the blobs (compressed; its notes may grow a little)
+    manifest = len(zlib.compress(json.dumps(walk.files, separators=(",", ":")).encode(), 1))
+    reserve = manifest + manifest // 4 + 1024
     keep = {e[SHA] for e in walk.files.values() if e[SHA]}
-    fits = store.make_room(needed, thread, keep) if needed else True
-    room = store.max_total_bytes - store.usage()
+    fits = store.make_room(needed + reserve, thread, keep)
+    room = store.max_total_bytes - store.usage() - reserve
     added = 0
     for sha, item in unique.items():
         if fits or item.size <= room - added:
