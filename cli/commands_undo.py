@@ -49,7 +49,7 @@ def print_changes(args: argparse.Namespace, task: dict[str, Any], undone: dict[i
     if "changes" in task:
         lines = describe_all(task["changes"])
         label = "files changed so far (cut short)" if task.get("interrupted") else "files changed"
-        out.print(f"{label}: " + ("none" if not lines else ""), style="bold", markup=False)
+        out.print(f"{label}:" + ("" if lines else " none"), style="bold", markup=False)
         for line in lines:
             out.print(f"  {line}", markup=False)
 
