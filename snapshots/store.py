@@ -91,6 +91,13 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def clear_staging(self) -> None:
+        """Copies a killed snapshot left behind (called under the lock: no snapshot is being taken)."""
+        folder = self.objects / "staging"
+        if folder.is_dir():
+            for leftover in folder.iterdir():
+                leftover.unlink(missing_ok=True)
+
     def adopt(self, staged: Path, sha: str) -> int:
         """Move a staged copy into ``objects/`` under its hash; the bytes it added (0: known already)."""
         target = self.object_path(sha)

@@ -31,6 +31,7 @@ class Snapshots:
     def take(self, thread: str, workdir: Path) -> tuple[str, Manifest]:
         """Snapshot ``workdir`` now (caller holds the store's lock): the manifest's hash and the manifest."""
         root = str(workdir)
+        self.store.clear_staging()
         manifest = scan(workdir, self.store, self.store.latest_of(root), thread=thread,
                         skip=(*self.skip, self.store.root))
         sha = self.store.put_manifest(manifest)
