@@ -121,8 +121,7 @@ class Progress:
             self._print_changes(event["task_id"], event.get("changes"), "had changed when it was cut short")
         elif kind == "task_restarting":
             self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); running it again (--yes)",
-                       "yellow"))
-            self._print_changes(event["task_id"], event.get("changes"), "had changed when it was cut short")
+                       "yellow"))  # what it had changed was printed with task_interrupted, just before
 
     def _print_changes(self, tid: Any, changes: Any, what: str) -> None:
         """The files a task created, modified and deleted, kept in the scrollback (as its code is)."""

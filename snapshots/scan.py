@@ -57,6 +57,7 @@ class _Walk:
     store: Store | None
     previous: dict[str, list[Any]]
     skip: set[tuple[int, int]]
+    max_file: int  # bytes: larger files are listed, not read
     files: dict[str, list[Any]] = field(default_factory=dict)
     dirs: list[str] = field(default_factory=list)
     staged: list[_Staged] = field(default_factory=list)
@@ -64,15 +65,17 @@ class _Walk:
 
 
 def scan(root: Path, store: Store | None, previous: Manifest | None = None, *, thread: str = "",
-         skip: tuple[Path, ...] = ()) -> Manifest:
+         skip: tuple[Path, ...] = (), max_file: int | None = None) -> Manifest:
     """The manifest of ``root`` now. With ``store``, new content is stored (within the caps) under its
-    hash; without, only hashed (a comparison)."""
+    hash; without, only hashed (a comparison). ``max_file``: the store's ``max_file_bytes`` by default."""
     skipped = set()
     for path in skip:
         with contextlib.suppress(OSError):
             st = os.stat(path)
             skipped.add((st.st_dev, st.st_ino))
-    walk = _Walk(root, store, dict((previous or {}).get("files", {})), skipped)
+    if max_file is None:
+        max_file = store.max_file_bytes if store is not None else 1 << 62
+    walk = _Walk(root, store, dict((previous or {}).get("files", {})), skipped, max_file)
     _walk_dir(walk, str(root), "", [], False)
     # "hashed": the files read (the others reused a hash); not stored with the manifest
     manifest: Manifest = {"v": 1, "root": str(root), "files": walk.files, "dirs": sorted(walk.dirs),
@@ -127,11 +130,10 @@ def _walk_dir(walk: _Walk, folder: str, prefix: str, rules: list[tuple[str, path
 
 def _file(walk: _Walk, path: str, rel: str, st: os.stat_result, ignored: bool) -> None:
     entry: list[Any] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, None, None]
-    store = walk.store
     if ignored:
         entry[NOTE] = IGNORED
-    elif store is not None and st.st_size > store.max_file_bytes:
-        entry[NOTE] = over_file_cap(store.max_file_bytes / (1 << 20))
+    elif st.st_size > walk.max_file:
+        entry[NOTE] = over_file_cap(walk.max_file / (1 << 20))
     else:
         before = walk.previous.get(rel)
         if before is not None and before[SHA] and before[NOTE] is None and before[:4] == entry[:4]:

@@ -64,7 +64,7 @@ def plan_undo(snapshots: Snapshots, thread: str, workdir: Path, task: int | None
     last = events[-1]
     reference = store.manifest(last["after"] if last.get("kind") == "task" else last["state"])
     target = store.manifest(start["before"])
-    current = scan(workdir, None, reference, skip=(*snapshots.skip, store.root))
+    current = scan(workdir, None, reference, skip=(*snapshots.skip, store.root), max_file=store.max_file_bytes)
     plan = UndoPlan(workdir, int(start["task"]), tasks, start["before"], manifest=target)
     now_files, was, left = current["files"], target["files"], reference["files"]
     for path in sorted(set(now_files) | set(left)):

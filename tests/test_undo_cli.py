@@ -251,3 +251,15 @@ def test_kill_9_during_a_task_then_resume_shows_its_changes_before_asking_and_un
     done = as_json(cli(["resume", "k9", "--yes", "--json"], home, cfg))
     assert done["status"] == "completed"
     assert (project / "part.txt").read_text() == "partial work\n"
+
+
+def test_scratch_runs_list_their_changes_and_undo_too(agent: Callable[..., tuple[FakeProvider, Path]],
+                                                        home: Path) -> None:
+    _, cfg = agent((("write a.txt", "open('a.txt', 'w').write('a\\n')\nprint('ok')"),))
+    out = as_json(cli(["run", "scratch work", "--scratch", "--yes", "--json"], home, cfg))
+    shown = as_json(cli(["show", out["thread_id"], "--json"], home, cfg))
+    assert [{k: c[k] for k in KEYS} for c in shown["tasks"][0]["changes"]] == [_change("a.txt", "created", None, 2)]
+    scratch = Path(shown["workdir"])
+    assert scratch.parent == (home / "workspaces").resolve() and (scratch / "a.txt").exists()
+    assert cli(["undo", out["thread_id"], "--yes"], home, cfg).returncode == 0
+    assert scratch.is_dir() and not any(scratch.iterdir())
