@@ -217,7 +217,7 @@ def test_kill_9_during_a_task_then_resume_shows_its_changes_before_asking_and_un
     _, cfg = agent(KILL_PLAN)
     base = [*CLI, "--config-dir", str(cfg), "--home", str(home)]
     proc = subprocess.Popen([*base, "run", "crash", "--workdir", str(project), "--thread-id", "k9", "--yes",
-                             "--json"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             "--json"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (project / "part.txt").exists():
@@ -229,7 +229,8 @@ def test_kill_9_during_a_task_then_resume_shows_its_changes_before_asking_and_un
     psutil.wait_procs(family, timeout=30)
 
     child = pexpect.spawn(sys.executable, [*base[1:], "resume", "k9"], cwd=str(ROOT), env=dict(os.environ),
-                          encoding="utf-8", timeout=120, dimensions=(50, 160))
+                          encoding="utf-8", timeout=120, dimensions=(50, 160),
+                          use_poll=True)  # late in a full run this process may hold more than select()'s 1024 fds
     try:
         child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")
         before_prompt = child.before or ""
