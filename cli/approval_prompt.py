@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -51,7 +52,23 @@ def _edit(err: Console, code: str) -> str | None:
     return edited
 
 
-def terminal_approver(progress: Any, err: Console) -> Approver:
+def _show_changes(err: Console, payload: dict[str, Any], undo_hint: Callable[[int], str] | None) -> None:
+    """What the attempt that was cut short had changed, and how to take it back before approving."""
+    from free_llm_agent.snapshots import describe_all
+
+    changes = payload.get("changes") or []
+    if not changes:
+        err.print("Its first attempt changed no file.", markup=False)
+        return
+    err.print("Its first attempt changed:", markup=False)
+    for line in describe_all(changes):
+        err.print(f"  {line}", markup=False)
+    if undo_hint is not None:
+        err.print(f"To take them back first: answer Ctrl-D (pause), then {undo_hint(payload['task_id'])}",
+                  markup=False, style="dim")
+
+
+def terminal_approver(progress: Any, err: Console, undo_hint: Callable[[int], str] | None = None) -> Approver:
     def ask(payload: dict[str, Any]) -> dict[str, Any] | None:
         """y/n/edit in a terminal; None (pause the run) without one or on Ctrl-D."""
         if not sys.stdin.isatty():
@@ -62,6 +79,7 @@ def terminal_approver(progress: Any, err: Console) -> Approver:
             if payload.get("interrupted"):
                 err.print("This task was running when the agent stopped (crash or kill); it may have "
                           "done part of its work. Run it again?", style="yellow", markup=False)
+                _show_changes(err, payload, undo_hint)
             code = payload["code"]
             _show_code(err, code, payload["language"])
             while True:

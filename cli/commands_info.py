@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from free_llm_agent.cli.commands_undo import print_changes, print_diff, undone_of, with_changes
 from free_llm_agent.cli.support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
 
 
@@ -61,10 +62,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     finally:
         runner.close()
     calls = list(values.get("calls", []))
+    if args.task is not None and not args.diff:
+        raise BadInput("--task N goes with --diff: show THREAD --diff --task N")
+    if args.diff:
+        return print_diff(args, result.tasks)
     if args.json:
-        tasks = [{**t, "approved": t.get("approval") in _RAN_WITH_APPROVAL} for t in result.tasks]
+        tasks, undos = with_changes(args, [{**t, "approved": t.get("approval") in _RAN_WITH_APPROVAL}
+                                           for t in result.tasks])
         data = {**result.to_json(), "workdir": result.workdir, "tasks": tasks, "steps": steps, "calls": calls,
-                "errors": values.get("errors", [])}
+                "errors": values.get("errors", []), "undos": undos}
         print(json.dumps(data, ensure_ascii=False, default=str))
         return 0
     out.print(f"[bold]{escape(result.goal)}[/bold]  thread {result.thread_id}  status {result.status}")
@@ -73,6 +79,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.print("[bold]steps:[/bold] " + " → ".join(",".join(s["next"]) for s in steps if s["next"]))
     out.print("[bold]LLM calls:[/bold] " + (", ".join(
         f"{c['purpose']}={'cache' if c['cached'] else c['provider']}" for c in calls) or "none"))
+    undone = undone_of(args)
     for t in result.tasks:
         approval = _APPROVAL_TEXT.get(str(t.get("approval", "")), "not yet approved")
         title = (f"Task {t['id']} [{t.get('status')}] {t.get('description', '')} "
@@ -86,6 +93,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             out.print(t["output"].rstrip()[-2000:], markup=False)
         if t.get("error"):
             out.print(escape(t["error"]), style="red")
+        print_changes(args, t, undone)
     if result.summary:
         out.rule("summary")
         out.print(result.summary, markup=False)

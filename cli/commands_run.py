@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import uuid
 from contextlib import AbstractContextManager
@@ -126,6 +127,11 @@ def _preflight(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps
             _prewarm(deps, context, args.thread_id, context.workdir, True)
         elif args.command == "resume" and values.get("workdir") and values.get("status") == "running":
             _prewarm(deps, context, args.thread_id, values["workdir"], bool(values.get("network", True)))
+        if args.command == "resume" and values:
+            from free_llm_agent.cli.commands_undo import confirm_resume
+
+            snap = runner.graph.get_state(runner.config_for(args.thread_id))
+            confirm_resume(args, deps.home_dir(), bool(snap.next or snap.tasks))
         _check_sandbox(runner, router)
     except BaseException:
         runner.close()
@@ -170,7 +176,9 @@ def _display(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps
 
     support.err.print(f"thread [bold]{args.thread_id}[/bold]")
     progress = Progress(support.err, router)
-    approver = terminal_approver(progress, support.err)
+    approver = terminal_approver(progress, support.err,
+                                 lambda task: support.hint(args, "undo", shlex.quote(args.thread_id), "--task",
+                                                           str(task)))
     if not args.yes:  # with --yes an unlisted domain is refused, and the task's output says how to allow it
         from free_llm_agent.cli.approval_prompt import terminal_domain_prompt
 

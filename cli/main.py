@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""free-llm-agent CLI: run / resume / threads / show / usage / check / graph / doctor (see README)."""
+"""free-llm-agent CLI: run / resume / threads / show / undo / usage / check / graph / doctor (see README)."""
 
 # The parser, the dispatch and the errors every command may end with are here; ``run``/``resume`` are in
 # cli/commands_run.py, the other commands in cli/commands_info.py (imported when one of them runs).
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[common], help="the history of one thread")
     show.add_argument("thread_id")
     show.add_argument("--json", action="store_true")
+    show.add_argument("--diff", action="store_true", help="the unified diff of what each task changed")
+    show.add_argument("--task", type=int, metavar="N", help="with --diff: only task N")
+    undo = sub.add_parser("undo", parents=[common], help="put the working directory back as before a task")
+    undo.add_argument("thread_id")
+    undo.add_argument("--task", type=int, metavar="N", help="restore as before task N (default: the first task)")
+    undo.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    undo.add_argument("--force", action="store_true", help="also when files were changed after the run")
     usage = sub.add_parser("usage", parents=[common], help="quota used/left per provider")
     usage.add_argument("--json", action="store_true")
     usage.add_argument("--plot", metavar="FILE.png", help="also write a chart of requests per provider per day")
@@ -74,6 +81,12 @@ def _view(name: str) -> Any:
     return command
 
 
+def _undo(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.commands_undo import cmd_undo
+
+    return cmd_undo(args)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from free_llm_agent.cli.doctor_view import cmd_doctor
 
@@ -82,7 +95,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
             "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
-            "doctor": _doctor}
+            "doctor": _doctor, "undo": _undo}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:

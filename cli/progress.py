@@ -115,13 +115,28 @@ class Progress:
             why = f" ({event['error']})" if event["error"] else ""
             self._log(_mark(event["status"]), f" task {event['task_id']} {event['status']} "
                       f"in {event['duration_s']:.1f}s{why}")
+            self._print_changes(event["task_id"], event.get("changes"), "changed")
         elif event["event"] == "task_interrupted":
             self._task(event["task_id"], status="pending")
             self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); it runs again only after "
                        "approval", "yellow"))
+            self._print_changes(event["task_id"], event.get("changes"), "had changed when it was cut short")
         elif event["event"] == "task_restarting":
             self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); running it again (--yes)",
-                       "yellow"))
+                       "yellow"))  # what it had changed was printed with task_interrupted, just before
+
+    def _print_changes(self, tid: Any, changes: Any, what: str) -> None:
+        """The files a task created, modified and deleted, kept in the scrollback (as its code is)."""
+        if changes is None:  # snapshots off
+            return
+        from free_llm_agent.snapshots import describe_all
+
+        if not changes:
+            self.console.print(Text(f"  task {tid} changed no file", style="dim"))
+            return
+        self.console.print(Text(f"  task {tid} {what}:", style="dim"))
+        for line in describe_all(changes):
+            self.console.print(Text(f"    {line}"), soft_wrap=True)
 
     def _print_code(self, tid: int, code: Any, language: str) -> None:
         """The code that runs stays in the scrollback (with --yes nobody was asked to read it first)."""

@@ -13,7 +13,16 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from free_llm_agent.config.errors import ConfigError
 
@@ -149,11 +158,29 @@ class Execution(_Strict):
         return _yaml_switch(value)
 
 
+class Snapshots(_Strict):
+    enabled: StrictBool = True
+    """Snapshot the working directory before and after every task (the change lists, ``show --diff``, ``undo``)."""
+    max_file_mb: float = Field(default=50, gt=0)
+    """Files larger than this are listed by size and mtime but not stored (``undo`` cannot bring them back)."""
+    max_total_mb: float = Field(default=2048, gt=0)
+    """All snapshots of one home together; over it, the threads used least recently are pruned first, and
+    what still does not fit is listed but not stored."""
+
+    @model_validator(mode="after")
+    def _file_fits(self) -> Snapshots:
+        if self.max_file_mb > self.max_total_mb:
+            raise ValueError(f"max_file_mb ({self.max_file_mb:g}) is larger than max_total_mb "
+                             f"({self.max_total_mb:g}): lower max_file_mb or raise max_total_mb")
+        return self
+
+
 class LimitsFile(_Strict):
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     optimization: Optimization = Field(default_factory=Optimization)
     fallback: Fallback = Field(default_factory=Fallback)
     execution: Execution = Field(default_factory=Execution)
+    snapshots: Snapshots = Field(default_factory=Snapshots)
 
 
 class AppConfig(BaseModel):
@@ -272,6 +299,8 @@ def _explain(path: Path, exc: ValidationError) -> ConfigError:
             fix = f"{err['msg'].lower()}"
         elif kind == "finite_number":
             fix = f"a finite number is needed{_range(err['loc'])} (got {err.get('input')!r})"
+        elif kind == "value_error":
+            fix = str(err["msg"]).removeprefix("Value error, ")
         else:
             fix = f"{err['msg']} (got {err.get('input')!r})"
         lines.append(f"{path}: {field}: {fix}")

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal, NotRequired
 
 from typing_extensions import TypedDict  # pydantic needs this one on 3.11 (Studio schemas)
 
+from free_llm_agent.snapshots.changes import FileChange
+
 TaskStatus = Literal["pending", "running", "done", "failed", "skipped"]
 RunStatus = Literal["running", "completed", "failed", "awaiting_approval", "waiting_for_quota"]
 Language = Literal["python", "shell"]
@@ -61,6 +63,7 @@ class Task(TypedDict, total=False):
     restarts: int  # how often a run of it was cut short by a crash (it then needs a new approval)
     interrupted: bool  # its last run was cut short by a crash; cleared when it runs again
     unjudged: bool  # reflect had no readable verdict for it: its exit status decided
+    changes: list[FileChange]  # files its latest run created, modified, deleted (an interrupted run: so far)
 
 
 def merge_tasks(current: list[Task] | None, update: list[Task] | None) -> list[Task]:

@@ -38,7 +38,8 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
     interrupted = bool(task.get("interrupted"))
     if runtime.context.auto_approve or not code.strip():
         if interrupted and code.strip():
-            emit(TaskRestarting(event="task_restarting", task_id=tid, description=task["description"]))
+            emit(TaskRestarting(event="task_restarting", task_id=tid, description=task["description"],
+                                changes=task.get("changes")))
         return {"tasks": [{"id": tid, "approved": True, "approval": "auto" if code.strip() else "no code"}]}
     answer = interrupt(
         {
@@ -49,6 +50,7 @@ def approve(state: State, runtime: Runtime[Context], config: RunnableConfig, *, 
             "code": code,
             "workspace": str(workspace),
             "interrupted": interrupted,
+            "changes": task.get("changes", []) if interrupted else [],  # what the cut-short attempt did
             "hint": 'resume with {"action": "approve"} / {"action": "reject"} / {"action": "edit", "code": "..."}',
         }
     )

@@ -4,11 +4,12 @@ panel (``cli/progress.py``) and Studio's stream show them. One TypedDict per eve
 from __future__ import annotations
 
 import contextlib
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from langgraph.config import get_stream_writer
 
 from free_llm_agent.graph.state import Language, TaskStatus
+from free_llm_agent.snapshots.changes import FileChange
 
 
 class LlmCall(TypedDict):
@@ -33,6 +34,7 @@ class TaskFinished(TypedDict):
     status: TaskStatus
     error: str
     duration_s: float
+    changes: NotRequired[list[FileChange] | None]  # what its code did to the folder (None: snapshots are off)
 
 
 class TaskInterrupted(TypedDict):
@@ -41,6 +43,7 @@ class TaskInterrupted(TypedDict):
     event: Literal["task_interrupted"]
     task_id: int
     description: str
+    changes: NotRequired[list[FileChange] | None]  # what the attempt had changed when it was cut short
 
 
 class TaskRestarting(TypedDict):
@@ -49,6 +52,7 @@ class TaskRestarting(TypedDict):
     event: Literal["task_restarting"]
     task_id: int
     description: str
+    changes: NotRequired[list[FileChange] | None]
 
 
 ProgressEvent = LlmCall | TaskRunning | TaskFinished | TaskInterrupted | TaskRestarting

@@ -11,6 +11,9 @@ short is marked ``interrupted`` and goes back to ``approve``.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import zlib
+from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -34,7 +37,10 @@ from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
 from free_llm_agent.nodes.schemas import CodeBatch
 from free_llm_agent.providers.errors import AllProvidersExhausted
 from free_llm_agent.runtime.deps import Deps
+from free_llm_agent.snapshots import FileChange
 from free_llm_agent.storage.guard import attempt_key
+
+_log = logging.getLogger(__name__)
 
 NO_CODE = "the model wrote no code for this task"  # a task's error; finalize fails a run left with one
 
@@ -101,33 +107,41 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
     key = attempt_key(dict(task), state["goal"])
     domains = list(dict.fromkeys([*state.get("allowed_domains", []), *runtime.context.allowed_domains]))
     journal = deps.journal()
+    workdir = workdir_of(state, deps, config)
+    snaps = Snapped(deps, thread, key, workdir)
     with deps.lock(thread, run_owner(config)) as lock:
         entry = journal.get(thread, key)
         if entry is not None and entry.get("state") == "started":  # a crash cut this run short
-            emit(TaskInterrupted(event="task_interrupted", task_id=tid, description=task["description"]))
-            return {"tasks": [{"id": tid, "approved": False, "approval": "", "interrupted": True,
-                               "restarts": task.get("restarts", 0) + 1,
-                               "error": "interrupted: the agent stopped while this task was running"}]}
+            changes = snaps.after(interrupted=True)  # what the attempt did before it was cut short
+            emit(TaskInterrupted(event="task_interrupted", task_id=tid, description=task["description"],
+                                 changes=changes))
+            return {**snaps.update(), "tasks": [{
+                "id": tid, "approved": False, "approval": "", "interrupted": True, **_listed(changes),
+                "restarts": task.get("restarts", 0) + 1,
+                "error": "interrupted: the agent stopped while this task was running"}]}
         if entry is not None and entry.get("state") == "finished":  # ran; only its checkpoint was lost
             result = dict(entry["result"])
             learned = None
         else:
             emit(TaskRunning(event="task_running", task_id=tid, description=task["description"],
                              language=task.get("language", "python"), code=task["code"]))
-            with deps.using_executor(thread, workdir_of(state, deps, config), runtime.context.executor_timeout_s,
+            with deps.using_executor(thread, workdir, runtime.context.executor_timeout_s,
                                      runtime.context.network and state.get("network", True),
                                      domains=domains) as executor:
                 lock.check()  # still ours (a lost lock may let another machine run this thread): else stop here
+                snaps.before(tid)
                 journal.started(thread, key, tid)
                 result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
                 learned = deps.thread_domains(executor, domains)
             journal.finished(thread, key, tid, result)
+        changes = snaps.after()
     status: TaskStatus = "done" if result["ok"] else "failed"
     emit(TaskFinished(event="task_finished", task_id=tid, status=status, error=result["error"],
-                      duration_s=result["duration_s"]))
+                      duration_s=result["duration_s"], changes=changes))  # changes None: snapshots are off
     answered = {"allowed_domains": learned} if learned else {}  # answered "for this thread" at the prompt
     return {
         **answered,
+        **snaps.update(),
         "tasks": [
             {
                 "id": tid,
@@ -137,6 +151,47 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                 "interrupted": False,
                 "output": result["output"],
                 "error": result["error"] or "",
+                **_listed(changes),
             }
         ]
     }
+
+
+def _listed(changes: list[FileChange] | None) -> dict[str, Any]:
+    """The task's ``changes`` (none at all when snapshots are off, so nobody reads "no file changed")."""
+    return {} if changes is None else {"changes": changes}
+
+
+class Snapped:
+    """The snapshots around one attempt of a task (:mod:`snapshots.tasks`). They never stop a run: a
+    snapshot that fails is reported in the state's errors, and the task simply has no change list."""
+
+    def __init__(self, deps: Deps, thread: str, key: str, workdir: Path) -> None:
+        self.thread, self.key, self.workdir = thread, key, workdir
+        self.errors: list[str] = []
+        try:
+            self.snapshots = deps.snapshots()
+        except Exception as exc:  # a configuration the snapshots cannot use: the run goes on without
+            self.snapshots = None
+            self.errors.append(f"snapshots: {exc}"[:500])
+
+    def before(self, task_id: int) -> None:
+        if self.snapshots is not None:
+            try:
+                self.snapshots.before(self.thread, task_id, self.key, self.workdir)
+            except (OSError, ValueError, zlib.error) as exc:
+                _log.warning("snapshot before task %s failed: %s", task_id, exc)
+                self.errors.append(f"snapshots: before task {task_id}: {exc}"[:500])
+
+    def after(self, *, interrupted: bool = False) -> list[FileChange] | None:
+        if self.snapshots is None:
+            return None
+        try:
+            return self.snapshots.after(self.thread, self.key, self.workdir, interrupted=interrupted)
+        except (OSError, ValueError, zlib.error) as exc:
+            _log.warning("snapshot after a task failed: %s", exc)
+            self.errors.append(f"snapshots: after a task: {exc}"[:500])
+            return None
+
+    def update(self) -> dict[str, Any]:
+        return {"errors": self.errors} if self.errors else {}

@@ -10,6 +10,7 @@ from free_llm_agent.graph.state import State, Task
 from free_llm_agent.nodes.common import thread_id
 from free_llm_agent.nodes.execute import NO_CODE
 from free_llm_agent.runtime.deps import Deps
+from free_llm_agent.snapshots import describe_all
 
 _MARK = {"done": "✔", "failed": "✘", "skipped": "–", "pending": "·", "running": "·"}
 
@@ -47,6 +48,7 @@ def finalize(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, A
             f"{_MARK.get(t.get('status', ''), '?')} Task {t['id']}: {t['description']}"
             + (f" — {detail}" if detail else "")
         )
+        lines.extend(f"    {line}" for line in describe_all(t.get("changes") or []))
     lines.append(f"{len(done)} of {len(tasks)} tasks done.")
     if not tasks and state.get("errors"):
         lines.append(f"Stopped: {state['errors'][-1]}")

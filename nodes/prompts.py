@@ -9,6 +9,8 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
+from free_llm_agent.snapshots.changes import human_size
+
 SYSTEM = (
     "You are the planning and coding brain of an autonomous agent that runs code on the user's "
     "machine through Open Interpreter. The code runs in the user's working directory (the current "
@@ -67,6 +69,10 @@ or "failed" (cannot be achieved). Then decide for the whole run: "continue" (go 
 "replan" (the plan itself is wrong) or "finish" (the goal is reached or cannot be reached).
 Answer with the Review tool, or as JSON
 {{"verdicts": [{{"task_id": 1, "verdict": "done", "hint": ""}}], "decision": "continue"}}."""
+
+FILES_CHANGED = "\n  files changed: {changes}"
+NO_FILES_CHANGED = "\n  files changed: none"
+FILE_CHANGE = "{path} {change} ({sizes})"
 
 RETRY_NOTE = """Your previous answer to this could not be used ({error}).
 Answer again, exactly in the format asked above."""
@@ -133,10 +139,31 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def _files_changed(task: Mapping[str, Any], limit: int = 20) -> str:
+    """The task's change list as evidence for the judge (absent when snapshots are off)."""
+    if "changes" not in task:
+        return ""
+    changes = list(task["changes"] or [])
+    if not changes:
+        return NO_FILES_CHANGED
+    parts = []
+    for c in changes[:limit]:
+        if c["change"] == "modified":
+            sizes = f"{human_size(c['bytes_before'])} → {human_size(c['bytes_after'])}"
+        else:
+            sizes = human_size(c["bytes_after"] if c["change"] == "created" else c["bytes_before"])
+        if c.get("lines_added") is not None and c["change"] == "modified":
+            sizes += f", +{c['lines_added']} -{c['lines_removed']} lines"
+        parts.append(FILE_CHANGE.format(path=c["path"], change=c["change"], sizes=sizes))
+    more = f"; and {len(changes) - limit} more" if len(changes) > limit else ""
+    return FILES_CHANGED.format(changes="; ".join(parts) + more)
+
+
 def reflect(goal: str, batch: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
     results = "\n".join(
         f"- Task {t['id']}: {t['description']}\n  status: {'ok' if t.get('status') != 'failed' else 'error'}"
         + (f" ({t['error']})" if t.get("error") else "")
+        + _files_changed(t)
         + f"\n  output:\n{_clip(t.get('output', ''), 1500)}"
         for t in batch
     )

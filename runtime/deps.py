@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from free_llm_agent.config import ENV_FILES_READ, AppConfig, Execution, Fallback, resolve_home
+from free_llm_agent.config import Snapshots as SnapshotSettings
 from free_llm_agent.config.loader import REPO_CONFIG_DIR
 from free_llm_agent.runtime.executor_pool import ExecutorPool, PoolKey
+from free_llm_agent.snapshots import Snapshots, open_snapshots
 from free_llm_agent.storage.guard import Journal, ReentrantRunLock, RunGuards
 from free_llm_agent.storage.registry import open_guards
 from free_llm_agent.tools.sandbox import Sandbox, SandboxUnavailable, hidden_paths, resolve
@@ -97,6 +99,18 @@ class Deps:
             config = self._config()
             self.execution = config.limits.execution if config is not None else Execution()
         return self.execution
+
+    def snapshot_settings(self) -> SnapshotSettings:
+        """limits.yaml's ``snapshots`` section (defaults when the model is not ours)."""
+        config = self._config()
+        return config.limits.snapshots if config is not None else SnapshotSettings()
+
+    def snapshots(self) -> Snapshots | None:
+        """The snapshots of the working directory, in this home (None: ``snapshots.enabled: false``)."""
+        settings = self.snapshot_settings()
+        if not settings.enabled:
+            return None
+        return open_snapshots(self.home_dir(), max_file_mb=settings.max_file_mb, max_total_mb=settings.max_total_mb)
 
     def home_dir(self) -> Path:
         return self.home or resolve_home()

@@ -155,7 +155,7 @@ def test_run_task_ok_marks_done_with_output(tmp_path: Path) -> None:
     state = make_state([_coded(1, "print('hello')", approved=True)], batch=[1])
     update = run_task(state, rt(executor_timeout_s=7.5), CONFIG, deps=make_deps(tmp_path, executor=ex))
     assert update["tasks"] == [{"id": 1, "status": "done", "attempts": 1, "approved": False, "interrupted": False,
-                                "output": "hello\n", "error": ""}]
+                                "output": "hello\n", "error": "", "changes": []}]  # changes: the folder's snapshots
     assert ex.runs == [("python", "print('hello')")]
     assert ex.timeouts == [7.5]
     assert ex.workspace == tmp_path / "workspaces" / THREAD
