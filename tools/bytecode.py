@@ -88,7 +88,12 @@ def compile_in_background() -> bool:
         if _done:
             return False
         _done = True
-    todo = [p for p in missing() if os.access(p if p.is_dir() else p.parent, os.W_OK)]
+    return _detached([p for p in missing() if os.access(p if p.is_dir() else p.parent, os.W_OK)])
+
+
+def _detached(todo: list[Path]) -> bool:
+    """Compile ``todo`` in a low-priority process that outlives this one (False: nothing to compile, or it
+    could not be started)."""
     if not todo:
         return False
     try:  # through a shell that leaves it running in the background: not a child of this process
@@ -128,16 +133,7 @@ def compile_imported_in_background() -> bool:
     it, 2.0 s with it. ``uv sync --compile-bytecode`` does it at install instead. False: nothing to do."""
     if not sys.flags.dont_write_bytecode:
         return False  # Python writes its own bytecode as it imports
-    todo = imported_sources()
-    if not todo:
-        return False
-    try:
-        subprocess.run(["/bin/sh", "-c", '"$@" &', "sh", *command(todo)], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True,
-                       timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return True
+    return _detached(imported_sources())
 
 
 def compile_now() -> None:
