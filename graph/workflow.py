@@ -26,6 +26,7 @@ from free_llm_agent.nodes.plan import plan
 from free_llm_agent.nodes.reflect import reflect
 from free_llm_agent.nodes.start import start
 from free_llm_agent.runtime.deps import Deps, ExecutorFactory
+from free_llm_agent.runtime.studio import durable
 
 # LLM nodes catch provider exhaustion themselves (-> fallback); this covers local hiccups
 # such as a briefly locked SQLite file or a dropped loopback connection.
@@ -82,8 +83,9 @@ def build_graph(
     )
 
 
-# What langgraph.json serves: no checkpointer here, the server brings its own.
-graph = build_graph()
+# What langgraph.json serves: no checkpointer here, the server brings its own; the served graph keeps a copy
+# of every checkpoint in the agent's own store, so a thread survives a killed server (runtime/studio.py).
+graph: Any = durable(build_graph())
 
 
 def to_dot(drawable: Any) -> str:

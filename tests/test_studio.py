@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from langgraph_sdk import get_sync_client
 
@@ -193,3 +194,32 @@ def test_the_graph_schemas_studio_shows_are_complete() -> None:
     assert {"tasks", "summary", "status", "llm_calls", "resume_after"} <= set(output)
     context = graph.get_context_jsonschema()["properties"]
     assert {"auto_approve", "max_batch_size", "executor_timeout_s", "workdir", "network"} <= set(context)
+
+
+def test_a_thread_survives_kill_9_of_the_server_and_the_cli_finishes_it(
+        fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], home: Path) -> None:
+    """Issue 21, case 2: ``kill -9`` of ``langgraph dev`` used to lose every thread on it (the dev server writes
+    its state only on a clean stop). The served graph keeps a copy of each checkpoint in the home's store:
+    after the kill, ``threads`` lists the thread and ``resume`` finishes it, no task run twice."""
+    provider = fake_server("openai", responder=make_responder(PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": provider.base_url}})
+    with langgraph_dev(cfg, home) as url:
+        client = get_sync_client(url=url)
+        tid = client.threads.create()["thread_id"]
+        for _ in client.runs.stream(tid, "agent", input={"goal": "say hello in a file"}, stream_mode="updates",
+                                    context={"auto_approve": False}):
+            pass
+        pending = [i for task in client.threads.get_state(tid)["tasks"] for i in task.get("interrupts", [])]
+        assert pending and pending[0]["value"]["type"] == "approval"  # waiting for task 1's approval
+        server = next(p for p in psutil.process_iter(["cmdline"])
+                      if "langgraph" in " ".join(p.info["cmdline"] or []) and "dev" in (p.info["cmdline"] or [])
+                      and str(url.rsplit(":", 1)[1]) in (p.info["cmdline"] or []))
+        os.killpg(os.getpgid(server.pid), signal.SIGKILL)  # the server and everything it started
+    listed = cli(["threads", "--json"], home, cfg)
+    assert tid in [t["thread_id"] for t in json.loads(listed.stdout)["threads"]], listed.stdout + listed.stderr
+    done = cli(["resume", tid, "--yes", "--json"], home, cfg, timeout=200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed" and [t["status"] for t in result["tasks"]] == ["done"] * 3
+    assert (home / "workspaces" / tid / "hello.txt").read_text() == "hello"
+    assert len([r for r in provider.requests if r.method == "POST"]) == 3  # plan and code once each, then reflect
