@@ -161,7 +161,7 @@ class QuotaAwareChatModel(BaseChatModel):
                 continue
             try:
                 with untraced():
-                    answer = attempt.client.invoke(messages, INNER, stop=attempt.bind.stop, **kwargs)
+                    answer = attempt.client.invoke(sent.call.messages, INNER, stop=attempt.bind.stop, **kwargs)
             except Exception as exc:
                 message = sent.raised(attempt, exc)
             else:
@@ -188,7 +188,7 @@ class QuotaAwareChatModel(BaseChatModel):
             last_response_headers.set(None)  # this task's context, not the thread's that sent it
             try:
                 with untraced():
-                    answer = await attempt.client.ainvoke(messages, INNER, stop=attempt.bind.stop, **kwargs)
+                    answer = await attempt.client.ainvoke(sent.call.messages, INNER, stop=attempt.bind.stop, **kwargs)
             except Exception as exc:
                 message = await asyncio.to_thread(sent.raised, attempt, exc)
             else:
@@ -232,7 +232,7 @@ class QuotaAwareChatModel(BaseChatModel):
             attempt = sent.go(slot)
             if attempt is None:
                 continue
-            stream = attempt.client.stream(messages, INNER, stop=attempt.bind.stop, **kwargs)
+            stream = attempt.client.stream(sent.call.messages, INNER, stop=attempt.bind.stop, **kwargs)
             try:
                 with untraced():  # the inner run's callbacks are set up at its first chunk
                     first: BaseMessage = next(stream, AIMessageChunk(content=""))
@@ -279,7 +279,7 @@ class QuotaAwareChatModel(BaseChatModel):
             if attempt is None:
                 continue
             last_response_headers.set(None)
-            stream = attempt.client.astream(messages, INNER, stop=attempt.bind.stop, **kwargs)
+            stream = attempt.client.astream(sent.call.messages, INNER, stop=attempt.bind.stop, **kwargs)
             try:
                 with untraced():
                     first: BaseMessage = await anext(stream, AIMessageChunk(content=""))

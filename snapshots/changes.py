@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from typing_extensions import TypedDict  # pydantic needs this one on 3.11 (Studio schemas)
 
+from free_llm_agent.config.text import escaped
 from free_llm_agent.snapshots.scan import same
 from free_llm_agent.snapshots.store import NOTE, SHA, SIZE, Manifest, Store
 
@@ -87,7 +88,8 @@ def compare(store: Store, before: Manifest, after: Manifest) -> list[FileChange]
             added, removed = _counts(lines_a, lines_b)
         side = b if b is not None else a
         note = (side[NOTE] if side is not None else None) or (a[NOTE] if a is not None else None)
-        out.append(FileChange(path=path, change=kind, bytes_before=a[SIZE] if a else None,
+        # a name that is not UTF-8 is listed with \xNN escapes (the manifests keep the real one, for undo)
+        out.append(FileChange(path=escaped(path), change=kind, bytes_before=a[SIZE] if a else None,
                               bytes_after=b[SIZE] if b else None, lines_added=added, lines_removed=removed,
                               not_stored=note))
     return out
@@ -118,7 +120,8 @@ def describe_all(changes: list[FileChange] | list[dict[str, Any]], limit: int = 
 
 def unified(store: Store, before: Manifest, after: Manifest) -> Iterator[str]:
     """A unified diff of the text files; a binary or unstored file as one line with its sizes."""
-    for path, a, b in _pairs(before, after):
+    for raw, a, b in _pairs(before, after):
+        path = escaped(raw)
         lines_a, lines_b = _text(store, a), _text(store, b)
         if lines_a is None or lines_b is None:
             why = next((e[NOTE] for e in (b, a) if e is not None and e[NOTE]), None)
