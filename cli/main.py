@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from free_llm_agent.cli import support as cli_support
 from free_llm_agent.cli.commands_run import QuickExit, cmd_run
@@ -22,13 +24,14 @@ from free_llm_agent.config import ConfigError, load_env_files, resolve_home
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml")
     common.add_argument("--home", default=argparse.SUPPRESS, help="state directory (default ~/.free-llm-agent)")
     common.add_argument("--database-url", default=argparse.SUPPRESS,
                         help="shared state in PostgreSQL (postgresql://…; default $FREE_AGENT_DATABASE_URL, "
                         "else SQLite in the home)")
-    p = argparse.ArgumentParser(parents=[common], description=__doc__)
+    p = _Parser(parents=[common], description=__doc__)
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="plan + execute + reflect until done")
     run.add_argument("goal")
@@ -68,6 +71,52 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--repair", action="store_true", help="move damaged files aside, keeping what is readable")
     doctor.add_argument("--json", action="store_true")
     return p
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked for (reading the installed metadata costs every command)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"free-llm-agent {version('free-llm-agent')}")
+        except PackageNotFoundError:
+            print("free-llm-agent (a checkout, not installed)")
+        parser.exit()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the hints a mistyped command line needs: the command or option meant, and quotes for a
+    goal given as several words."""
+
+    def _options(self) -> list[str]:
+        found = list(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found += [o for parser in action.choices.values() for o in parser._option_string_actions]
+        return found
+
+    def _commands(self) -> list[str]:
+        return [c for a in self._actions if isinstance(a, argparse._SubParsersAction) for c in a.choices]
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = " ".join(extras)
+            if getattr(parsed, "command", None) == "run" and not any(e.startswith("-") for e in extras):
+                self.error(f"unrecognized arguments: {words}; if they are part of the goal, quote the whole goal: "
+                           f'run "{parsed.goal} {words}"')
+            close = [m for e in extras if e.startswith("-") for m in difflib.get_close_matches(
+                e.split("=")[0], self._options(), n=1)]
+            self.error(f"unrecognized arguments: {words}" + (f"; did you mean {close[0]}?" if close else ""))
+        return parsed
+
+    def error(self, message: str) -> NoReturn:
+        bad = re.search(r"invalid choice: '([^']*)'", message)
+        if bad and (close := difflib.get_close_matches(bad[1], self._commands(), n=1)):
+            message = f"{message}; did you mean {close[0]!r}?"
+        super().error(message)
 
 
 def _view(name: str) -> Any:
