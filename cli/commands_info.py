@@ -140,7 +140,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
         state = "" if row["has_key"] else " [dim](no key)[/dim]" if row["enabled"] else " [dim](disabled)[/dim]"
         table.add_row(escape(name) + state, _bar(row["requests_minute"], lim.get("requests_per_minute")),
                       _bar(row["requests_day"], lim.get("requests_per_day")),
-                      _bar(row["requests_month"], lim.get("requests_per_month")), cooldown, row["recommendation"],
+                      _bar(row["requests_month"], lim.get("requests_per_month")), cooldown,
+                      row["recommendation"] if row["has_key"] else "-",
                       _rates(row["answers"]))
     out.print(table)
     if args.plot:
@@ -161,7 +162,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps({"providers": rows, "sandbox": sandbox, "seconds": round(time.time() - started, 2)}))
     else:
         for r in rows:
-            mark = "[green]ok[/green]   " if r["ok"] else "[red]error[/red]"
+            no_key = not r["ok"] and str(r["reason"]).startswith("no key")
+            mark = "[green]ok[/green]   " if r["ok"] else "[dim]no key[/dim]" if no_key else "[red]error[/red]"
             ms = f"{r['latency_ms']:>6} ms" if r["latency_ms"] is not None else " " * 9
             out.print(f"{escape(r['provider']):<20} {mark} {ms}  {escape(r['reason'])}")
         out.print(f"{'sandbox':<20} {'[green]on[/green]   ' if sandbox['active'] else '[yellow]off[/yellow]  '}"

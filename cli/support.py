@@ -4,6 +4,7 @@ global flags, copyable hints and checked output paths."""
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -83,8 +84,12 @@ def router_for(args: argparse.Namespace, offline: bool = False, config: Any = No
     if offline and (router is None or not router.candidates("general")):
         raise BadInput("--offline needs a local provider: enable ollama (or another entry with local: true) "
                        f"in {config.config_dir / 'providers.yaml'}")
-    if not getattr(args, "json", False):
-        for notice in notices:
+    if notices and not getattr(args, "json", False):  # one line, not one per provider without a key
+        names = [m[1] for n in notices if (m := re.match(r"skipping (\S+):", n))]
+        if names:
+            __getattr__("err").print(f"{len(names)} provider(s) without a key skipped: {', '.join(names)} "
+                                     "('check' says which key each needs)", style="dim", markup=False)
+        for notice in (n for n in notices if not n.startswith("skipping ")):
             __getattr__("err").print(notice, style="dim", markup=False)
     return router
 

@@ -3,10 +3,13 @@ for a goal typed as several words. Each is exit 2 (``--version``: 0) with one li
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.fakes.provider_server import FakeProvider
 from tests.support.cli import cli
 
 
@@ -25,3 +28,24 @@ def test_a_mistyped_command_line_names_what_was_meant(argv: list[str], hint: str
     done = cli(argv, tmp_path / "home")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert hint in done.stderr, done.stderr
+
+
+def test_providers_without_a_key_are_one_quiet_line_and_check_says_no_key(
+        tmp_path: Path, fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path]) -> None:
+    """Every command used to print one "skipping X: … is not set" line per provider without a key, and
+    ``check`` listed them as ``error``; ``usage`` recommended CAN_INCREASE for them."""
+    server = fake_server("openai")
+    cfg = make_config({"mine": {"kind": "groq", "base_url": server.base_url},
+                       "nokey1": {"kind": "groq", "api_key_env": "NO_SUCH_KEY_1"},
+                       "nokey2": {"kind": "groq", "api_key_env": "NO_SUCH_KEY_2"}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NO_SUCH_KEY")}
+    usage = cli(["usage"], tmp_path / "home", cfg, env=env)
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stderr.count("without a key") == 1 and "nokey1, nokey2" in usage.stderr
+    assert "skipping" not in usage.stderr
+    rows = {line.split()[0]: line for line in usage.stdout.splitlines() if "nokey" in line}
+    assert rows and all("CAN_INCREASE" not in line for line in rows.values())
+    check = cli(["check"], tmp_path / "home", cfg, env=env)
+    lines = {line.split()[0]: line for line in check.stdout.splitlines() if line.strip()}
+    assert "no key" in lines["nokey1"] and "error" not in lines["nokey1"], check.stdout
+    assert " ok " in lines["mine"] + " ", check.stdout
