@@ -29,7 +29,8 @@ Decision = Literal["continue", "replan", "finish"]  # reflect's: next batch, a n
 VerdictWord = Literal["done", "retry", "failed"]
 Approval = Literal["", "user", "edited", "auto", "rejected", "blocked"]  # "" = not decided yet
 LlmNode = Literal["plan", "write_code", "reflect"]  # the nodes that ask the LLM (and can fail over)
-FailureKind = Literal["quota", "outage", "parse", "error"]  # out of budget, providers failing, unreadable, other
+# out of budget, providers failing, unreadable, no provider will ever answer (every key rejected), other
+FailureKind = Literal["quota", "outage", "parse", "dead", "error"]
 
 
 class Fallback(TypedDict):

@@ -39,6 +39,8 @@ def fallback(state: State, runtime: Runtime[Context], *, deps: Deps) -> Command[
             time.sleep(max(0.0, wait))
             return Command(goto=node)
         return Command(goto="wait_for_quota", update={"status": "waiting_for_quota", "resume_after": fb["retry_at"]})
+    if fb["kind"] == "dead":  # no provider will answer (keys rejected): say so now, not after the retries
+        return Command(goto="finalize", update={"status": "failed"})
     if fb["failures"] <= settings.max_retries:
         time.sleep(settings.retry_delay_seconds)
         return Command(goto=node)

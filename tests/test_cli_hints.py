@@ -3,13 +3,14 @@ for a goal typed as several words. Each is exit 2 (``--version``: 0) with one li
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.provider_server import FakeProvider
+from tests.fakes.provider_server import FakeProvider, Reply
 from tests.support.cli import cli
 
 
@@ -49,3 +50,19 @@ def test_providers_without_a_key_are_one_quiet_line_and_check_says_no_key(
     lines = {line.split()[0]: line for line in check.stdout.splitlines() if line.strip()}
     assert "no key" in lines["nokey1"] and "error" not in lines["nokey1"], check.stdout
     assert " ok " in lines["mine"] + " ", check.stdout
+
+
+def test_a_rejected_key_is_one_request_and_one_message_never_retried(
+        tmp_path: Path, fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path]) -> None:
+    """A 401 used to be retried three times, 5 s apart, then reported as "all providers exhausted". With a
+    retry delay of 10 minutes configured, the run would take half an hour if it were still retried."""
+    server = fake_server("openai")
+    server.script(Reply.auth_error())
+    cfg = make_config({"mine": {"kind": "groq", "base_url": server.base_url}},
+                      fallback={"retry_delay_seconds": 600, "max_retries": 3})
+    done = cli(["run", "count the words", "--scratch", "--yes", "--json"], tmp_path / "home", cfg, timeout=120)
+    assert json.loads(done.stdout)["status"] == "failed", done.stdout + done.stderr
+    assert len([r for r in server.requests if r.method == "POST"]) == 1
+    shown = cli(["show", json.loads(done.stdout)["thread_id"], "--json"], tmp_path / "home", cfg)
+    errors = json.loads(shown.stdout)["errors"]
+    assert len(errors) == 1 and "key rejected (HTTP 401)" in errors[0], errors
