@@ -56,8 +56,7 @@ def failure_update(state: State, node: LlmNode, exc: Exception) -> dict[str, Any
     kind: FailureKind
     if isinstance(exc, AllProvidersExhausted) and retry_at is not None:
         kind = "quota" if exc.quota else "outage"  # out of budget / failing providers
-    elif isinstance(exc, AllProvidersExhausted) and exc.reasons and all(
-            str(why).startswith("key rejected") for why in exc.reasons.values()):
+    elif isinstance(exc, AllProvidersExhausted) and exc.keys_rejected:
         kind = "dead"  # every key was rejected (401/403): retrying only waits
     else:
         kind = "parse" if isinstance(exc, ParseError) else "error"

@@ -30,13 +30,16 @@ class AllProvidersExhausted(RuntimeError):
     ``retry_at`` is when the earliest provider frees up (None when none ever will,
     e.g. every key is invalid); ``reasons`` maps provider name to why it was skipped.
     ``quota`` is False when the providers were not out of quota but failing (5xx,
-    timeouts, garbage) — an outage, not a spent budget.
+    timeouts, garbage) — an outage, not a spent budget. ``keys_rejected``: every provider's key was
+    rejected (401/403) — none will answer in this process, so retrying only waits.
     """
 
-    def __init__(self, retry_at: datetime | None, reasons: Mapping[str, str], *, quota: bool = True) -> None:
+    def __init__(self, retry_at: datetime | None, reasons: Mapping[str, str], *, quota: bool = True,
+                 keys_rejected: bool = False) -> None:
         self.retry_at = retry_at
         self.reasons = dict(reasons)
         self.quota = quota
+        self.keys_rejected = keys_rejected
         when = f"retry after {retry_at.isoformat(timespec='seconds')}" if retry_at else "no provider will free up"
         detail = "; ".join(f"{k}: {v}" for k, v in self.reasons.items()) or "no provider is configured"
         super().__init__(f"all providers exhausted ({when}): {detail}")

@@ -163,7 +163,8 @@ class Router:
             fb = self.config.limits.fallback
             cooled = [until for n in live if (until := self.quota.cooldown_until(n)[0]) > now]
             retry = min(cooled, default=now + fb.retry_delay_seconds) if live else None
-            raise AllProvidersExhausted(_dt(retry), reasons, quota=False)
+            raise AllProvidersExhausted(_dt(retry), reasons, quota=False,
+                                        keys_rejected=not live and bool(self.disabled))
         call.attempts += 1
         estimate, max_wait = (lambda n: self._estimate(call, n)), self.config.limits.fallback.max_wait_seconds
         again, call.retry_on = call.retry_on, None
