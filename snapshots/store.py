@@ -5,7 +5,7 @@ Layout (``HOME/snapshots/``)::
     objects/ab/cdef…        a file's bytes (raw), or a manifest (zlib-compressed JSON), named by sha256
     threads/THREAD.json     the thread's history: one record per task attempt (its before/after manifests)
                             and one per undo, oldest first
-    roots/XXXXXXXX          the latest manifest taken of a working directory (a hint: its hashes are reused)
+    roots/<folder hash>     the latest manifest taken of a working directory (a hint: its hashes are reused)
     usage                   bytes under objects/ (kept up to date by every write, recounted by a prune)
     lock                    held (flock) by whoever writes or prunes, so two runs sharing a home never
                             delete what the other just wrote
@@ -209,7 +209,7 @@ class Store:
 
 
 def _root_key(workdir: str) -> str:
-    return hashlib.sha256(workdir.encode()).hexdigest()[:32]
+    return hashlib.sha256(os.fsencode(workdir)).hexdigest()[:32]  # a folder name need not be UTF-8
 
 
 def now() -> float:

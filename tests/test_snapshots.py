@@ -138,3 +138,14 @@ def test_the_snapshot_bench_runs_at_its_tiny_size() -> None:
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert "| 200 |" in proc.stdout and "unchanged (median)" in proc.stdout
+
+
+def test_a_folder_and_files_whose_names_are_not_utf8_are_snapshot_and_listed_escaped(tmp_path: Path) -> None:
+    snaps = open_snapshots(tmp_path / "home")
+    work = tmp_path / os.fsdecode(b"caf\xe9")  # the working directory's own name is not UTF-8
+    work.mkdir()
+    (work / os.fsdecode(b"n\xe9w.txt")).write_text("old")
+    snaps.before("t", 1, "k1", work)
+    (work / os.fsdecode(b"n\xe9w.txt")).write_text("new")
+    changes = snaps.after("t", "k1", work)
+    assert changes is not None and [(c["path"], c["change"]) for c in changes] == [("n\\xe9w.txt", "modified")]
