@@ -115,6 +115,25 @@ class MirroredSaver(BaseCheckpointSaver[Any]):
         await self.primary.adelete_thread(thread_id)
         await asyncio.to_thread(self._copy, "delete_thread", thread_id)
 
+    # -- the rest of the saver's interface: the server's own (the copy is only for a crash) --------
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self.primary.delete_for_runs(run_ids)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.primary.copy_thread(source_thread_id, target_thread_id)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self.primary.prune(thread_ids, strategy=strategy)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self.primary.adelete_for_runs(run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self.primary.acopy_thread(source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self.primary.aprune(thread_ids, strategy=strategy)
+
 
 class DurableGraph(CompiledStateGraph):  # type: ignore[type-arg]
     """The compiled agent whose copies with a server's checkpointer keep a crash copy (module docstring)."""

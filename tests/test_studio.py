@@ -223,3 +223,32 @@ def test_a_thread_survives_kill_9_of_the_server_and_the_cli_finishes_it(
     assert result["status"] == "completed" and [t["status"] for t in result["tasks"]] == ["done"] * 3
     assert (home / "workspaces" / tid / "hello.txt").read_text() == "hello"
     assert len([r for r in provider.requests if r.method == "POST"]) == 3  # plan and code once each, then reflect
+
+
+def test_the_mirrored_saver_keeps_every_checkpoint_in_the_copy_and_deletes_it_there_too(tmp_path: Path) -> None:
+    """The served graph's saver: reads are the server's; checkpoints and writes also land in the agent's store."""
+    import sqlite3
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.graph import StateGraph
+
+    from free_llm_agent.runtime.studio import MirroredSaver
+
+    class S(TypedDict):
+        n: int
+
+    server, copy = InMemorySaver(), SqliteSaver(sqlite3.connect(tmp_path / "c.db", check_same_thread=False))
+    g = StateGraph(S)
+    g.add_node("inc", lambda s: {"n": s["n"] + 1})
+    g.set_entry_point("inc")
+    graph = g.compile(checkpointer=MirroredSaver(server, copy))
+    config: Any = {"configurable": {"thread_id": "t"}}
+    assert graph.invoke({"n": 1}, config) == {"n": 2}
+    ours, theirs = server.get_tuple(config), copy.get_tuple(config)
+    assert ours is not None and theirs is not None
+    assert theirs.checkpoint["id"] == ours.checkpoint["id"] and theirs.checkpoint["channel_values"]["n"] == 2
+    assert len(list(copy.list(config))) == len(list(server.list(config)))
+    MirroredSaver(server, copy).delete_thread("t")
+    assert server.get_tuple(config) is None and copy.get_tuple(config) is None
