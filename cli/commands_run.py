@@ -37,6 +37,17 @@ class QuickExit:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``run GOAL`` or ``resume THREAD``: the result's exit code; 130 when stopped by Ctrl-C."""
+    result = execute(args)
+    if result is None:
+        return 130
+    print_result(result, args)
+    QuickExit.quick = True
+    return result.exit_code
+
+
+def execute(args: argparse.Namespace) -> RunResult | None:
+    """The run or resume of ``args`` (progress and prompts shown unless ``--json``); None when Ctrl-C
+    stopped it. ``demo`` drives its run through here too."""
     _check_args(args)
     config = load_config(getattr(args, "config_dir", None))
     deps, context = _deps_and_context(args, config)
@@ -46,12 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
     runner, router = _open_runner(args, config, deps, context)
     _preflight(args, runner, router, deps, context, new_thread)
-    result = _drive(args, runner, router, deps)
-    if result is None:
-        return 130
-    _print_result(result, args)
-    QuickExit.quick = True
-    return result.exit_code
+    return _drive(args, runner, router, deps)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -188,7 +194,7 @@ def _display(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps
     return progress, approver, progress
 
 
-def _print_result(result: RunResult, args: argparse.Namespace) -> None:
+def print_result(result: RunResult, args: argparse.Namespace) -> None:
     """The summary on stdout (``run … > out.txt`` keeps it); status lines and hints on stderr."""
     import json
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""free-llm-agent CLI: run / resume / threads / show / undo / usage / check / graph / doctor (see README)."""
+"""free-llm-agent CLI: run / resume / demo / threads / show / undo / usage / check / graph / doctor (see README)."""
 
 # The parser, the dispatch and the errors every command may end with are here; ``run``/``resume`` are in
 # cli/commands_run.py, the other commands in cli/commands_info.py (imported when one of them runs).
@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--yes", "-y", action="store_true", help="run generated code without asking")
         sp.add_argument("--json", action="store_true", help="print one JSON object, no progress")
         sp.add_argument("--offline", action="store_true", help="use only local providers (Ollama, llama.cpp …)")
+    demo = sub.add_parser("demo", parents=[common], help="a complete run offline, no key: a scripted local "
+                          "model in a fresh sample folder")
+    demo.add_argument("--yes", "-y", action="store_true", help="run the demo's code without asking")
+    demo.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    demo.add_argument("--workdir", metavar="DIR", help="put the sample in this folder (default: a fresh temporary one)")
     sub.add_parser("threads", parents=[common], help="list threads").add_argument("--json", action="store_true")
     show = sub.add_parser("show", parents=[common], help="the history of one thread")
     show.add_argument("thread_id")
@@ -136,6 +141,12 @@ def _undo(args: argparse.Namespace) -> int:
     return cmd_undo(args)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.commands_demo import cmd_demo
+
+    return cmd_demo(args)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from free_llm_agent.cli.doctor_view import cmd_doctor
 
@@ -144,7 +155,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
             "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
-            "doctor": _doctor, "undo": _undo}
+            "doctor": _doctor, "undo": _undo, "demo": _demo}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:

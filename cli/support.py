@@ -113,7 +113,10 @@ def runner_for(args: argparse.Namespace) -> Any:
 
 
 def resume_hint(args: argparse.Namespace, thread_id: str) -> str:
-    """The resume command with every global flag that was given, so it can be copied as is."""
+    """The resume command with every global flag that was given, so it can be copied as is. A demo's thread
+    cannot be resumed (its scripted server ends with it): there, the command that starts the demo again."""
+    if getattr(args, "demo", False):
+        return f"{program()} demo (starts it again)"
     return hint(args, "resume", shlex.quote(thread_id))
 
 
