@@ -1,4 +1,4 @@
-"""The y / n / edit approval prompt of the CLI (a terminal); see README "Approval".
+"""The y / n / edit approval prompt of the CLI (a terminal); see docs/workdir.md, "Approval".
 
 An unchanged or empty edit, or an editor that fails, is not an approval: the prompt asks again.
 Ctrl-D (end of input) runs nothing and rejects nothing: the run pauses as ``awaiting_approval``.

@@ -1,5 +1,5 @@
 """What a run did to the working directory: the change lists of ``show``, ``show --diff``, ``undo``, and
-the question ``resume`` asks about a thread whose tasks were undone (see README "See and undo")."""
+the question ``resume`` asks about a thread whose tasks were undone (see docs/workdir.md)."""
 
 from __future__ import annotations
 

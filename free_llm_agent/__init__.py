@@ -2,7 +2,7 @@
 
 Everything imports from this one namespace (``free_llm_agent.graph``, ``free_llm_agent.providers`` …),
 so a project's own ``config/`` or ``tools/`` folder never shadows the agent's. The rooms are the
-repository's top-level folders (see docs/architecture.md). The public names load on first use
+repository's top-level folders (see docs/how-it-works.md). The public names load on first use
 (PEP 562): ``import free_llm_agent`` imports no LangChain.
 """
 

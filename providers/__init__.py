@@ -1,4 +1,4 @@
-"""The quota-aware provider layer (docs/architecture.md, "The Python API").
+"""The quota-aware provider layer (docs/python-api.md).
 
 The names are imported on first use (PEP 562): ``providers.quota``, ``providers.errors`` … load
 without langchain, so the CLI starts its executor before the model clients are imported.

@@ -333,7 +333,7 @@ def _drain(stream: Iterator[Any], first: Any) -> Any:
 
 def _router(config_dir: str | Path | None, home: str | Path | None, *, offline: bool = False,
             notices: list[str] | None = None, database_url: str | None = None) -> Router:
-    load_env_files(home)  # the same .env files as the CLI, in the same order (README: Free keys)
+    load_env_files(home)  # the same .env files as the CLI, in the same order (docs/keys.md)
     config = load_config(config_dir)
     router, skipped = Router.from_config(config, resolve_home(home), offline=offline,
                                          database_url=resolve_database_url(database_url))
@@ -351,7 +351,7 @@ def build_chat_model(
     notices: list[str] | None = None,
     database_url: str | None = None,
 ) -> QuotaAwareChatModel:
-    """The agent's chat model for a config dir and home (docs/architecture.md, "The Python API").
+    """The agent's chat model for a config dir and home (docs/python-api.md).
 
     Raises ConfigError for bad files and NoUsableProvider when no provider has a key.
     Skipped-provider notices are appended to ``notices`` when given. ``database_url`` (else

@@ -1,5 +1,5 @@
 """The CLI's reporting commands end to end (subprocess): threads, show, usage (+ --plot),
-check, graph; the local-model tier and --offline; Ctrl-C. Shapes as in docs/architecture.md and the README."""
+check, graph; the local-model tier and --offline; Ctrl-C. Shapes as in docs/cli.md."""
 
 from __future__ import annotations
 

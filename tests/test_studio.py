@@ -141,12 +141,16 @@ def test_studio_server_runs_the_agent_through_approvals(server: tuple[str, FakeP
     assert (home / "workspaces" / tid / "hello.txt").read_text() == "hello"
 
 
-def test_the_readme_sdk_snippet_runs_as_written(server: tuple[str, FakeProvider, Path]) -> None:
+def test_the_docs_sdk_snippet_runs_as_written(server: tuple[str, FakeProvider, Path],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/studio.md's snippet, unchanged: it takes the server from LANGGRAPH_URL (this server's port)."""
     url = server[0]
-    code = snippet("langgraph-sdk").replace("http://127.0.0.1:2024", url)  # the only change: this server's port
+    assert not url.endswith(":2024")  # a port of its own: the snippet's default would not reach it
+    monkeypatch.setenv("LANGGRAPH_URL", url)
+    code = snippet("langgraph-sdk")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README.md:langgraph-sdk", "exec"), {})
+        exec(compile(code, "docs/studio.md:langgraph-sdk", "exec"), {})
     lines = printed.getvalue()
     assert lines.count("approving task") == 3 and "Goal: say hello in a file" in lines
     assert "✔ Task 3: count its letters" in lines

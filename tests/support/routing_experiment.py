@@ -1,4 +1,4 @@
-"""The routing experiment (README: Routing that learns): two loopback providers, 20 goals.
+"""The routing experiment (docs/how-it-works.md: Routing that learns): two loopback providers, 20 goals.
 
 ``flaky`` is first in ``routing.priority``; every other first answer it gives to a plan, code or
 review request is prose that no parser reads (its answers to repair prompts are good). ``good``
