@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from free_llm_agent.cli.support import BadInput, config_source_text, err, hint, out
+from free_llm_agent.cli.support import BadInput, config_source_text, err, hint, out, providers_file
 from free_llm_agent.config import AppConfig, ProviderConfig, load_config, resolve_home
 from free_llm_agent.config.env_file import env_source, home_env_file, repo_env_file
 from free_llm_agent.config.env_write import ENV_NAME, MAX_VALUE_CHARS, value_problem, write_env_entry
@@ -74,6 +74,10 @@ def cmd_keys_set(args: argparse.Namespace) -> int:
         where = "your environment" if source is None else str(source)
         err.print(f"note: {name} is also set in {where}, which is read before {path} and wins; "
                   f"remove it there for the new key to be used", style="yellow", markup=False)
+    if reading and not any(cfg.enabled for _, cfg in reading):
+        names = ", ".join(name for name, _ in reading)
+        err.print(f"note: {names} (reading {name}) is disabled: set enabled: true for it in "
+                  f"{providers_file(args, config)}", style="yellow", markup=False)
     out.print(f"Check that it works: {hint(args, 'check')}", markup=False)
     return 0
 

@@ -27,7 +27,9 @@ from free_llm_agent.config import ConfigError, load_env_files, resolve_home
 
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml")
+    common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml "
+                        "(default $FREE_AGENT_CONFIG_DIR, else your config folder once 'init' wrote it, else the "
+                        "packaged defaults)")
     common.add_argument("--home", default=argparse.SUPPRESS, help="state directory (default ~/.free-llm-agent)")
     common.add_argument("--database-url", default=argparse.SUPPRESS,
                         help="shared state in PostgreSQL (postgresql://…; default $FREE_AGENT_DATABASE_URL, "
@@ -76,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                           "providers.yaml and limits.yaml")
     init.add_argument("--force", action="store_true", help="write files that exist again (the old ones: *.bak)")
     keys = sub.add_parser("keys", parents=[common], help="store or list API keys (kept in the home's .env)")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="{set,list}")
     key_set = keys_sub.add_parser("set", parents=[common], help="store a key: typed at a prompt that does not "
                                   "echo, or piped in")
     key_set.add_argument("name", metavar="NAME", help="the variable, e.g. GROQ_API_KEY ('keys list' shows them)")

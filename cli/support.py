@@ -82,11 +82,8 @@ def router_for(args: argparse.Namespace, offline: bool = False, config: Any = No
             raise
         router = None
     if offline and (router is None or not router.candidates("general")):
-        where = (f"your own providers.yaml (these are the packaged defaults; write a copy to edit with: "
-                 f"{hint(args, 'init')})" if config.config_source == "packaged defaults"
-                 else config.config_dir / "providers.yaml")
         raise BadInput(f"--offline needs a local provider: enable ollama (or another entry with local: true) "
-                       f"in {where}")
+                       f"in {providers_file(args, config)}")
     _print_notices(args, config, notices)
     return router
 
@@ -154,6 +151,14 @@ def _has_password(url: str) -> bool:
 def program() -> str:
     """How the user started the CLI: the console script, or the repo's script through uv."""
     return "free-llm-agent" if Path(sys.argv[0]).name == "free-llm-agent" else "uv run run_graph.py"
+
+
+def providers_file(args: argparse.Namespace, config: Any) -> str:
+    """The providers.yaml to edit: the one in use, or (when that is the packaged defaults) a copy ``init`` writes."""
+    if config.config_source == "packaged defaults":
+        return ("your own providers.yaml (these are the packaged defaults; write a copy to edit with: "
+                f"{hint(args, 'init')})")
+    return str(config.config_dir / "providers.yaml")
 
 
 def config_source_text(args: argparse.Namespace, source: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import sys
 from collections.abc import Callable
@@ -213,16 +214,32 @@ def test_key_format_warnings_come_from_the_table_of_prefixes(
     assert not any(value.strip('"') in p for p in problems)  # never the key itself
 
 
-def test_the_prompt_does_not_echo_the_key(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def prompt(home: Path) -> pexpect.spawn:
+    """``keys set GROQ_API_KEY`` in a terminal, at its prompt (SIGINT at its default: the test sends Ctrl-C)."""
     child = pexpect.spawn(sys.executable, [str(RUN_GRAPH), "--home", str(home), "keys", "set", "GROQ_API_KEY"],
-                          cwd=str(ROOT), env=dict(os.environ), encoding="utf-8", timeout=60)
+                          cwd=str(ROOT), env=dict(os.environ), encoding="utf-8", timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     child.expect("GROQ_API_KEY \\(what you type is not shown\\): ")
+    return child
+
+
+def test_the_prompt_does_not_echo_the_key_and_ctrl_c_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    child = prompt(home)
     child.sendline(GROQ_KEY)
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
     assert GROQ_KEY not in (child.before or "") and "saved in" in (child.before or "")
+    assert dotenv_values(home / ".env") == {"GROQ_API_KEY": GROQ_KEY}
+
+    child = prompt(home)
+    child.send("gsk_half")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 and "nothing was written" in (child.before or ""), child.before
+    assert "Traceback" not in (child.before or "")
     assert dotenv_values(home / ".env") == {"GROQ_API_KEY": GROQ_KEY}
 
 
