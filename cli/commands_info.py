@@ -17,7 +17,17 @@ from rich.table import Table
 from rich.text import Text
 
 from free_llm_agent.cli.commands_undo import print_changes, print_diff, undone_of, with_changes
-from free_llm_agent.cli.support import BadInput, err, hint, out, output_file, router_for, runner_for, write_failed
+from free_llm_agent.cli.support import (
+    BadInput,
+    config_source_text,
+    err,
+    hint,
+    out,
+    output_file,
+    router_for,
+    runner_for,
+    write_failed,
+)
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
@@ -158,9 +168,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     rows = [check_provider(router, name) for name, cfg in router.config.providers.items()
             if cfg.enabled]
     sandbox = sandbox_report(router)
+    config = {"dir": str(router.config.config_dir), "source": router.config.config_source}
     if args.json:
-        print(json.dumps({"providers": rows, "sandbox": sandbox, "seconds": round(time.time() - started, 2)}))
+        print(json.dumps({"providers": rows, "sandbox": sandbox, "config": config,
+                          "seconds": round(time.time() - started, 2)}))
     else:
+        out.print(f"{'config':<20} {config['dir']}  ({config_source_text(args, config['source'])})", markup=False)
         for r in rows:
             no_key = not r["ok"] and str(r["reason"]).startswith("no key")
             mark = "[green]ok[/green]   " if r["ok"] else "[dim]no key[/dim]" if no_key else "[red]error[/red]"

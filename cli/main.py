@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""free-llm-agent CLI: run / resume / demo / threads / show / undo / usage / check / graph / doctor (see README)."""
+"""free-llm-agent CLI: run / resume / demo / threads / show / undo / usage / check / graph / doctor / init /
+keys (see README)."""
 
 # The parser, the dispatch and the errors every command may end with are here; ``run``/``resume`` are in
-# cli/commands_run.py, the other commands in cli/commands_info.py (imported when one of them runs).
+# cli/commands_run.py, ``init`` and ``keys`` in cli/commands_init.py and cli/commands_keys.py, the other
+# commands in cli/commands_info.py (each imported when one of its commands runs).
 
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ from free_llm_agent.config import ConfigError, load_env_files, resolve_home
 
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml")
+    common.add_argument("--config-dir", default=argparse.SUPPRESS, help="directory with providers.yaml/limits.yaml "
+                        "(default $FREE_AGENT_CONFIG_DIR, else your config folder once 'init' wrote it, else the "
+                        "packaged defaults)")
     common.add_argument("--home", default=argparse.SUPPRESS, help="state directory (default ~/.free-llm-agent)")
     common.add_argument("--database-url", default=argparse.SUPPRESS,
                         help="shared state in PostgreSQL (postgresql://…; default $FREE_AGENT_DATABASE_URL, "
@@ -75,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", parents=[common], help="check the home and its databases")
     doctor.add_argument("--repair", action="store_true", help="move damaged files aside, keeping what is readable")
     doctor.add_argument("--json", action="store_true")
+    init = sub.add_parser("init", parents=[common], help="create your config folder with commented "
+                          "providers.yaml and limits.yaml")
+    init.add_argument("--force", action="store_true", help="write files that exist again (the old ones: *.bak)")
+    keys = sub.add_parser("keys", parents=[common], help="store or list API keys (kept in the home's .env)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="{set,list}")
+    key_set = keys_sub.add_parser("set", parents=[common], help="store a key: typed at a prompt that does not "
+                                  "echo, or piped in")
+    key_set.add_argument("name", metavar="NAME", help="the variable, e.g. GROQ_API_KEY ('keys list' shows them)")
+    key_set.add_argument("--force", action="store_true", help="also a NAME no configured provider reads")
+    keys_sub.add_parser("list", parents=[common], help="which keys are set (masked) and where each was found"
+                        ).add_argument("--json", action="store_true")
     return p
 
 
@@ -99,7 +114,7 @@ class _Parser(argparse.ArgumentParser):
         found = list(self._option_string_actions)
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction):
-                found += [o for parser in action.choices.values() for o in parser._option_string_actions]
+                found += [o for parser in action.choices.values() for o in parser._options()]
         return found
 
     def _commands(self) -> list[str]:
@@ -124,38 +139,26 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def _view(name: str) -> Any:
-    """A command of :mod:`cli.commands_info`, imported only when that command runs."""
+def _lazy(target: str) -> Any:
+    """The command ``module:function`` of ``free_llm_agent.cli``, imported only when that command runs (so
+    ``--help`` and a mistyped command import none of them)."""
+    module, function = target.split(":")
 
     def command(args: argparse.Namespace) -> int:
-        from free_llm_agent.cli import commands_info
+        from importlib import import_module
 
-        return int(getattr(commands_info, name)(args))
+        return int(getattr(import_module(f"free_llm_agent.cli.{module}"), function)(args))
 
     return command
 
 
-def _undo(args: argparse.Namespace) -> int:
-    from free_llm_agent.cli.commands_undo import cmd_undo
-
-    return cmd_undo(args)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from free_llm_agent.cli.commands_demo import cmd_demo
-
-    return cmd_demo(args)
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    from free_llm_agent.cli.doctor_view import cmd_doctor
-
-    return cmd_doctor(args)
-
-
-COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
-            "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
-            "doctor": _doctor, "undo": _undo, "demo": _demo}
+# The registry of commands: a new command is one parser above and one entry here.
+COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _lazy("commands_info:cmd_threads"),
+            "show": _lazy("commands_info:cmd_show"), "usage": _lazy("commands_info:cmd_usage"),
+            "check": _lazy("commands_info:cmd_check"), "graph": _lazy("commands_info:cmd_graph"),
+            "doctor": _lazy("doctor_view:cmd_doctor"), "undo": _lazy("commands_undo:cmd_undo"),
+            "demo": _lazy("commands_demo:cmd_demo"), "init": _lazy("commands_init:cmd_init"),
+            "keys": _lazy("commands_keys:cmd_keys")}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
@@ -199,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (ConfigError, NoUsableProvider, BadInput) as exc:
         cli_support.err.print(f"error: {exc}", style="red", markup=False)
+        if key_var := getattr(exc, "key_var", None):  # no provider has a key: the command that stores one
+            cli_support.err.print(f"Store a key with: {hint(args, 'keys', 'set', key_var)}", markup=False)
         return 2
     except BrokenPipeError:  # e.g. `graph | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

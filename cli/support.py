@@ -82,16 +82,30 @@ def router_for(args: argparse.Namespace, offline: bool = False, config: Any = No
             raise
         router = None
     if offline and (router is None or not router.candidates("general")):
-        raise BadInput("--offline needs a local provider: enable ollama (or another entry with local: true) "
-                       f"in {config.config_dir / 'providers.yaml'}")
-    if notices and not getattr(args, "json", False):  # one line, not one per provider without a key
-        names = [m[1] for n in notices if (m := re.match(r"skipping (\S+):", n))]
-        if names:
-            __getattr__("err").print(f"{len(names)} provider(s) without a key skipped: {', '.join(names)} "
-                                     "('check' says which key each needs)", style="dim", markup=False)
-        for notice in (n for n in notices if not n.startswith("skipping ")):
-            __getattr__("err").print(notice, style="dim", markup=False)
+        raise BadInput(f"--offline needs a local provider: enable ollama (or another entry with local: true) "
+                       f"in {providers_file(args, config)}")
+    _print_notices(args, config, notices)
     return router
+
+
+def _print_notices(args: argparse.Namespace, config: Any, notices: list[str]) -> None:
+    """Key warnings (always: they are on stderr), then one line for every provider without a key, naming
+    the command that sets one (not with ``--json``), then the other notices."""
+    from free_llm_agent.providers.keys import WARNING, first_key_var
+
+    def show(line: str, style: str) -> None:
+        __getattr__("err").print(line, style=style, markup=False)  # rich only when there is something to say
+
+    for warning in (n for n in notices if n.startswith(WARNING)):
+        show(warning, "yellow")
+    if getattr(args, "json", False):
+        return
+    names = [m[1] for n in notices if (m := re.match(r"skipping (\S+):", n))]
+    if names:
+        show(f"no key for {', '.join(names)} (set one with: "
+             f"{hint(args, 'keys', 'set', str(first_key_var(config, names)))})", "dim")
+    for notice in (n for n in notices if not n.startswith(("skipping ", WARNING))):
+        show(notice, "dim")
 
 
 def database_url(args: argparse.Namespace) -> str | None:
@@ -140,6 +154,21 @@ def _has_password(url: str) -> bool:
 def program() -> str:
     """How the user started the CLI: the console script, or the repo's script through uv."""
     return "free-llm-agent" if Path(sys.argv[0]).name == "free-llm-agent" else "uv run run_graph.py"
+
+
+def providers_file(args: argparse.Namespace, config: Any) -> str:
+    """The providers.yaml to edit: the one in use, or (when that is the packaged defaults) a copy ``init`` writes."""
+    if config.config_source == "packaged defaults":
+        return ("your own providers.yaml (these are the packaged defaults; write a copy to edit with: "
+                f"{hint(args, 'init')})")
+    return str(config.config_dir / "providers.yaml")
+
+
+def config_source_text(args: argparse.Namespace, source: str) -> str:
+    """Why the config folder was used, for people (``source`` is one of config.CONFIG_SOURCES)."""
+    return {"--config-dir": "from --config-dir", "FREE_AGENT_CONFIG_DIR": "from $FREE_AGENT_CONFIG_DIR",
+            "user config folder": "your config folder",
+            "packaged defaults": f"the packaged defaults; for a copy to edit: {hint(args, 'init')}"}.get(source, source)
 
 
 def output_file(flag: str, value: str) -> Path:

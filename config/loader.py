@@ -28,6 +28,9 @@ from free_llm_agent.config.errors import ConfigError
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_HOME = Path("~/.free-llm-agent")
+APP_NAME = "free-llm-agent"
+# Where the configuration was found, in the order it is looked for (``check`` shows which one).
+CONFIG_SOURCES = ("--config-dir", "FREE_AGENT_CONFIG_DIR", "user config folder", "packaged defaults")
 PROVIDER_KINDS = ("gemini", "groq", "together", "openai_compatible")
 TASK_TYPES = ("code_generation", "complex_reasoning", "simple_task", "general")  # what routing.task_types maps
 
@@ -187,6 +190,7 @@ class AppConfig(BaseModel):
     """Both files, validated against each other."""
 
     config_dir: Path
+    config_source: str = "packaged defaults"  # one of CONFIG_SOURCES: why config_dir was used
     providers: dict[str, ProviderConfig]
     routing: RoutingConfig
     limits: LimitsFile
@@ -195,10 +199,31 @@ class AppConfig(BaseModel):
         return self.limits.rate_limits.get(name) or RateLimit()
 
 
+def user_config_dir() -> Path:
+    """The user's config folder, which ``init`` writes: ``~/.config/free-llm-agent`` on Linux (under
+    ``$XDG_CONFIG_HOME`` when set), the platform's own place elsewhere (platformdirs)."""
+    from platformdirs import user_config_path
+
+    return user_config_path(APP_NAME, appauthor=False)
+
+
+def locate_config_dir(config_dir: str | Path | None = None) -> tuple[Path, str]:
+    """The config folder and why it was chosen (see :data:`CONFIG_SOURCES`): ``--config-dir``, else
+    ``$FREE_AGENT_CONFIG_DIR``, else the user's config folder when it holds ``providers.yaml``, else the
+    packaged defaults."""
+    if config_dir:
+        return Path(config_dir).expanduser(), "--config-dir"
+    if chosen := os.environ.get("FREE_AGENT_CONFIG_DIR"):
+        return Path(chosen).expanduser(), "FREE_AGENT_CONFIG_DIR"
+    user = user_config_dir()
+    if (user / "providers.yaml").is_file():
+        return user, "user config folder"
+    return REPO_CONFIG_DIR, "packaged defaults"
+
+
 def resolve_config_dir(config_dir: str | Path | None = None) -> Path:
-    """``--config-dir``, else ``$FREE_AGENT_CONFIG_DIR``, else the repo's ``config/``."""
-    chosen = config_dir or os.environ.get("FREE_AGENT_CONFIG_DIR") or REPO_CONFIG_DIR
-    return Path(chosen).expanduser()
+    """The config folder :func:`locate_config_dir` chooses."""
+    return locate_config_dir(config_dir)[0]
 
 
 def resolve_home(home: str | Path | None = None) -> Path:
@@ -318,10 +343,11 @@ def _check_names(path: Path, where: str, names: list[str], known: dict[str, Any]
 
 def load_config(config_dir: str | Path | None = None) -> AppConfig:
     """Load and cross-check both files; raise ConfigError with file, field and fix."""
-    directory = resolve_config_dir(config_dir)
+    directory, source = locate_config_dir(config_dir)
     if not directory.is_dir():
         raise ConfigError(
-            f"config directory {directory} does not exist; pass --config-dir DIR or set FREE_AGENT_CONFIG_DIR"
+            f"config directory {directory} (from {source}) does not exist; "
+            "pass --config-dir DIR or set FREE_AGENT_CONFIG_DIR"
         )
     ppath, lpath = directory / "providers.yaml", directory / "limits.yaml"
     try:
@@ -350,4 +376,5 @@ def load_config(config_dir: str | Path | None = None) -> AppConfig:
                 f"{ppath}: providers.{name}.api_key_env: missing; "
                 "name the env var that holds its key (or set local: true)"
             )
-    return AppConfig(config_dir=directory, providers=known, routing=pfile.routing, limits=lfile)
+    return AppConfig(config_dir=directory, config_source=source, providers=known, routing=pfile.routing,
+                     limits=lfile)

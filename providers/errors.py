@@ -53,6 +53,8 @@ class EmptyAnswer(RuntimeError):
 class NoUsableProvider(RuntimeError):
     """No provider has a key (or is enabled); the message lists what would fix it."""
 
+    key_var: str | None = None  # the key variable of the provider routing would try first: the one to set
+
 
 @dataclass
 class ErrorInfo:

@@ -70,6 +70,16 @@ def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
+@pytest.fixture(autouse=True)
+def user_config_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``$XDG_CONFIG_HOME`` in a fresh, empty folder: the user's own config folder (``~/.config/free-llm-agent``,
+    which ``init`` writes and every command reads when it holds providers.yaml) never reaches a test, nor the
+    CLI subprocesses it starts (they inherit the variable). ``init`` in a test writes under this folder."""
+    path = tmp_path_factory.mktemp("xdg-config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(path))
+    return path
+
+
 BOTH_BACKENDS = ("sqlite", "postgresql")
 
 

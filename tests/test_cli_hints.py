@@ -42,7 +42,8 @@ def test_providers_without_a_key_are_one_quiet_line_and_check_says_no_key(
     env = {k: v for k, v in os.environ.items() if not k.startswith("NO_SUCH_KEY")}
     usage = cli(["usage"], tmp_path / "home", cfg, env=env)
     assert usage.returncode == 0, usage.stderr
-    assert usage.stderr.count("without a key") == 1 and "nokey1, nokey2" in usage.stderr
+    assert usage.stderr.count("no key for") == 1 and "nokey1, nokey2" in usage.stderr
+    assert "keys set NO_SUCH_KEY_1" in usage.stderr  # the command that fixes it: the key routing tries first
     assert "skipping" not in usage.stderr
     rows = {line.split()[0]: line for line in usage.stdout.splitlines() if "nokey" in line}
     assert rows and all("CAN_INCREASE" not in line for line in rows.values())
