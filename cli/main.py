@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""free-llm-agent CLI: run / resume / threads / show / undo / usage / check / graph / doctor (see README)."""
+"""free-llm-agent CLI: run / resume / threads / show / undo / usage / check / graph / doctor / studio /
+completion (see README)."""
 
 # The parser, the dispatch and the errors every command may end with are here; ``run``/``resume`` are in
 # cli/commands_run.py, the other commands in cli/commands_info.py (imported when one of them runs).
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--database-url", default=argparse.SUPPRESS,
                         help="shared state in PostgreSQL (postgresql://…; default $FREE_AGENT_DATABASE_URL, "
                         "else SQLite in the home)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what happens on stderr: routing, failures, retries, paths (-vv: more)")
     p = _Parser(parents=[common], description=__doc__)
     p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
@@ -70,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", parents=[common], help="check the home and its databases")
     doctor.add_argument("--repair", action="store_true", help="move damaged files aside, keeping what is readable")
     doctor.add_argument("--json", action="store_true")
+    studio = sub.add_parser("studio", parents=[common], help="LangGraph Studio's server for this agent (langgraph dev)")
+    studio.add_argument("--port", type=int, default=2024, help="port to listen on (default 2024)")
+    studio.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    studio.add_argument("--no-browser", action="store_true", help="do not open Studio in a browser")
+    studio.add_argument("--no-reload", action="store_true", help="do not restart the server when files change")
+    completion = sub.add_parser("completion", parents=[common], help="print the shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
     return p
 
 
@@ -136,6 +146,19 @@ def _undo(args: argparse.Namespace) -> int:
     return cmd_undo(args)
 
 
+def _studio(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.studio import cmd_studio
+
+    return cmd_studio(args)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.completion import script
+
+    print(script(args.shell))
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from free_llm_agent.cli.doctor_view import cmd_doctor
 
@@ -144,7 +167,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
             "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
-            "doctor": _doctor, "undo": _undo}
+            "doctor": _doctor, "undo": _undo, "studio": _studio, "completion": _completion}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
@@ -177,14 +200,24 @@ def _raised(module: str, name: str) -> type[Exception]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if "_ARGCOMPLETE" in os.environ:  # a Tab in a shell that loaded `completion`'s script: answer, exit
+        from free_llm_agent.cli.completion import complete
+
+        complete(parser)
+    args = parser.parse_args(argv)
     from free_llm_agent.providers.errors import NoUsableProvider
     from free_llm_agent.storage.errors import BackendMissing, CheckpointUnreadable, StateFileError, StateUnavailable
 
     _quiet_libraries()
+    verbose = _verbose(args)
     try:
-        load_env_files(getattr(args, "home", None),
-                       warn=lambda message: cli_support.err.print(f"warning: {message}", style="yellow", markup=False))
+        env_files = load_env_files(getattr(args, "home", None), warn=lambda message: cli_support.err.print(
+            f"warning: {message}", style="yellow", markup=False))
+        if verbose is not None:
+            from free_llm_agent.cli.verbose import where_from
+
+            where_from(args, env_files)
         return COMMANDS[args.command](args)
     except (ConfigError, NoUsableProvider, BadInput) as exc:
         cli_support.err.print(f"error: {exc}", style="red", markup=False)
@@ -221,6 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.DatabaseError as exc:  # not traced to one file: name the home
         home = resolve_home(getattr(args, "home", None))
         return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")
+    finally:
+        if verbose is not None:
+            verbose.close()
+
+
+def _verbose(args: argparse.Namespace) -> Any:
+    """``-v``/``-vv``: the agent's log on stderr until :func:`main` returns (cli/verbose.py); else None."""
+    if not getattr(args, "verbose", 0):
+        return None
+    from free_llm_agent.cli.verbose import enable
+
+    return enable(args.verbose)
 
 
 def entry() -> None:
