@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """free-llm-agent CLI: run / resume / demo / threads / show / undo / usage / check / graph / doctor / init /
-keys (see README)."""
+keys / studio / completion (see README)."""
 
 # The parser, the dispatch and the errors every command may end with are here; ``run``/``resume`` are in
 # cli/commands_run.py, ``init`` and ``keys`` in cli/commands_init.py and cli/commands_keys.py, the other
@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--database-url", default=argparse.SUPPRESS,
                         help="shared state in PostgreSQL (postgresql://…; default $FREE_AGENT_DATABASE_URL, "
                         "else SQLite in the home)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what happens on stderr: routing, failures, retries, paths (-vv: more)")
     p = _Parser(parents=[common], description=__doc__)
     p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
@@ -90,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     key_set.add_argument("--force", action="store_true", help="also a NAME no configured provider reads")
     keys_sub.add_parser("list", parents=[common], help="which keys are set (masked) and where each was found"
                         ).add_argument("--json", action="store_true")
+    studio = sub.add_parser("studio", parents=[common], help="LangGraph Studio's server for this agent (langgraph dev)")
+    studio.add_argument("--port", type=int, default=2024, help="port to listen on (default 2024)")
+    studio.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    studio.add_argument("--no-browser", action="store_true", help="do not open Studio in a browser")
+    studio.add_argument("--no-reload", action="store_true", help="do not restart the server when files change")
+    completion = sub.add_parser("completion", parents=[common], help="print the shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
     return p
 
 
@@ -158,7 +167,8 @@ COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _lazy("commands_info:c
             "check": _lazy("commands_info:cmd_check"), "graph": _lazy("commands_info:cmd_graph"),
             "doctor": _lazy("doctor_view:cmd_doctor"), "undo": _lazy("commands_undo:cmd_undo"),
             "demo": _lazy("commands_demo:cmd_demo"), "init": _lazy("commands_init:cmd_init"),
-            "keys": _lazy("commands_keys:cmd_keys")}
+            "keys": _lazy("commands_keys:cmd_keys"), "studio": _lazy("studio:cmd_studio"),
+            "completion": _lazy("completion:cmd_completion")}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
@@ -191,14 +201,24 @@ def _raised(module: str, name: str) -> type[Exception]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if "_ARGCOMPLETE" in os.environ:  # a Tab in a shell that loaded `completion`'s script: answer, exit
+        from free_llm_agent.cli.completion import complete
+
+        complete(parser)
+    args = parser.parse_args(argv)
     from free_llm_agent.providers.errors import NoUsableProvider
     from free_llm_agent.storage.errors import BackendMissing, CheckpointUnreadable, StateFileError, StateUnavailable
 
     _quiet_libraries()
+    verbose = _verbose(args)
     try:
-        load_env_files(getattr(args, "home", None),
-                       warn=lambda message: cli_support.err.print(f"warning: {message}", style="yellow", markup=False))
+        env_files = load_env_files(getattr(args, "home", None), warn=lambda message: cli_support.err.print(
+            f"warning: {message}", style="yellow", markup=False))
+        if verbose is not None:
+            from free_llm_agent.cli.verbose import where_from
+
+            where_from(args, env_files)
         return COMMANDS[args.command](args)
     except (ConfigError, NoUsableProvider, BadInput) as exc:
         cli_support.err.print(f"error: {exc}", style="red", markup=False)
@@ -237,6 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.DatabaseError as exc:  # not traced to one file: name the home
         home = resolve_home(getattr(args, "home", None))
         return _state_error(args, f"the state in {home} cannot be used ({exc})", "damaged", home / "agent.db")
+    finally:
+        if verbose is not None:
+            verbose.close()
+
+
+def _verbose(args: argparse.Namespace) -> Any:
+    """``-v``/``-vv``: the agent's log on stderr until :func:`main` returns (cli/verbose.py); else None."""
+    if not getattr(args, "verbose", 0):
+        return None
+    from free_llm_agent.cli.verbose import enable
+
+    return enable(args.verbose)
 
 
 def entry() -> None:

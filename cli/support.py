@@ -152,8 +152,10 @@ def _has_password(url: str) -> bool:
 
 
 def program() -> str:
-    """How the user started the CLI: the console script, or the repo's script through uv."""
-    return "free-llm-agent" if Path(sys.argv[0]).name == "free-llm-agent" else "uv run run_graph.py"
+    """How the user started the CLI, as a command that works from where they are (cli/invocation.py)."""
+    from free_llm_agent.cli.invocation import program as started_as
+
+    return started_as()
 
 
 def providers_file(args: argparse.Namespace, config: Any) -> str:

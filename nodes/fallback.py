@@ -14,6 +14,7 @@ Completed tasks are never dropped.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -25,6 +26,7 @@ from free_llm_agent.graph.context import Context
 from free_llm_agent.graph.state import Fallback, State
 from free_llm_agent.runtime.deps import Deps
 
+_log = logging.getLogger(__name__)
 Target = Literal["plan", "write_code", "reflect", "wait_for_quota", "finalize"]
 
 
@@ -36,14 +38,22 @@ def fallback(state: State, runtime: Runtime[Context], *, deps: Deps) -> Command[
         retry_at = datetime.fromisoformat(fb["retry_at"])
         wait = (retry_at - datetime.now(UTC)).total_seconds()
         if wait <= settings.max_wait_seconds:
+            _log.info("%s: every provider is out of quota; waiting %.0f s for the first to free up, then %s again",
+                      node, max(0.0, wait), node)
             time.sleep(max(0.0, wait))
             return Command(goto=node)
+        _log.info("%s: every provider is out of quota until %s (longer than fallback.max_wait_seconds): pausing the "
+                  "thread", node, fb["retry_at"])
         return Command(goto="wait_for_quota", update={"status": "waiting_for_quota", "resume_after": fb["retry_at"]})
     if fb["kind"] == "dead":  # no provider will answer (keys rejected): say so now, not after the retries
+        _log.info("%s: every provider's key was rejected: the run fails now (no retry)", node)
         return Command(goto="finalize", update={"status": "failed"})
     if fb["failures"] <= settings.max_retries:
+        _log.info("%s failed (%s: %s); retry %d of %d in %.0f s", node, fb["kind"], fb["error"][:300], fb["failures"],
+                  settings.max_retries, settings.retry_delay_seconds)
         time.sleep(settings.retry_delay_seconds)
         return Command(goto=node)
+    _log.info("%s failed %d times (%s: %s): no retry left", node, fb["failures"], fb["kind"], fb["error"][:300])
     if fb["kind"] == "outage":
         resume_after = datetime.now(UTC) + timedelta(seconds=settings.failure_cooldown_seconds)
         return Command(

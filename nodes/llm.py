@@ -4,6 +4,7 @@ whether it was cached."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from free_llm_agent.nodes.events import LlmCall, emit
 from free_llm_agent.nodes.parsing import ParseError
 
 T = TypeVar("T", bound=BaseModel)
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +84,8 @@ def ask(
         grade(message, purpose, "usable")
         return got
     except ParseError as first_error:
+        _log.info("%s: the answer could not be read (%s); asking once more with a repair prompt", purpose,
+                  str(first_error)[:300])
         reject(message)
         repair = [
             *messages,

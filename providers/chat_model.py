@@ -25,6 +25,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
+import free_llm_agent.providers.route_log as route_log
 from free_llm_agent.config import load_config, load_env_files, resolve_home
 from free_llm_agent.config.text import escaped, undecodable
 from free_llm_agent.providers.answers import Outcome
@@ -139,6 +140,7 @@ class QuotaAwareChatModel(BaseChatModel):
             cached = cached.model_copy(update={"id": None})  # a fresh id: LangChain gives it this run's
             cached.response_metadata.update(cached=True, cache_key=key)
             self.router.served_from_cache(call, cached)
+            route_log.log.info("%s: answered from the response cache (no request sent)", call.purpose or call.task_type)
         bind = Bind(tools=tuple(tools), tool_choice=control.get("tool_choice"), stop=stop, **generation)
         return Dispatch(self.router, call, bind, key, kwargs.get("model")), cached
 

@@ -25,6 +25,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from free_llm_agent.providers.inner_calls import has_answer, not_empty, refused_answer
 from free_llm_agent.providers.quota import Slot
 from free_llm_agent.providers.registry import call_kwargs, last_response_headers
+from free_llm_agent.providers.route_log import log
 from free_llm_agent.providers.router import Call, Router
 
 Client = Runnable[LanguageModelInput, Any]
@@ -92,6 +93,8 @@ class Dispatch:
             return None
         leaving = self.router.sending(slot)
         if leaving is None:  # too late for its window after all: not an attempt, reserve again
+            log.debug("%s: the slot on %s came too late for its quota window; reserving again", self.call.purpose
+                      or self.call.task_type, slot.provider)
             self.call.attempts -= 1
             if self._plain_on == slot.provider or bind is not self.bind:
                 self.call.retry_on = self._plain_on = slot.provider
@@ -120,6 +123,8 @@ class Dispatch:
             self.router.succeeded(self.call, attempt.slot, self.finish(attempt.slot, message, None), attempt.started,
                                   None, reset_streak=False)  # Gemini counted it: so does the ledger
             self.call.retry_on = self._plain_on = attempt.slot.provider
+            log.info("%s wrote a tool call it could not parse (MALFORMED_FUNCTION_CALL): asking it once more "
+                     "without tools", attempt.slot.provider)
             return None
         try:
             message = not_empty(message)
@@ -127,6 +132,7 @@ class Dispatch:
             return self.raised(attempt, exc)
         message = self.finish(attempt.slot, message, self.key)
         self.router.succeeded(self.call, attempt.slot, message, attempt.started, self.key)
+        log.debug("%s answered in %.1f s", attempt.slot.provider, time.time() - attempt.started)
         return message
 
     def raised(self, attempt: Attempt, exc: BaseException) -> AIMessage | None:
@@ -137,6 +143,8 @@ class Dispatch:
         if message is None:
             self.router.failed(self.call, attempt.slot, exc, attempt.started)
             return None
+        log.info("%s refused its own answer (%s); the answer inside the error is used", attempt.slot.provider,
+                 str(exc)[:200])
         message = self.finish(attempt.slot, message, None)
         self.router.succeeded(self.call, attempt.slot, message, attempt.started, None, reset_streak=False)
         return message

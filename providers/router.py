@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
+import free_llm_agent.providers.route_log as route_log
 from free_llm_agent.config import AppConfig
 from free_llm_agent.providers.answers import AnswerLog, Outcome, learned_order
 from free_llm_agent.providers.cache import ResponseCache
@@ -79,6 +80,10 @@ class Router:
     def from_config(cls, config: AppConfig, home: Path, *, offline: bool = False,
                     database_url: str | None = None) -> tuple[Router, list[str]]:
         keys, notices = usable_providers(config)
+        for notice in notices:  # the CLI prints them as one line; -v shows each
+            route_log.log.info("%s", notice)
+        route_log.log.info("providers with a key (or local): %s%s", ", ".join(keys), " (--offline: local ones only)"
+                           if offline else "")
         return cls(config, home, keys, offline=offline, database_url=database_url), notices
 
     def client(self, name: str, timeout: float | None = None) -> BaseChatModel:
@@ -163,6 +168,7 @@ class Router:
             fb = self.config.limits.fallback
             cooled = [until for n in live if (until := self.quota.cooldown_until(n)[0]) > now]
             retry = min(cooled, default=now + fb.retry_delay_seconds) if live else None
+            route_log.exhausted(call, reasons, _dt(retry))
             raise AllProvidersExhausted(_dt(retry), reasons, quota=False,
                                         keys_rejected=not live and bool(self.disabled))
         call.attempts += 1
@@ -171,15 +177,19 @@ class Router:
         if again in names:  # a slot of its own on the same provider, else the others as usual
             same = self.quota.reserve([again], estimate, now, max_wait)
             if not isinstance(same, Unavailable):
+                route_log.chosen(self, call, [again], same)
                 return same
             names = [n for n in names if n != again]
             if not names:
-                raise AllProvidersExhausted(_dt(same.retry_at if same.retry_at != float("inf") else None),
-                                            {**call.errors, **same.reasons, **self.disabled})
+                when = _dt(same.retry_at if same.retry_at != float("inf") else None)
+                route_log.exhausted(call, {**call.errors, **same.reasons, **self.disabled}, when)
+                raise AllProvidersExhausted(when, {**call.errors, **same.reasons, **self.disabled})
         got = self.quota.reserve(names, estimate, now, max_wait)
         if isinstance(got, Unavailable):
             retry_at = got.retry_at if got.retry_at != float("inf") else None
+            route_log.exhausted(call, {**call.errors, **got.reasons, **self.disabled}, _dt(retry_at))
             raise AllProvidersExhausted(_dt(retry_at), {**call.errors, **got.reasons, **self.disabled})
+        route_log.chosen(self, call, names, got)
         return got
 
     def sending(self, slot: Slot) -> Slot | None:
@@ -231,11 +241,13 @@ class Router:
             # failure streak, so it is not asked again on every call of a long run.
             fb = self.config.limits.fallback
             self.quota.record_failure(name, now, fb.failure_threshold, fb.failure_cooldown_seconds)
+            route_log.failed(name, info, f"cooling down until {route_log.clock(until)}; the next provider is tried")
         elif info.kind is ErrorKind.AUTH:
             self.quota.release(slot)
             self.disabled[name] = f"key rejected (HTTP {info.status}): check {cfg.api_key_env or 'the endpoint'}" + (
                 f", get a key at {cfg.signup_url}" if cfg.signup_url else ""
             )
+            route_log.failed(name, info, "not asked again in this run; the next provider is tried")
         else:
             call.excluded.add(name)
             if info.status is None and "connect" in info.message.lower():
@@ -245,6 +257,7 @@ class Router:
             fb = self.config.limits.fallback
             if info.kind is ErrorKind.TRANSIENT:
                 self.quota.record_failure(name, now, fb.failure_threshold, fb.failure_cooldown_seconds)
+            route_log.failed(name, info, "not asked again for this request; the next provider is tried")
         self.usage.log(
             UsageEvent(
                 name, cfg.model, info.kind.value, call.task_type, latency_ms=(now - started) * 1000, error=info.message
