@@ -114,6 +114,10 @@ def run_to_end(
         if goal is not None:
             result = runner.run(goal, thread_id, approver=approver, listener=listener)
         else:
+            if policy is not None:  # a thread paused until later: wait first (the graph would only pause again)
+                paused = runner.result(thread_id)
+                if (resume_time(paused) or 0.0) > policy.clock() and not _wait_out(policy, paused, notify, waited):
+                    return paused
             result = runner.resume(thread_id, approver=approver, listener=listener)
         while policy is not None and result.status == "waiting_for_quota":
             outages = outages + 1 if (result.interrupt or {}).get("kind") == "outage" else 0

@@ -4,7 +4,7 @@ on by itself; Ctrl-C while waiting, or a wait past ``--wait-max``, leaves it pau
 The end-to-end tests run the real CLI against a fake that refuses (429) past 3 requests in any sliding minute.
 The ledger's minute is 60 s and cannot be shortened, so each of them starts inside a dry spell that ends within
 ~25 s: two requests booked 35 s before the run in both the fake's window and the home's ledger (the goal needs 3
-more). That is real waiting: two of these tests take ~25 s each (they are marked ``slow_wait``)."""
+more). That is real waiting: two of these tests take ~25 s each."""
 
 from __future__ import annotations
 
@@ -75,6 +75,11 @@ class _Runner:
         return RunResult(thread_id=thread_id, status="waiting_for_quota", goal="g", resume_after=after,
                          interrupt={"type": "waiting_for_quota", "resume_after": after, "kind": self.kind})
 
+    def result(self, thread_id: str) -> RunResult:
+        """The thread as it stands: paused 40 s more (a ``resume --wait`` of a paused thread)."""
+        after = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(self.clock.now + 40))
+        return RunResult(thread_id=thread_id, status="waiting_for_quota", goal="g", resume_after=after)
+
     def run(self, goal: str, thread_id: str, **_: Any) -> RunResult:
         self.calls.append(("run", self.clock.now))
         return self._next(thread_id)
@@ -103,6 +108,14 @@ def test_each_dry_spell_is_slept_out_to_its_resume_after_then_resumed() -> None:
     assert runner.calls[2][1] - runner.calls[1][1] < 151
     assert [e.phase for e in events] == ["waiting", "resuming", "waiting", "tick", "tick", "resuming"]
     assert len(runner.clock.naps) == 4  # one sleep per report, no polling
+
+
+def test_resume_of_a_paused_thread_waits_first_then_resumes_once() -> None:
+    clock = _Clock()
+    runner = _Runner(clock, [])
+    result = run_to_end(runner, "t1", policy=WaitPolicy(clock=clock.time, sleep=clock.sleep))  # type: ignore[arg-type]
+    assert result.status == "completed" and [c[0] for c in runner.calls] == ["resume"]
+    assert runner.calls[0][1] == pytest.approx(1_000_040.05)  # at the time it was paused until, not before
 
 
 def test_without_a_policy_the_pause_is_returned_as_is() -> None:
