@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from free_llm_agent.graph.context import Context
     from free_llm_agent.runtime.deps import Deps
     from free_llm_agent.runtime.runner import Approver, Listener, Runner, RunResult
+    from free_llm_agent.runtime.waiting import WaitEvent, WaitListener, WaitPolicy
 
 
 class QuickExit:
@@ -36,7 +37,13 @@ class QuickExit:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``run GOAL`` or ``resume THREAD``: the result's exit code; 130 when stopped by Ctrl-C."""
+    """``run GOAL`` or ``resume THREAD``: the result's exit code; 130 when stopped by Ctrl-C.
+    ``run --dry-run``: the forecast, nothing sent, no thread made."""
+    if getattr(args, "dry_run", False):
+        from free_llm_agent.cli.commands_forecast import cmd_forecast
+
+        _check_args(args)
+        return cmd_forecast(args)
     result = execute(args)
     if result is None:
         return 130
@@ -57,7 +64,7 @@ def execute(args: argparse.Namespace) -> RunResult | None:
     run_imports.prepare()  # leaves out what a run never uses, defers what it needs a corner of (see there)
     runner, router = _open_runner(args, config, deps, context)
     _preflight(args, runner, router, deps, context, new_thread)
-    return _drive(args, runner, router, deps)
+    return _drive(args, runner, router, deps, _wait_policy(args, config))
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -75,6 +82,13 @@ def _check_args(args: argparse.Namespace) -> None:
             check_thread_id(args.thread_id)
         except ValueError as exc:
             raise BadInput(f"--thread-id: {exc}") from None
+    if getattr(args, "wait_max", None) is not None:
+        from free_llm_agent.runtime.waiting import parse_duration
+
+        try:
+            args.wait_max_s = parse_duration(args.wait_max)
+        except ValueError as exc:
+            raise BadInput(f"--wait-max: {exc}") from None
 
 
 def _deps_and_context(args: argparse.Namespace, config: AppConfig) -> tuple[Deps, Context]:
@@ -144,9 +158,22 @@ def _preflight(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps
         raise
 
 
-def _drive(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps) -> RunResult | None:
-    """Run or resume the thread, Ctrl-C stopping the task in flight; None when it was stopped so.
+def _wait_policy(args: argparse.Namespace, config: AppConfig) -> WaitPolicy | None:
+    """``--wait`` / ``--wait-max`` / ``execution.wait``: how a dry spell of quota is waited out (None: pause)."""
+    from free_llm_agent.runtime.waiting import WaitPolicy
+
+    if not (getattr(args, "wait", False) or getattr(args, "wait_max", None) is not None
+            or config.limits.execution.wait):
+        return None
+    return WaitPolicy(max_total_s=getattr(args, "wait_max_s", None), report_every_s=60.0)
+
+
+def _drive(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps,
+           policy: WaitPolicy | None = None) -> RunResult | None:
+    """Run or resume the thread (waiting out dry spells of quota with ``policy``), Ctrl-C stopping the task
+    in flight; None when it was stopped so (Ctrl-C during a wait leaves the thread paused: its result).
     The runner is closed afterwards in every case."""
+    from free_llm_agent.runtime.waiting import run_to_end
     from free_llm_agent.storage.errors import ThreadBusy
 
     def stop(signum: int, frame: Any) -> None:  # Ctrl-C: the task in flight stops now, as interrupted
@@ -156,10 +183,10 @@ def _drive(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps) ->
     previous_handler = signal.signal(signal.SIGINT, stop)
     try:
         listener, approver, shown = _display(args, runner, router, deps)
+        on_wait = _wait_lines(args) if listener is None else getattr(listener, "wait_event", None)
         with shown:
-            if args.command == "run":
-                return runner.run(args.goal, args.thread_id, approver=approver, listener=listener)
-            return runner.resume(args.thread_id, approver=approver, listener=listener)
+            return run_to_end(runner, args.thread_id, goal=args.goal if args.command == "run" else None,
+                              approver=approver, listener=listener, policy=policy, on_wait=on_wait)
     except ThreadBusy as exc:
         raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
@@ -169,6 +196,33 @@ def _drive(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps) ->
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         runner.close()
+
+
+def _wait_lines(args: argparse.Namespace) -> WaitListener:
+    """With ``--json``: the waiting as plain lines on stderr (stdout keeps its one JSON object)."""
+    import sys
+    from datetime import datetime
+
+    from free_llm_agent.runtime.waiting import left_text
+
+    def show(event: WaitEvent) -> None:
+        until = "" if event.until is None else datetime.fromtimestamp(event.until).astimezone().isoformat(
+            timespec="seconds")
+        if event.phase == "waiting":
+            line = (f"waiting for quota until {until} ({left_text(event.left_s)}); "
+                    f"Ctrl-C leaves thread {event.thread_id} paused")
+        elif event.phase == "tick":
+            line = f"waiting for quota: {left_text(event.left_s)} left (until {until})"
+        elif event.phase == "resuming":
+            line = f"quota free again after {left_text(event.waited_s)} of waiting: resuming {event.thread_id}"
+        elif event.phase in ("over_budget", "gave_up"):
+            flag = " (--wait-max)" if event.phase == "over_budget" else ""
+            line = f"not waiting: {event.reason}{flag}; thread {event.thread_id} stays paused"
+        else:
+            line = f"stopped waiting ({event.reason}); thread {event.thread_id} stays paused"
+        print(line, file=sys.stderr, flush=True)
+
+    return show
 
 
 def _display(args: argparse.Namespace, runner: Runner, router: Any, deps: Deps

@@ -1,10 +1,9 @@
 #!/usr/bin/env python
-"""free-llm-agent CLI: run / resume / demo / threads / show / undo / usage / check / graph / doctor / init /
-keys / studio / completion (see README)."""
+"""free-llm-agent: plans a goal into tasks, writes their code and runs it in a sandbox in your folder, on free
+LLM tiers without wasting a request. New here? Try `demo`, then `init` and `keys set`."""
 
-# The parser, the dispatch and the errors every command may end with are here; ``run``/``resume`` are in
-# cli/commands_run.py, ``init`` and ``keys`` in cli/commands_init.py and cli/commands_keys.py, the other
-# commands in cli/commands_info.py (each imported when one of its commands runs).
+# The parser, the dispatch (``COMMANDS``, one lazily imported function per command, in cli/commands_*.py
+# and friends) and the errors every command may end with.
 
 from __future__ import annotations
 
@@ -46,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--workdir", metavar="DIR", help="folder the code works in (default: the current one)")
     where.add_argument("--scratch", action="store_true", help="work in a fresh folder under the home instead")
     run.add_argument("--no-network", action="store_true", help="generated code gets no network at all")
+    run.add_argument("--dry-run", action="store_true",
+                     help="send nothing: print the forecast (as 'forecast GOAL') instead of running")
     resume = sub.add_parser("resume", parents=[common], help="continue a paused or interrupted thread")
     resume.add_argument("thread_id")
     for sp in (run, resume):
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--yes", "-y", action="store_true", help="run generated code without asking")
         sp.add_argument("--json", action="store_true", help="print one JSON object, no progress")
         sp.add_argument("--offline", action="store_true", help="use only local providers (Ollama, llama.cpp …)")
+        sp.add_argument("--wait", action="store_true",
+                        help="when every provider is out of quota, wait for it (countdown) and go on, "
+                        "instead of pausing (also execution.wait: true)")
+        sp.add_argument("--wait-max", metavar="DURATION",
+                        help="with --wait: wait at most this long in total (90s, 10m, 2h); past it, pause")
+    forecast = sub.add_parser("forecast", parents=[common],
+                              help="requests a goal is likely to need vs quota left; when it would finish")
+    forecast.add_argument("goal")
+    forecast.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", parents=[common], help="a complete run offline, no key: a scripted local "
                           "model in a fresh sample folder")
     demo.add_argument("--yes", "-y", action="store_true", help="run the demo's code without asking")
@@ -133,9 +143,9 @@ class _Parser(argparse.ArgumentParser):
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             words = " ".join(extras)
-            if getattr(parsed, "command", None) == "run" and not any(e.startswith("-") for e in extras):
+            if getattr(parsed, "command", None) in ("run", "forecast") and not any(e.startswith("-") for e in extras):
                 self.error(f"unrecognized arguments: {words}; if they are part of the goal, quote the whole goal: "
-                           f'run "{parsed.goal} {words}"')
+                           f'{parsed.command} "{parsed.goal} {words}"')
             close = [m for e in extras if e.startswith("-") for m in difflib.get_close_matches(
                 e.split("=")[0], self._options(), n=1)]
             self.error(f"unrecognized arguments: {words}" + (f"; did you mean {close[0]}?" if close else ""))
@@ -168,7 +178,7 @@ COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _lazy("commands_info:c
             "doctor": _lazy("doctor_view:cmd_doctor"), "undo": _lazy("commands_undo:cmd_undo"),
             "demo": _lazy("commands_demo:cmd_demo"), "init": _lazy("commands_init:cmd_init"),
             "keys": _lazy("commands_keys:cmd_keys"), "studio": _lazy("studio:cmd_studio"),
-            "completion": _lazy("completion:cmd_completion")}
+            "completion": _lazy("completion:cmd_completion"), "forecast": _lazy("commands_forecast:cmd_forecast")}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:

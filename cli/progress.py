@@ -22,6 +22,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from free_llm_agent.nodes.events import ProgressEvent
+    from free_llm_agent.runtime.waiting import WaitEvent
 
 _MARKS: dict[str, tuple[str, str]] = {"pending": ("○", "dim"), "running": ("▶", "yellow"), "done": ("✔", "green"),
                                       "failed": ("✘", "red"), "skipped": ("–", "dim")}
@@ -43,6 +44,7 @@ class Progress:
         self._shown: set[tuple[int, str]] = set()  # (task id, code) already printed to the scrollback
         self._use_live = console.is_terminal if live is None else live
         self._live: Live | None = None
+        self._waiting_until: float | None = None  # a quota wait's end: the footer counts down to it
 
     def _new_live(self) -> Live:
         # ``get_renderable``: every refresh re-renders, so the clock ticks between events.
@@ -125,6 +127,32 @@ class Progress:
             self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); running it again (--yes)",
                        "yellow"))  # what it had changed was printed with task_interrupted, just before
 
+    def wait_event(self, event: WaitEvent) -> None:
+        """A quota wait (``run --wait``): the footer counts down to its end; lines say when it starts and ends
+        (and, without a live panel, how long is left every minute)."""
+        from datetime import datetime
+
+        from free_llm_agent.runtime.waiting import left_text
+
+        until = "" if event.until is None else datetime.fromtimestamp(event.until).strftime("%H:%M:%S")
+        self._waiting_until = event.until if event.phase in ("waiting", "tick") else None
+        if event.phase == "waiting":
+            self.activity = "waiting for quota"
+            self._log((f"waiting for quota until {until} ({left_text(event.left_s)}); Ctrl-C leaves the thread "
+                       "paused", "yellow"))
+        elif event.phase == "tick":
+            if self._live is None:
+                self._log(f"waiting for quota: {left_text(event.left_s)} left")
+        elif event.phase == "resuming":
+            self.activity = "resuming"
+            self._log(f"quota free again after {left_text(event.waited_s)} of waiting: resuming")
+        elif event.phase in ("over_budget", "gave_up"):
+            flag = " (--wait-max)" if event.phase == "over_budget" else ""
+            self._log((f"not waiting: {event.reason}{flag}", "yellow"))
+        else:
+            self._log((f"stopped waiting ({event.reason})", "yellow"))
+        self._refresh()
+
     def _print_changes(self, tid: Any, changes: Any, what: str) -> None:
         """The files a task created, modified and deleted, kept in the scrollback (as its code is)."""
         if changes is None:  # snapshots off
@@ -187,6 +215,14 @@ class Progress:
         table = Table.grid(padding=(0, 1))
         for tid, t in sorted(self.tasks.items()):
             table.add_row(Text(*_mark(t["status"])), f"{tid}.", Text(t["description"]))
-        footer = Text.assemble((self.activity, "bold"), f" · {time.time() - self.started:.0f}s elapsed · "
-                               f"{self.llm_calls} LLM calls · Ctrl-C stops (resume later)")
+        if self._waiting_until is not None:
+            from free_llm_agent.runtime.waiting import left_text
+
+            until = time.strftime("%H:%M:%S", time.localtime(self._waiting_until))
+            footer = Text.assemble(("waiting for quota", "bold yellow"),
+                                   f" · {left_text(self._waiting_until - time.time())} left (until {until}) · "
+                                   f"{self.llm_calls} LLM calls · Ctrl-C pauses (resume later)")
+        else:
+            footer = Text.assemble((self.activity, "bold"), f" · {time.time() - self.started:.0f}s elapsed · "
+                                   f"{self.llm_calls} LLM calls · Ctrl-C stops (resume later)")
         return Group(table, *self.lines, footer)

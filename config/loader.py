@@ -150,6 +150,9 @@ class Execution(_Strict):
     hidden_paths: list[str] = Field(default_factory=list)
     """Extra files or folders the sandboxed code must not see (besides the home, .env files and
     the usual credential folders)."""
+    wait: StrictBool = False
+    """When every provider is out of quota: wait until the earliest one frees up and go on (``run --wait``),
+    instead of pausing the thread for a later ``resume``."""
     idle_close_seconds: float = Field(default=300.0, ge=0)
     """A warm executor nobody used this long (back in the pool after its thread's run, or held by a
     paused thread) is closed; 0 closes it as soon as its run ends. The CLI closes every one at exit."""

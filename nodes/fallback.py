@@ -70,6 +70,7 @@ def wait_for_quota(state: State) -> Command[Literal["plan", "write_code", "refle
             "type": "waiting_for_quota",
             "resume_after": state.get("resume_after"),
             "node": fb["node"] if fb else None,
+            "kind": fb["kind"] if fb else "quota",  # "outage": the providers failed, their quota is not spent
             "reason": fb["error"] if fb else "",
         }
     )

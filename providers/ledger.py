@@ -142,6 +142,8 @@ def earliest(
                     used -= tokens
                     t = max(t, ts + span + EPS)
                     why = f"{tpm} tokens/minute used"
+        if t == float("inf"):  # a limit of 0 a minute: never (no calendar period holds infinity)
+            break
         for per, bounds in PERIODS:
             start, end = bounds(t, tz)
             count, tokens = reader.period(provider, per, start)

@@ -96,6 +96,12 @@ class Runner:
         self.context = context or Context()
         self._owner = f"runner-{uuid.uuid4().hex}"  # this runner's runs hold the thread lock as this owner
 
+    @property
+    def owner(self) -> str:
+        """Who this runner's runs hold a thread's lock as (re-entrant: :func:`runtime.waiting.run_to_end` holds
+        it across the runs and waits of one thread)."""
+        return self._owner
+
     def close(self) -> None:
         """Close the checkpoints and every executor (the CLI's run is over: nothing is kept warm)."""
         self.deps.close_all()
