@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -47,13 +49,47 @@ def cmd_threads(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"threads": [
             {"thread_id": r.thread_id, "status": r.status, "goal": r.goal, "tasks_done": d, "tasks": len(r.tasks),
-             "resume_after": r.resume_after} for r, d in zip(rows, done, strict=True)]}, ensure_ascii=False))
+             "resume_after": r.resume_after, "started_at": r.started_at, "updated_at": r.updated_at,
+             "workdir": r.workdir, "holder": r.holder} for r, d in zip(rows, done, strict=True)]},
+            ensure_ascii=False))
         return 0
-    table = Table("thread", "status", "tasks done", "goal")
+    table = Table("thread", "status", "tasks done", "started", "updated", "folder", "goal")
+    now = datetime.now().astimezone()
     for r, d in zip(rows, done, strict=True):
-        table.add_row(escape(r.thread_id), r.status, f"{d}/{len(r.tasks)}", Text(r.goal[:60]))  # never markup
+        table.add_row(escape(r.thread_id), r.status, f"{d}/{len(r.tasks)}", when(r.started_at, now),
+                      when(r.updated_at, now), Text(folder(r.workdir)), Text(r.goal[:60]))  # never markup
     out.print(table)
     return 0
+
+
+def when(iso: str | None, now: datetime) -> str:
+    """An ISO time as a person reads it, in local time: ``14:03`` today, ``yesterday 14:03``, ``Mon 14:03`` this
+    week, ``3 Mar 14:03`` this year, ``2024-03-03`` before."""
+    if not iso:
+        return ""
+    try:
+        at = datetime.fromisoformat(iso).astimezone(now.tzinfo)
+    except ValueError:
+        return iso
+    days = (now.date() - at.date()).days
+    clock = at.strftime("%H:%M")
+    if days == 0:
+        return clock
+    if days == 1:
+        return f"yesterday {clock}"
+    if 1 < days < 7:
+        return f"{at.strftime('%a')} {clock}"
+    if at.year == now.year:
+        return f"{at.day} {at.strftime('%b')} {clock}"
+    return at.strftime("%Y-%m-%d")
+
+
+def folder(path: str | None) -> str:
+    """A working directory, the user's home folder written as ``~``."""
+    if not path:
+        return ""
+    home = str(Path.home())
+    return "~" + path[len(home):] if path == home or path.startswith(home + os.sep) else path
 
 
 # How a task's latest code was decided (``Task.approval``), as ``show`` says it.

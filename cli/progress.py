@@ -1,11 +1,13 @@
 """What a person sees while a run streams: the plan as a checklist that ticks as tasks
-finish, each LLM call with its provider and the quota left, the code that runs, and the
-elapsed time.
+finish, each LLM call with its provider and the quota left, the code that runs, the last
+lines the running task printed, and the elapsed time.
 
 In a terminal this is a rich ``Live`` panel redrawn four times a second (so its clock
-ticks while a task runs); elsewhere (CI, pipes) one line per event. Task text, errors and
-code come from an LLM or the user: they are always rendered as plain text, never as rich
-markup, so a description such as ``use [/x] here`` prints as written.
+ticks while a task runs); elsewhere (CI, pipes) one line per event, and the task's output
+line by line (at most ``LOG_LINES`` a task). Task text, errors, code and output come from
+an LLM, the user or the code: they are always rendered as plain text, never as rich
+markup, so a description such as ``use [/x] here`` prints as written; the output's control
+characters (escape sequences) and bidirectional controls are shown as escapes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from free_llm_agent.cli.support import printable
+
 if TYPE_CHECKING:
     from free_llm_agent.nodes.events import ProgressEvent
     from free_llm_agent.runtime.waiting import WaitEvent
@@ -27,6 +31,9 @@ if TYPE_CHECKING:
 _MARKS: dict[str, tuple[str, str]] = {"pending": ("○", "dim"), "running": ("▶", "yellow"), "done": ("✔", "green"),
                                       "failed": ("✘", "red"), "skipped": ("–", "dim")}
 Part = str | tuple[str, str]  # plain text, or (text, style)
+PANEL_LINES = 6  # the running task's last lines in the live panel
+LOG_LINES = 200  # a task's output lines printed without a terminal (then a note: its result has the rest)
+LINE_CHARS = 400  # a line of output is cut there (the panel cuts it again to the terminal's width)
 
 
 def _mark(status: str) -> tuple[str, str]:
@@ -42,6 +49,8 @@ class Progress:
         self.llm_calls = 0
         self.activity = "starting"
         self._shown: set[tuple[int, str]] = set()  # (task id, code) already printed to the scrollback
+        self.output: tuple[int, tuple[str, ...], bool] | None = None  # running task: its last lines, last one open
+        self._logged: dict[int, int] = {}  # task id -> output lines printed (without a terminal)
         self._use_live = console.is_terminal if live is None else live
         self._live: Live | None = None
         self._waiting_until: float | None = None  # a quota wait's end: the footer counts down to it
@@ -95,7 +104,8 @@ class Progress:
                 self.activity = node
                 if isinstance(update, dict):
                     self._update(node, update)
-        self._refresh()
+        if not (mode == "custom" and isinstance(chunk, dict) and chunk.get("event") == "task_output"):
+            self._refresh()  # output: the next redraw (four a second) shows it
 
     def _refresh(self) -> None:
         if self._live is not None:
@@ -112,13 +122,19 @@ class Progress:
             self.activity = f"task {tid}"
             self._log(f"▶ task {tid}: {event['description']}")
             self._print_code(tid, event["code"], event["language"])
+            self.output = (tid, (), False)
+            self._logged.pop(tid, None)  # a new attempt: its own LOG_LINES
+        elif event["event"] == "task_output":
+            self._output(event["task_id"], event["text"])
         elif event["event"] == "task_finished":
+            self.output = None
             self._task(event["task_id"], status=event["status"])
             why = f" ({event['error']})" if event["error"] else ""
             self._log(_mark(event["status"]), f" task {event['task_id']} {event['status']} "
                       f"in {event['duration_s']:.1f}s{why}")
             self._print_changes(event["task_id"], event.get("changes"), "changed")
         elif event["event"] == "task_interrupted":
+            self.output = None
             self._task(event["task_id"], status="pending")
             self._log((f"task {event['task_id']} was cut short (crash, kill or Ctrl-C); it runs again only after "
                        "approval", "yellow"))
@@ -152,6 +168,31 @@ class Progress:
         else:
             self._log((f"stopped waiting ({event.reason})", "yellow"))
         self._refresh()
+
+    def _output(self, tid: int, text: str) -> None:
+        """Lines the running task printed: kept for the panel (the last few), or printed without a terminal."""
+        tail, open_end = (self.output[1], self.output[2]) if self.output and self.output[0] == tid else ((), False)
+        lines = list(tail)
+        for raw in text.splitlines(keepends=True):
+            line = printable(raw.rstrip("\r\n").expandtabs(4))
+            if not line.strip():
+                continue
+            line = line if len(line) <= LINE_CHARS else line[:LINE_CHARS] + "…"
+            if open_end and lines:  # the last line ended in "\r": a progress bar redraws it
+                lines[-1] = line
+            else:
+                lines.append(line)
+            open_end = raw.endswith("\r")
+            if not self._use_live and not open_end:  # a terminal: the panel shows them (paused: after)
+                self._log_output(tid, line)
+        self.output = (tid, tuple(lines[-PANEL_LINES:]), open_end)
+
+    def _log_output(self, tid: int, line: str) -> None:
+        count = self._logged[tid] = self._logged.get(tid, 0) + 1
+        if count <= LOG_LINES:
+            self.console.print(Text.assemble((f"  task {tid} │ ", "dim"), line), soft_wrap=True)
+        elif count == LOG_LINES + 1:
+            self.console.print(Text(f"  task {tid} │ … (more output: the task's result has it)", style="dim"))
 
     def _print_changes(self, tid: Any, changes: Any, what: str) -> None:
         """The files a task created, modified and deleted, kept in the scrollback (as its code is)."""
@@ -225,4 +266,7 @@ class Progress:
         else:
             footer = Text.assemble((self.activity, "bold"), f" · {time.time() - self.started:.0f}s elapsed · "
                                    f"{self.llm_calls} LLM calls · Ctrl-C stops (resume later)")
-        return Group(table, *self.lines, footer)
+        output = self.output  # one read: events replace it while the panel is drawn
+        shown = [Text.assemble(("  │ ", "dim"), line, no_wrap=True, overflow="ellipsis")
+                 for line in (output[1] if output else ())]
+        return Group(table, *self.lines, *shown, footer)

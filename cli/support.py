@@ -32,6 +32,17 @@ def visible(text: str) -> str:
     return text.translate(_VISIBLE)
 
 
+# Control characters but tab and newline (C0, DEL, C1): in a program's output they would move the cursor,
+# colour or clear the terminal, set its title, ring its bell.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal should show program output: control characters written as ``\\x1b`` … and
+    bidirectional controls as ``\\u202e`` … (rich markup is the caller's: print it as ``Text``)."""
+    return visible(_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+
 class _Visible:
     """The stream a console writes to (looked up at each write, so a redirected ``sys.stderr`` is followed),
     with bidirectional controls made visible."""

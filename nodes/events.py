@@ -28,6 +28,16 @@ class TaskRunning(TypedDict):
     code: str
 
 
+class TaskOutput(TypedDict):
+    """What the running task printed since the last such event: whole lines, each ending in ``"\\n"`` (or
+    ``"\\r"``: a line a progress bar redraws), as printed — rich markup and escape sequences included, so a
+    watcher shows them as text. At most ten a second; the task's result holds its whole (capped) output."""
+
+    event: Literal["task_output"]
+    task_id: int
+    text: str
+
+
 class TaskFinished(TypedDict):
     event: Literal["task_finished"]
     task_id: int
@@ -55,7 +65,7 @@ class TaskRestarting(TypedDict):
     changes: NotRequired[list[FileChange] | None]
 
 
-ProgressEvent = LlmCall | TaskRunning | TaskFinished | TaskInterrupted | TaskRestarting
+ProgressEvent = LlmCall | TaskRunning | TaskOutput | TaskFinished | TaskInterrupted | TaskRestarting
 
 
 def emit(event: ProgressEvent) -> None:

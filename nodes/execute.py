@@ -11,8 +11,10 @@ short is marked ``interrupted`` and goes back to ``approve``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,12 @@ from free_llm_agent.nodes.common import (
     thread_id,
     workdir_of,
 )
-from free_llm_agent.nodes.events import TaskFinished, TaskInterrupted, TaskRunning, emit
+from free_llm_agent.nodes.events import TaskFinished, TaskInterrupted, TaskOutput, TaskRunning, emit
 from free_llm_agent.nodes.llm import Asked, ask
 from free_llm_agent.nodes.parsing import ParseError, parse_code_batch
 from free_llm_agent.nodes.schemas import CodeBatch
 from free_llm_agent.providers.errors import AllProvidersExhausted
-from free_llm_agent.runtime.deps import Deps
+from free_llm_agent.runtime.deps import Deps, Executor
 from free_llm_agent.snapshots import FileChange
 from free_llm_agent.storage.guard import attempt_key
 
@@ -131,7 +133,7 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
                 lock.check()  # still ours (a lost lock may let another machine run this thread): else stop here
                 snaps.before(tid)
                 journal.started(thread, key, tid)
-                result = dataclasses.asdict(executor.run(task.get("language", "python"), task["code"]))
+                result = dataclasses.asdict(_run(executor, task.get("language", "python"), task["code"], tid))
                 learned = deps.thread_domains(executor, domains)
             journal.finished(thread, key, tid, result)
         changes = snaps.after()
@@ -155,6 +157,25 @@ def run_task(state: State, runtime: Runtime[Context], config: RunnableConfig, *,
             }
         ]
     }
+
+
+def _run(executor: Executor, language: str, code: str, task_id: int) -> Any:
+    """Run the task's code, its output shown to the run's watchers as it is printed (``task_output`` events)
+    when the executor can pass it on (its ``run`` takes ``on_output``)."""
+
+    def shown(text: str) -> None:
+        emit(TaskOutput(event="task_output", task_id=task_id, text=text))
+
+    if _streams(executor.run):
+        return executor.run(language, code, on_output=shown)  # type: ignore[call-arg]
+    return executor.run(language, code)
+
+
+def _streams(run: Callable[..., Any]) -> bool:
+    try:
+        return "on_output" in inspect.signature(run).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _listed(changes: list[FileChange] | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""finalize: what was achieved, task by task (no LLM call: the summary is built from the state)."""
+"""finalize: what was achieved, task by task (no LLM call: the summary is built from the state): one line
+per task (:mod:`nodes.task_line`), the files it changed under it."""
 
 from __future__ import annotations
 
@@ -9,16 +10,11 @@ from langchain_core.runnables import RunnableConfig
 from free_llm_agent.graph.state import State, Task
 from free_llm_agent.nodes.common import thread_id
 from free_llm_agent.nodes.execute import NO_CODE
+from free_llm_agent.nodes.task_line import task_line
 from free_llm_agent.runtime.deps import Deps
 from free_llm_agent.snapshots import describe_all
 
 _MARK = {"done": "✔", "failed": "✘", "skipped": "–", "pending": "·", "running": "·"}
-
-
-def _first_line(text: str, limit: int = 160) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    line = lines[-1] if lines else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def finalize(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, Any]:
@@ -43,7 +39,7 @@ def finalize(state: State, config: RunnableConfig, *, deps: Deps) -> dict[str, A
     status = "completed" if ok and state.get("status") != "failed" else "failed"
     lines = [f"Goal: {state['goal']}"]
     for t in tasks:
-        detail = t.get("error") if t.get("status") == "failed" else _first_line(t.get("output", ""))
+        detail = task_line(t)
         lines.append(
             f"{_MARK.get(t.get('status', ''), '?')} Task {t['id']}: {t['description']}"
             + (f" — {detail}" if detail else "")

@@ -65,7 +65,7 @@ These tasks were just run:
 {results}
 
 For each task decide: "done" (the output shows it was achieved), "retry" (fixable: give a short hint),
-or "failed" (cannot be achieved). Then decide for the whole run: "continue" (go on with the plan),
+or "failed" (cannot be achieved: say why in the hint). Then decide for the whole run: "continue" (go on with the plan),
 "replan" (the plan itself is wrong) or "finish" (the goal is reached or cannot be reached).
 Answer with the Review tool, or as JSON
 {{"verdicts": [{{"task_id": 1, "verdict": "done", "hint": ""}}], "decision": "continue"}}."""

@@ -87,4 +87,9 @@ def _judge(task: Task, verdict: Any, max_attempts: int) -> Task:
     if said == "retry":
         hint = verdict.hint if verdict is not None else (task.get("error") or "")
         return {"id": tid, "status": "pending", "hint": hint or "", "approved": False}
+    if said == "failed" and ran_ok:  # its code ran without error: the judge's reason is why it failed
+        why = (verdict.hint if verdict is not None else "").strip()[:500]
+        gave_up = verdict is not None and verdict.verdict == "retry"
+        what = f"not achieved after {task.get('attempts', 0)} attempts" if gave_up else "judged not achieved"
+        return {"id": tid, "status": "failed", "error": f"{what}: {why}" if why else what}
     return {"id": tid, "status": "done" if said == "done" else "failed"}

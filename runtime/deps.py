@@ -43,7 +43,8 @@ _log = logging.getLogger(__name__)
 
 class Executor(Protocol):
     """Runs a task's code. Optional: ``start()`` (warm up now, without waiting), ``reset()`` (forget the
-    earlier tasks' state before another thread's), ``abort()`` (stop the task in flight), ``timeout_s``."""
+    earlier tasks' state before another thread's), ``abort()`` (stop the task in flight), ``timeout_s``, and
+    an ``on_output`` keyword of ``run`` (a callable given the task's output, whole lines, while it runs)."""
 
     workspace: Path
 

@@ -53,11 +53,14 @@ class RunResult:
     resume_after: str | None = None
     interrupt: dict[str, Any] | None = None
     workdir: str | None = None
+    updated_at: str | None = None  # ISO time of the thread's latest checkpoint
+    started_at: str | None = None  # ISO time of its first checkpoint (``threads`` only)
+    holder: str | None = None  # who runs it now, "pid N on HOST" (``threads`` only: status "running")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("interrupt")
-        data.pop("workdir")  # the documented shape; ``show --json`` adds it
+        for key in ("interrupt", "workdir", "updated_at", "started_at", "holder"):
+            data.pop(key)  # the documented shape; ``show --json`` adds the working directory
         data["tasks"] = [
             {k: t.get(k) for k in ("id", "description", "status", "output")} | {"status": t.get("status", "pending")}
             for t in self.tasks
@@ -201,22 +204,32 @@ class Runner:
             cache_hits=int(values.get("cache_hits", 0)),
             resume_after=values.get("resume_after") if status == "waiting_for_quota" else None,
             interrupt=payload,
+            updated_at=snap.created_at,
         )
 
     def threads(self) -> tuple[list[RunResult], bool]:
-        """Every thread (status ``damaged`` when its checkpoints cannot be read), and whether none was missed.
+        """Every thread (status ``damaged`` when its checkpoints cannot be read, ``running`` while a process
+        holds its run lock — looked at, never taken), when it started and was last updated, and whether none
+        was missed.
 
         The second value is False when damaged pages hid part of the thread list itself.
         """
         ids, complete = self.checkpoints.thread_ids()
+        started = self.checkpoints.started() if ids else {}
+        held = self.deps.guards().holders(ids) if ids else {}
         results = []
         for tid in ids:
             try:
-                results.append(self.result(tid))
+                result = self.result(tid)
             except (CheckpointUnreadable, StateFileError) as exc:
                 if isinstance(exc, StateFileError) and exc.kind != DAMAGED:
                     raise
-                results.append(RunResult(thread_id=tid, status="damaged", goal="", summary=str(exc)))
+                result = RunResult(thread_id=tid, status="damaged", goal="", summary=str(exc))
+            if tid in started:
+                result.started_at = started[tid].isoformat()
+            if tid in held and result.status != "damaged":
+                result.status, result.holder = "running", held[tid]
+            results.append(result)
         return results, complete
 
     def history(self, thread_id: str) -> list[dict[str, Any]]:

@@ -1,12 +1,20 @@
-"""Parts of the local executor: collecting streamed output within a size budget, rendering Open
-Interpreter's output chunks as text, capping the final output; the code run in the Python kernel
-(the per-run helper, the reset between threads) and the quoting of shell code."""
+"""Parts of the local executor: collecting streamed output within a size budget, passing it on line by
+line while the task runs, rendering Open Interpreter's output chunks as text, capping the final output;
+the code run in the Python kernel (the per-run helper, the reset between threads) and the quoting of
+shell code."""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
+
+from free_llm_agent.config.text import escaped
+
+_log = logging.getLogger(__name__)
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _TAG = re.compile(r"<[^>]+>")
@@ -55,6 +63,115 @@ class Collector:
     def snapshot(self) -> tuple[str, str, int]:
         with self._lock:
             return self.head, self.tail, self.dropped
+
+
+class OutputStream:
+    """What a task prints, passed on to ``sink`` while it runs (see :meth:`LocalExecutor.run`'s ``on_output``).
+
+    :meth:`add` is called by the thread that reads the kernel's output and only stores the text; the thread
+    waiting for the task calls :meth:`flush` when :meth:`due` (every ``FLUSH_S``) and once at the end, so
+    the sink is called at most ten times a second, never by the reader. The sink gets whole lines, each
+    ending in ``"\\n"`` (``"\\r"``: a line that a progress bar redraws), without the run's status marker;
+    a line is cut at ``MAX_LINE`` characters, a flush passes at most the last ``MAX_LINES`` lines (and a line
+    saying how many were left out), and what waits between flushes is bounded by ``MAX_PENDING``. The
+    sink's own failures are logged, never raised: watching a task never stops it.
+    """
+
+    FLUSH_S = 0.1
+    MAX_LINE = 1000
+    MAX_LINES = 40
+    MAX_PENDING = 256 * 1024
+
+    def __init__(self, sink: Callable[[str], None], marker: str) -> None:
+        self.sink, self.marker = sink, marker
+        self._pending: list[str] = []
+        self._size = 0
+        self._cut = False  # pending text was dropped (more than MAX_PENDING between two flushes)
+        self._partial = ""  # the start of a line not finished yet
+        self._skipping = False  # the rest of an over-long line is dropped, up to its end
+        self._next = time.monotonic() + self.FLUSH_S
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        with self._lock:
+            self._pending.append(text)
+            self._size += len(text)
+            if self._size > self.MAX_PENDING:
+                kept = "".join(self._pending)[-self.MAX_PENDING // 4:]
+                self._pending, self._size, self._cut = [kept], len(kept), True
+
+    def due(self, now: float) -> bool:
+        return now >= self._next
+
+    def flush(self, *, final: bool = False) -> None:
+        self._next = time.monotonic() + self.FLUSH_S
+        with self._lock:
+            text, cut = "".join(self._pending), self._cut
+            self._pending, self._size, self._cut = [], 0, False
+        if cut:  # the start of the pending text is gone: the line it began in is not whole
+            self._partial, self._skipping = "", True
+        if len(text) > self.MAX_LINES * 200:  # much: only its last lines are passed on, so only they are split
+            text, dropped = self._last_lines(text)
+            cut = cut or dropped
+        lines = self._lines(text, final)
+        if len(lines) > self.MAX_LINES:
+            cut, lines = True, lines[-self.MAX_LINES:]
+        if cut:
+            lines.insert(0, "… (more output; the task's result keeps its head and tail)\n")
+        if lines:
+            try:
+                self.sink(escaped("".join(lines)))
+            except Exception:
+                _log.debug("passing on a task's output failed", exc_info=True)
+
+    def _last_lines(self, text: str) -> tuple[str, bool]:
+        """``text`` from the start of its last ``MAX_LINES`` lines (and its unfinished one); whether lines
+        before them were left out."""
+        start = len(text)
+        for _ in range(self.MAX_LINES + 1):
+            start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start))
+            if start < 0:
+                return text, False
+        self._partial, self._skipping = "", False  # ``text`` starts a line now
+        return text[start + 1:], True
+
+    def _lines(self, text: str, final: bool) -> list[str]:
+        """The whole lines of ``text`` (after the unfinished line of the last flush)."""
+        if self._skipping:
+            end = _LINE_END.search(text)
+            if end is None:
+                return []
+            text, self._skipping = text[end.end():], False
+        parts = _LINE_END.split((self._partial + text).replace("\r\n", "\n"))
+        # split() with one group: text, end, text, end, ..., text (the unfinished line)
+        lines = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+        self._partial = parts[-1]
+        if final and self._partial:
+            lines.append(self._partial + "\n")
+            self._partial = ""
+        elif len(self._partial) > self.MAX_LINE:
+            lines.append(self._partial)
+            self._partial, self._skipping = "", True
+        out = []
+        for line in lines:
+            if self.marker in line:  # the status marker starts a line, or ends one the task did not end
+                line = line.split(self.marker, 1)[0]
+                if not line:
+                    continue
+            out.append(_cut_line(line, self.MAX_LINE))
+        return out
+
+
+_LINE_END = re.compile(r"(\n|\r)")
+
+
+def _cut_line(line: str, limit: int) -> str:
+    """``line`` at most ``limit`` characters long (then "…"), ending in its own line end or ``"\\n"``."""
+    end = line[-1] if line.endswith(("\n", "\r")) else "\n"
+    body = line.rstrip("\r\n")
+    return (body if len(body) <= limit else body[:limit] + "…") + end
 
 
 def render_chunk(chunk: dict[str, Any]) -> str:

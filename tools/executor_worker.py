@@ -12,7 +12,9 @@ init it also reaps the orphans of the namespace (``SIGCHLD``).
 The first thing sent is one byte: ``L`` with a listening TCP socket attached (``SCM_RIGHTS``) when
 ``--proxy`` is given — the socket is bound to the filtering proxy's port on the sandbox's own
 loopback, and the agent serves the proxy on it from outside — else ``N``. Then each request line is
-``{"language", "code", "timeout_s"}`` and each answer line an ExecutionResult as JSON. A control line
+``{"language", "code", "timeout_s", "stream"}`` and each answer line an ExecutionResult as JSON; with
+``"stream": true`` the answer is preceded by ``{"output": TEXT}`` lines while the task runs (what it printed
+since the last one, whole lines, at most ten a second: :class:`tools.executor_support.OutputStream`). A control line
 ``{"control": "warm"}`` (start the kernels now) or ``{"control": "reset"}`` (before another thread:
 every process of the earlier tasks is killed and fresh kernels start) is answered with
 ``{"control": …, "error": …}``. Everything the kernel machinery prints goes to stderr. The worker
@@ -32,6 +34,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +116,11 @@ class Worker:
         executor.prestart(kernel)
         return executor
 
-    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+    def run(self, request: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         before = sandbox_pids() if self.sandboxed else set()
         self.executor.timeout_s = float(request["timeout_s"])
-        result = self.executor.run(str(request["language"]), str(request["code"]))
+        on_output = (lambda text: send({"output": text})) if request.get("stream") else None
+        result = self.executor.run(str(request["language"]), str(request["code"]), on_output)
         if result.timed_out and self.sandboxed:
             kill_except(before)  # everything the task started, however it detached
         return dataclasses.asdict(result)
@@ -144,6 +148,11 @@ def main(workspace: str, max_output_chars: int, channel_fd: int, proxy_port: int
     if os.getpid() == 1:  # the sandbox's init: orphans are ours to reap
         signal.signal(signal.SIGCHLD, _reap)
     requests, answers = channel.makefile("r", encoding="utf-8"), channel.makefile("w", encoding="utf-8")
+
+    def send(answer: dict[str, Any]) -> None:
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
     worker = Worker(Path(workspace), max_output_chars, sandboxed)
     try:
         for line in requests:
@@ -151,11 +160,9 @@ def main(workspace: str, max_output_chars: int, channel_fd: int, proxy_port: int
                 continue
             request = json.loads(line)
             if "control" in request:
-                answer: dict[str, Any] = {"control": request["control"], "error": worker.control(request["control"])}
+                send({"control": request["control"], "error": worker.control(request["control"])})
             else:
-                answer = worker.run(request)
-            answers.write(json.dumps(answer) + "\n")
-            answers.flush()
+                send(worker.run(request, send))
     finally:
         worker.close()
     return 0

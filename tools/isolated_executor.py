@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import queue
 import shutil
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +186,27 @@ class IsolatedExecutor:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def _answer(self, deadline: float) -> str | None:
-        """The next answer to a task (answers to control lines are skipped); None: the child is gone or silent."""
+    def _answer(self, deadline: float, on_output: Callable[[str], None] | None = None) -> str | None:
+        """The next answer to a task (answers to control lines are skipped; its output while it runs goes to
+        ``on_output``, redacted); None: the child is gone or silent."""
         while True:
             line = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is not None and line.startswith('{"output"'):
+                if on_output is not None:
+                    self._pass_on(line, on_output)
+                continue
             if line is None or not line.startswith('{"control"'):
                 return line
+
+    def _pass_on(self, line: str, on_output: Callable[[str], None]) -> None:
+        """One ``{"output": TEXT}`` line of the worker's to ``on_output``: whole lines, so a secret is redacted
+        whole. Watching a task never stops it: a failing ``on_output`` is ignored."""
+        try:
+            text = json.loads(line).get("output")
+            if isinstance(text, str) and text:
+                on_output(redact(text, self._secrets))
+        except Exception:
+            logging.getLogger(__name__).debug("passing on a task's output failed", exc_info=True)
 
     def _control_answer(self, deadline: float) -> str | None:
         """The answer to the reset just sent (the warm-up's answer may come first)."""
@@ -199,15 +215,18 @@ class IsolatedExecutor:
             if line is None or line.startswith('{"control": "reset"'):
                 return line
 
-    def run(self, language: str, code: str) -> ExecutionResult:
+    def run(self, language: str, code: str, on_output: Callable[[str], None] | None = None) -> ExecutionResult:
+        """Run ``code`` in the child; ``on_output`` is given what it prints while it runs (as
+        :meth:`tools.local_executor.LocalExecutor.run` says), from the calling thread."""
         start = time.monotonic()
         with self._lock:
             mark = 0
             try:
                 self._ready()
                 mark = self._session.mark() if self._session is not None else 0
-                self._send({"language": language, "code": code, "timeout_s": self.timeout_s})
-                line = self._answer(time.monotonic() + self.timeout_s + GRACE_S)
+                self._send({"language": language, "code": code, "timeout_s": self.timeout_s,
+                            "stream": on_output is not None})
+                line = self._answer(time.monotonic() + self.timeout_s + GRACE_S, on_output)
             except (OSError, queue.Empty):
                 line = None
             if line is None:

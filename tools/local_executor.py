@@ -25,10 +25,11 @@ import shutil
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from free_llm_agent.config.text import escaped
 from free_llm_agent.tools.executor_support import (
@@ -36,15 +37,14 @@ from free_llm_agent.tools.executor_support import (
     PY_INIT,
     PY_RESET,
     Collector,
+    OutputStream,
     ansi_c_quote,
     cap_output,
     render_chunk,
 )
 from free_llm_agent.tools.oi_parts import offline_env, start_kernel
+from free_llm_agent.tools.processes import kill_all, process_tree, running
 from free_llm_agent.tools.safety import check_code
-
-if TYPE_CHECKING:  # imported when a process tree is looked at (the worker: after its kernel started)
-    import psutil
 
 _log = logging.getLogger(__name__)
 _OI_LOCK = threading.Lock()
@@ -79,44 +79,6 @@ def _load_oi() -> Any:
         return _OI_CLASS
 
 
-def _process_tree(pid: int | None) -> list[psutil.Process]:
-    import psutil
-
-    if pid is None:
-        return []
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _running(proc: psutil.Process) -> bool:
-    import psutil
-
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _kill_all(procs: list[psutil.Process]) -> None:
-    """SIGKILL ``procs``; reap our own children, wait (<= 3 s) until the others are gone."""
-    import psutil
-
-    alive = [p for p in procs if _running(p)]
-    own = {child.pid for child in psutil.Process().children()}
-    mine = [p for p in alive if p.pid in own]
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(mine, timeout=3)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and any(_running(p) for p in alive):
-        time.sleep(0.02)
-
-
-
 class LocalExecutor:
     """Executes code in ``workspace`` with Open Interpreter; see module docstring."""
 
@@ -136,7 +98,9 @@ class LocalExecutor:
         self._mark = f"__FLA_{secrets.token_hex(6)}__"
 
     # ------------------------------------------------------------------ public API
-    def run(self, language: str, code: str) -> ExecutionResult:
+    def run(self, language: str, code: str, on_output: Callable[[str], None] | None = None) -> ExecutionResult:
+        """Run ``code``; ``on_output`` is given what it prints while it runs, as whole lines, at most ten times a
+        second (:class:`tools.executor_support.OutputStream`), from the calling thread."""
         start = time.monotonic()
         lang = _ALIASES.get(language.strip().lower(), "")
         if lang not in self.languages:
@@ -152,7 +116,8 @@ class LocalExecutor:
             except Exception as exc:  # kernel failed to start
                 self._terminate(lang)
                 return self._fail(start, f"could not start {lang} kernel: {exc}")
-            return self._execute(lang, inst, self._wrap(lang, code), start)
+            stream = OutputStream(on_output, self._mark) if on_output is not None else None
+            return self._execute(lang, inst, self._wrap(lang, code), start, stream)
 
     def prestart(self, kernel: Any = None) -> None:
         """Start the Python kernel now, before OI is imported: it boots while OI's terminal is imported
@@ -197,7 +162,7 @@ class LocalExecutor:
         with self._lock:
             early, self._early_kernel = self._early_kernel, None
             if early is not None:  # started, never used
-                _kill_all(_process_tree(getattr(early.provisioner, "pid", None)))
+                kill_all(process_tree(getattr(early.provisioner, "pid", None)))
                 with contextlib.suppress(Exception):
                     early.cleanup_resources()  # its connection file
             if self._computer is None:
@@ -292,18 +257,22 @@ class LocalExecutor:
 
         pid = self._pid(lang, inst)
         try:
-            return pid is not None and _running(psutil.Process(pid))
+            return pid is not None and running(psutil.Process(pid))
         except psutil.Error:
             return False
 
-    def _execute(self, lang: str, inst: Any, wrapped: str, start: float) -> ExecutionResult:
+    def _execute(self, lang: str, inst: Any, wrapped: str, start: float,
+                 stream: OutputStream | None = None) -> ExecutionResult:
         collector = Collector(self.max_output_chars + 1024)
         errors: list[str] = []
 
         def pump() -> None:
             try:
                 for chunk in self._computer.run(lang, wrapped, stream=True):
-                    collector.add(render_chunk(chunk))
+                    text = render_chunk(chunk)
+                    collector.add(text)
+                    if stream is not None:
+                        stream.add(text)
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -315,6 +284,8 @@ class LocalExecutor:
         while worker.is_alive() and not (timed_out or died):
             worker.join(0.02)
             now = time.monotonic()
+            if stream is not None and stream.due(now):
+                stream.flush()
             if worker.is_alive():
                 timed_out = now >= deadline
                 if not timed_out and now >= next_check:  # did the kernel itself die?
@@ -323,6 +294,8 @@ class LocalExecutor:
         if timed_out or died:
             self._terminate(lang)
             worker.join(5)
+        if stream is not None:
+            stream.flush(final=True)
         head, tail, dropped = collector.snapshot()
         return self._result(lang, head, tail, dropped, timed_out, died, errors, start)
 
@@ -380,7 +353,7 @@ class LocalExecutor:
 
     def _kill_instance(self, lang: str, inst: Any) -> None:
         """Stop OI's waiting threads, terminate the kernel, kill what is left of its tree."""
-        procs = _process_tree(self._pid(lang, inst))
+        procs = process_tree(self._pid(lang, inst))
         if lang == "python":
             inst.finish_flag = True  # OI's listener thread interrupts the kernel and exits
             listener = getattr(inst, "listener_thread", None)
@@ -388,11 +361,11 @@ class LocalExecutor:
                 listener.join(2)
         else:
             inst.done.set()  # releases OI's wait for the end-of-execution marker
-        _kill_all(procs)
+        kill_all(procs)
         try:
             inst.terminate()  # what computer.terminate() does for each language
             if lang == "shell" and inst.process is not None:
                 inst.process.wait(timeout=3)
         except Exception:
             _log.debug("terminating the %s kernel failed", lang, exc_info=True)
-        _kill_all(procs)
+        kill_all(procs)

@@ -43,17 +43,47 @@ def kill_tree(proc: subprocess.Popen[Any], sandboxed: bool) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
     deadline = time.monotonic() + 5  # SIGKILL is delivered at once, but a process takes a moment to be gone
-    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+    while time.monotonic() < deadline and any(running(p) for p in tree):
         time.sleep(0.005)
 
 
-def _alive(proc: psutil.Process) -> bool:
+def running(proc: psutil.Process) -> bool:
+    """Whether ``proc`` is still alive (a zombie is not)."""
     import psutil
 
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def process_tree(pid: int | None) -> list[psutil.Process]:
+    """The process ``pid`` and its descendants (none when it is gone)."""
+    import psutil
+
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
+    """SIGKILL ``procs``; reap our own children, wait (<= 3 s) until the others are gone."""
+    import psutil
+
+    alive = [p for p in procs if running(p)]
+    own = {child.pid for child in psutil.Process().children()}
+    mine = [p for p in alive if p.pid in own]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(mine, timeout=3)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and any(running(p) for p in alive):
+        time.sleep(0.02)
 
 
 def _spawn_loop() -> None:

@@ -18,6 +18,7 @@ import builtins
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -27,6 +28,7 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from free_llm_agent.storage.checkpoints import checkpoint_time
 from free_llm_agent.storage.errors import CheckpointUnreadable, StateUnavailable
 from free_llm_agent.storage.postgres.db import probe
 from free_llm_agent.storage.urls import redacted
@@ -149,6 +151,16 @@ class PgCheckpoints:
         except (psycopg.Error, PoolTimeout) as exc:
             raise _unavailable(self.label, exc) from exc
         return [str(r["thread_id"]) for r in rows], True  # type: ignore[call-overload]
+
+    def started(self) -> dict[str, datetime]:
+        try:
+            with self.pool.connection() as conn:
+                rows = conn.execute("SELECT thread_id, min(checkpoint_id) AS first FROM checkpoints "
+                                    "WHERE checkpoint_ns = '' GROUP BY thread_id").fetchall()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable(self.label, exc) from exc
+        found = {str(r["thread_id"]): checkpoint_time(str(r["first"])) for r in rows}  # type: ignore[call-overload]
+        return {tid: when for tid, when in found.items() if when is not None}
 
     def close(self) -> None:
         self.pool.close()

@@ -6,6 +6,7 @@
   server drops the lock when the holder's connection ends: at once when its process dies
   (``kill -9`` closes the socket), and within about a minute when its machine vanishes (the
   session's TCP keepalives), so the next machine takes the thread over.
+  :meth:`PgGuards.holders` reads ``pg_locks`` (it never takes a lock) to tell which threads are running.
 * :class:`PgTaskJournal` — the journal entry of each thread in ``task_journal`` (same entries as the
   files of :class:`storage.sqlite.guard.TaskJournal`).
 
@@ -128,6 +129,22 @@ class PgGuards:
 
     def lock(self, thread_id: str, owner: str | None = None) -> ReentrantRunLock:
         return PgThreadLock(self.db, thread_id, owner)
+
+    def holders(self, thread_ids: list[str]) -> dict[str, str]:
+        """The threads whose advisory lock a session of this database holds now (``pg_locks``: a two-key
+        advisory lock is classid, objid, objsubid 2, the keys as unsigned 32-bit numbers)."""
+        if not thread_ids:
+            return {}
+        rows = self.db.query("SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
+                             "AND granted AND classid::bigint = ? AND database = "
+                             "(SELECT oid FROM pg_database WHERE datname = current_database())", (LOCK_CLASS,))
+        locked = {int(str(row[0])) for row in rows}
+        running = [t for t in thread_ids if thread_key(t) & 0xFFFFFFFF in locked]
+        if not running:
+            return {}
+        notes = {str(r[0]): str(r[1]) for r in self.db.query(
+            "SELECT thread_id, holder FROM run_locks WHERE thread_id = ANY(?)", (running,))}
+        return {t: notes.get(t, "another process") for t in running}
 
     def journal(self) -> Journal:
         return PgTaskJournal(self.db)

@@ -16,6 +16,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from free_llm_agent.storage.checkpoints import checkpoint_time
 from free_llm_agent.storage.errors import CheckpointUnreadable, StateFileError
 from free_llm_agent.storage.sqlite.files import translated
 
@@ -39,6 +41,15 @@ class SqliteCheckpoints:
 
     def thread_ids(self) -> tuple[builtins.list[str], bool]:
         return self.saver.thread_ids()
+
+    def started(self) -> dict[str, datetime]:
+        try:
+            with self.saver.cursor(transaction=False) as cur:
+                rows = cur.execute("SELECT thread_id, min(checkpoint_id) FROM checkpoints WHERE checkpoint_ns = '' "
+                                   "GROUP BY thread_id").fetchall()
+        except (StateFileError, sqlite3.DatabaseError):
+            return {}  # damaged: ``thread_ids`` says so; the times are left out
+        return {str(tid): when for tid, first in rows if (when := checkpoint_time(str(first))) is not None}
 
     def close(self) -> None:
         self.conn.close()

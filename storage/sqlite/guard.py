@@ -3,6 +3,7 @@
 * :class:`ThreadLock` — an exclusive ``flock`` on ``HOME/locks/THREAD.lock`` holding the owner's pid.
   A second process gets :class:`storage.errors.ThreadBusy` ("thread X is running (pid N)"); the kernel
   drops the lock of a process that died, so the next one takes it over.
+  :func:`lock_holders` tells who holds which lock without taking any (``threads``' ``running``).
 * :class:`TaskJournal` — ``HOME/journal/THREAD.json`` holds the entry of the thread's attempt in flight.
 """
 
@@ -12,6 +13,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,14 @@ except ImportError:  # Windows: no advisory locks; one process per thread is the
     fcntl = None  # type: ignore[assignment]
 
 from free_llm_agent.storage.errors import ThreadBusy
-from free_llm_agent.storage.guard import Journal, JournalEntry, ReentrantRunLock, holder_note, journal_entry
+from free_llm_agent.storage.guard import (
+    Journal,
+    JournalEntry,
+    ReentrantRunLock,
+    held_here,
+    holder_note,
+    journal_entry,
+)
 from free_llm_agent.storage.sqlite.files import translated
 from free_llm_agent.tools.workspace import check_thread_id
 
@@ -59,6 +69,56 @@ class ThreadLock(ReentrantRunLock):
     def _drop(self, fd: int) -> None:
         os.ftruncate(fd, 0)
         os.close(fd)  # closing drops the flock
+
+
+def lock_holders(locks: list[ThreadLock]) -> dict[str, str]:
+    """Which of ``locks`` are held now (thread id -> the holder's note), found without taking any: a lock file
+    holds its holder's note only while held (it is emptied when released); the kernel's table of locks
+    (Linux: ``/proc/locks``) says whether the note's holder still holds it, or died (kill -9: the note stays,
+    the lock is gone). Without that table, the note's pid must be alive on this machine."""
+    table = _flocks()
+    held: dict[str, str] = {}
+    for lock in locks:
+        if held_here(lock.key):
+            held[lock.thread_id] = holder_note()
+            continue
+        try:
+            note = lock.path.read_text(encoding="utf-8", errors="replace").strip()
+            stat = lock.path.stat()
+        except OSError:
+            continue
+        if not note:
+            continue
+        if table is not None and f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}" in table:
+            held[lock.thread_id] = note
+        elif (table is None or any(entry.endswith(f":{stat.st_ino}") for entry in table)) and _alive_here(note):
+            held[lock.thread_id] = note  # no table, or one naming another device for the file (overlays)
+    return held
+
+
+def _flocks() -> set[str] | None:
+    """The files flock-ed now, as ``MAJOR:MINOR:INODE`` (hex device numbers, as the kernel writes them); None
+    where the kernel does not say."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            table = fh.read()
+    except OSError:
+        return None
+    return set(re.findall(r"^\d+:\s+FLOCK\s+\S+\s+\S+\s+\S+\s+([0-9a-f]+:[0-9a-f]+:\d+)\s", table, re.MULTILINE))
+
+
+def _alive_here(note: str) -> bool:
+    """Whether the holder's note names a process alive on this machine."""
+    found = re.fullmatch(r"pid (\d+) on (.+)", note)
+    if found is None or found.group(2) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 class TaskJournal:
@@ -108,6 +168,9 @@ class FileGuards:
 
     def lock(self, thread_id: str, owner: str | None = None) -> ReentrantRunLock:
         return ThreadLock(self.home, thread_id, owner)
+
+    def holders(self, thread_ids: list[str]) -> dict[str, str]:
+        return lock_holders([ThreadLock(self.home, thread_id) for thread_id in thread_ids])
 
     def journal(self) -> Journal:
         return TaskJournal(self.home)

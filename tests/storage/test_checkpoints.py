@@ -87,3 +87,19 @@ def test_a_graph_run_is_checkpointed_and_found_again_after_reopening(url: str | 
         assert again.get_state(thread("second")).values == {"n": 12, "seen": ["step 10", "step 11"]}
     finally:
         reopened.close()
+
+
+def test_each_thread_says_when_it_started(checkpoints: Checkpoints) -> None:
+    from datetime import UTC, datetime
+
+    assert checkpoints.started() == {}
+    graph = compiled(checkpoints)
+    before = datetime.now(UTC)
+    graph.invoke({"n": 1, "seen": []}, thread("first"))
+    graph.invoke({"n": 10, "seen": []}, thread("second"))
+    first_input = list(checkpoints.saver.list(thread("first")))[-1].checkpoint["ts"]
+    graph.invoke({"n": 2}, thread("first"))  # a later run of the thread: it started with its first checkpoint
+    started = checkpoints.started()
+    assert set(started) == {"first", "second"}
+    assert before <= started["first"] <= started["second"] <= datetime.now(UTC)
+    assert abs((started["first"] - datetime.fromisoformat(first_input)).total_seconds()) < 0.001  # the same moment

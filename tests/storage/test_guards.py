@@ -58,6 +58,28 @@ def test_the_lock_is_released_on_exit_and_when_its_holder_dies(guards: RunGuards
     assert eventually(lambda: takes(guards, "t1"))
 
 
+def test_holders_names_the_threads_held_now_without_taking_their_locks(
+        guards: RunGuards, hold_lock: Holder) -> None:
+    assert guards.holders([]) == {} and guards.holders(["t1", "t2"]) == {}
+    holder = hold_lock("t1")
+    held = guards.holders(["t1", "t2"])
+    assert list(held) == ["t1"] and held["t1"].startswith(f"pid {holder.pid} on ")
+    assert guards.holders(["t1", "t2"]) == held  # looking took nothing: it is still the holder's
+    assert not takes(guards, "t1")
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "released"
+    assert guards.holders(["t1"]) == {}
+    killed = hold_lock("t1")
+    killed.kill()  # its note may stay behind; its lock does not
+    killed.wait(timeout=30)
+    assert eventually(lambda: guards.holders(["t1"]) == {})
+    with guards.lock("t3"):  # held in this process
+        assert list(guards.holders(["t3"])) == ["t3"]
+    assert guards.holders(["t3"]) == {}
+
+
 def test_the_lock_is_reentrant_for_its_owner_only(guards: RunGuards) -> None:
     first = guards.lock("t1", owner="run-a")
     first.acquire()
