@@ -10,11 +10,9 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from tests.fakes.agent_responder import make_responder
 from tests.fakes.provider_server import FakeProvider, Reply
 from tests.support.cli import cli, options
 from tests.support.paths import ROOT, RUN_GRAPH
+from tests.support.servers import free_port, stop_group, wait_until_ok
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -299,37 +298,17 @@ def test_studio_without_the_langgraph_cli_says_how_to_install_it(
 
 
 def test_studio_on_a_free_port_serves_the_agent(agent: Path, home: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGGRAPH_", "LANGSMITH_"))}
     proc = subprocess.Popen([sys.executable, str(RUN_GRAPH), *options(home, agent), "studio", "--port", str(port),
                              "--no-browser", "--no-reload"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"").decode()[-3000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail("studio did not answer within 120 s")
+        wait_until_ok(proc, url, 120, "studio")
         graphs = httpx.post(f"{url}/assistants/search", json={}, timeout=10).json()
         assert [a["graph_id"] for a in graphs] == ["agent"]
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=15)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc)
     output = (proc.stdout.read() if proc.stdout else b"").decode()
     assert "Traceback" not in output

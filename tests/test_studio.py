@@ -8,14 +8,12 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 from langgraph_sdk import get_sync_client
@@ -25,6 +23,7 @@ from tests.fakes.provider_server import FakeProvider
 from tests.support.cli import cli
 from tests.support.paths import ROOT
 from tests.support.readme import snippet
+from tests.support.servers import free_port, stop_group, wait_until_ok
 
 PLAN = (
     ("write hello.txt", "open('hello.txt','w').write('hello')\nprint('wrote hello.txt')"),
@@ -32,12 +31,6 @@ PLAN = (
     ("count its letters", "print(len(open('hello.txt').read()))"),
 )
 pytestmark = pytest.mark.timeout(240)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -62,20 +55,11 @@ def langgraph_dev(cfg: Path, home: Path, **extra_env: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        while time.time() - started < 90:
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"").decode()[-3000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail("langgraph dev did not start within 90 s")
+        wait_until_ok(proc, url, 90, "langgraph dev")
         print(f"langgraph dev ready in {time.time() - started:.1f}s")
         yield url
     finally:
-        stop(proc)
+        stop_group(proc)
     assert proc.returncode is not None
 
 
@@ -87,20 +71,6 @@ def server(
     cfg = make_config({"groq_llama": {"kind": "groq", "base_url": provider.base_url}})
     with langgraph_dev(cfg, home) as url:
         yield url, provider, home
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server and everything it started (its process group) by PID."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=15)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def test_studio_server_runs_the_agent_through_approvals(server: tuple[str, FakeProvider, Path]) -> None:
