@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from free_llm_agent.cli import support as cli_support
+from free_llm_agent.cli.commands_batch import add_parsers as add_batch_parsers
 from free_llm_agent.cli.commands_run import QuickExit, cmd_run
 from free_llm_agent.cli.support import BadInput, database_url, hint, resume_hint
 from free_llm_agent.config import ConfigError, load_env_files, resolve_home
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", parents=[common], help="check the home and its databases")
     doctor.add_argument("--repair", action="store_true", help="move damaged files aside, keeping what is readable")
     doctor.add_argument("--json", action="store_true")
+    add_batch_parsers(sub, common)
     return p
 
 
@@ -142,9 +144,21 @@ def _doctor(args: argparse.Namespace) -> int:
     return cmd_doctor(args)
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.commands_batch import cmd_batch
+
+    return cmd_batch(args)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from free_llm_agent.cli.commands_worker import cmd_worker
+
+    return cmd_worker(args)
+
+
 COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _view("cmd_threads"), "show": _view("cmd_show"),
             "usage": _view("cmd_usage"), "check": _view("cmd_check"), "graph": _view("cmd_graph"),
-            "doctor": _doctor, "undo": _undo}
+            "doctor": _doctor, "undo": _undo, "batch": _batch, "worker": _worker}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:
