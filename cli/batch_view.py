@@ -32,8 +32,8 @@ def _when(t: float | None) -> str:
 
 def goal_table(states: list[GoalState], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
-    for name, justify in (("line", "right"), ("prio", "right"), ("goal", "left"), ("thread", "left"), ("status", "left"),
-                          ("tasks", "right"), ("requests", "right"), ("note", "left")):
+    for name, justify in (("line", "right"), ("prio", "right"), ("goal", "left"), ("thread", "left"),
+                          ("status", "left"), ("tasks", "right"), ("requests", "right"), ("note", "left")):
         table.add_column(name, justify=justify, overflow="ellipsis", no_wrap=name != "goal",  # type: ignore[arg-type]
                          max_width=48 if name == "goal" else None)
     for s in sorted(states, key=lambda s: (-s.goal.priority, s.goal.line)):
