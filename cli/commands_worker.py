@@ -189,7 +189,7 @@ def _state(thread_status: str | None, job: Any) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------ worker
-class _Stopping(Exception):  # noqa: N818
+class _Stopping(Exception):
     """Raised between two steps of a goal when the worker stops: its checkpoints stay, another worker resumes."""
 
 

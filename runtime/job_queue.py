@@ -41,7 +41,7 @@ SCHEMA_LOCK = 0x46_4C_41_03  # "FLA" + 3 (see storage/postgres: 1 the ledger's w
 DEFAULT_LEASE_S = 30.0
 
 
-class Reschedule(Exception):  # noqa: N818 - a decision, not an error
+class Reschedule(Exception):
     """Raised by a goal's job: put it back in the queue, to run no sooner than ``at``."""
 
     def __init__(self, at: dt.datetime, why: str) -> None:
