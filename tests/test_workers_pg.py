@@ -202,8 +202,10 @@ def test_a_quota_dry_goal_is_rescheduled_for_its_resume_after_not_retried(
     later = as_json(cli(["batch", str(batch), "--status", "--json"], home, cfg, database_url=postgres_url))
     assert later["goals"][1]["attempts"] == attempts
     with psycopg.connect(postgres_url) as conn:
-        (scheduled,) = conn.execute("SELECT extract(epoch FROM scheduled_at) FROM procrastinate_jobs "
-                                    "WHERE lock = %s ORDER BY id DESC LIMIT 1", (second["thread_id"],)).fetchone()
+        row = conn.execute("SELECT extract(epoch FROM scheduled_at) FROM procrastinate_jobs "
+                           "WHERE lock = %s ORDER BY id DESC LIMIT 1", (second["thread_id"],)).fetchone()
+    assert row is not None
+    scheduled = row[0]
     resume_after = next(e for e in w.events() if e["event"] == "waiting_for_quota")["resume_after"]
     assert abs(float(scheduled) - datetime.fromisoformat(resume_after).timestamp()) <= 1.0
     assert float(scheduled) > time.time() + 20  # a minute's window: not due yet
