@@ -131,7 +131,7 @@ def test_two_machines_fresh_database_each_goal_once_and_a_killed_worker_goal_is_
     _wait("eight goals in task 3", lambda: sum("three-start" in _runs(f) for f in folders) >= 8, 180)
     assert all(w.proc.poll() is None for w in procs), [w.stderr()[-2000:] for w in procs]
     with psycopg.connect(postgres_url) as conn:
-        holders = dict(conn.execute("SELECT thread_id, holder FROM run_locks").fetchall())
+        holders: dict[str, str] = dict(conn.execute("SELECT thread_id, holder FROM run_locks").fetchall())
     victim = next(w for w in procs if any(h.startswith(f"pid {w.proc.pid} ") for h in holders.values()))
     victim_threads = {t for t, h in holders.items() if h.startswith(f"pid {victim.proc.pid} ")}
     assert len(victim_threads) == 2
