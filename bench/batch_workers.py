@@ -95,12 +95,12 @@ def chart(result: dict[str, Any], rpm: int, path: Path) -> None:
     end = max(result["out"]["wall_seconds"], served[-1] if served else 0) + 5
     xs = [0.0]
     ys = [rpm]
-    for k in range(1, math.ceil(end / 60) + 1):
+    for k in range(1, math.floor(end / 60) + 1):
         xs += [60.0 * k, 60.0 * k]
         ys += [rpm * k, rpm * (k + 1)]
     xs.append(end)
     ys.append(ys[-1])
-    ax.plot(xs, ys, color="tab:red", linestyle="--", label=f"most the limit allows ({rpm}/min, sliding)")
+    ax.plot(xs, ys, color="tab:red", linestyle="--", label=f"most the limit allows ({rpm}/min, sliding window)")
     ax.axvline(result["minimum"], color="grey", linestyle=":", label=f"least wall time ({result['minimum']:.0f} s)")
     colours = {9: "tab:green", 5: "tab:orange", 1: "tab:purple"}
     done = sorted((datetime.fromisoformat(g["finished_at"]).timestamp() - t0, g["priority"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -230,8 +231,8 @@ def _drive(args: argparse.Namespace, scheduler: Scheduler, runner: GoalRunner) -
         runner.deps.abort_all()  # the tasks in flight stop now, as interrupted (resumed by the next run)
         for t in threads:
             t.join(5)
-        support.err.print(f"\nStopped. Nothing finished is lost; continue with: {hint(args, 'batch', args.file)}",
-                          markup=False)
+        again = hint(args, "batch", shlex.quote(args.file))
+        support.err.print(f"\nStopped. Nothing finished is lost; continue with: {again}", markup=False)
         return True
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -265,7 +266,8 @@ def _hints(args: argparse.Namespace, states: list[GoalState]) -> None:
         from datetime import UTC, datetime
 
         at = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
-        err.print(f"{len(dry)} goal(s) wait for quota; after {at} run again: {hint(args, 'batch', args.file)} "
+        again = hint(args, "batch", shlex.quote(args.file))
+        err.print(f"{len(dry)} goal(s) wait for quota; after {at} run again: {again} "
                   "(or add --wait to finish them in one go)", markup=False)
     for s in states:
         if s.status == "awaiting_approval":

@@ -128,7 +128,7 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
             found = runner.result(g.thread_id) if runner.graph.get_state(
                 runner.config_for(g.thread_id)).values else None
             job = jobs.get(g.thread_id)
-            s.status, s.note = _state(found.status if found else None, job)
+            s.status, s.note = _state(found.status if found else None, job, queued=bool(url))
             if found is not None:
                 from free_llm_agent.cli.commands_batch import absorb
 
@@ -170,12 +170,12 @@ def _jobs(url: str) -> dict[str, Any]:
         raise BadInput(f"cannot read the job queue: {str(exc).strip().splitlines()[0]}") from None
 
 
-def _state(thread_status: str | None, job: Any) -> tuple[str, str]:
-    """A goal's state from its thread and its newest job."""
+def _state(thread_status: str | None, job: Any, *, queued: bool) -> tuple[str, str]:
+    """A goal's state from its thread and its newest job (``queued``: there is a shared queue to look in)."""
     if thread_status in ("completed", "failed"):
         return thread_status, ""
     if job is None:
-        return thread_status or "pending", "not queued"
+        return thread_status or "pending", "not queued" if queued else ""
     if job.status == "doing":
         return "running", f"worker {job.worker_id}" if job.worker_id else "taken"
     if job.status == "todo":
