@@ -16,9 +16,12 @@ Why procrastinate (3.10) rather than pgqueuer (1.6), both maintained PostgreSQL 
 * **sync use** — ``defer`` and ``list_jobs`` have synchronous forms (the CLI), and synchronous tasks run in
   threads beside the worker's asyncio loop, so the agent's synchronous graph runs unchanged.
 
-pgqueuer has the queue (``execute_after``, ``priority``) and heartbeat-based re-pick of stalled jobs too,
-but no per-key lock (a goal could be picked twice after a false stall; our thread lock would then be the
-only guard) and no dedup on enqueue; procrastinate covers both in the queue.
+pgqueuer 1.6 would do as well on most points (``dedupe_key`` over queued and picked jobs, ``RetryRequested``
+with a delay, automatic re-pick after ``heartbeat_timeout``); it lost on two: its entrypoints must be async
+(our graph is synchronous: every goal would be wrapped in ``asyncio.to_thread`` by hand), and its one key
+serves both de-duplication and exclusion, where procrastinate keeps them apart (a waiting job and a running
+job of one goal may coexist — the reschedule of a goal whose stalled worker is in fact alive — and still
+never run at once). Its automatic stall re-pick is the one thing we add here (:func:`recover_stalled`).
 
 Schema: procrastinate's ``schema.sql`` is not idempotent, so workers started together on a fresh database
 would race to create it; :func:`ensure_schema` applies it once, under a transaction-scoped advisory lock,

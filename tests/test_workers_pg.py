@@ -226,3 +226,29 @@ def test_enqueue_and_worker_need_the_shared_database_and_a_good_file(home: Path,
     assert proc.returncode == 2 and "line 2" in proc.stderr
     with psycopg.connect(postgres_url) as conn:  # nothing was set up, nothing queued
         assert conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone() == (None,)
+
+
+def test_a_stopped_worker_puts_its_goal_back_and_another_finishes_it(
+        fake_server: Callable[..., FakeProvider], make_config: Callable[..., Path], postgres_url: str, home: Path,
+        tmp_path: Path, workers: Callable[..., Worker]) -> None:
+    server = fake_server("openai", responder=make_responder(BLOCKING_PLAN))
+    cfg = make_config({"groq_llama": {"kind": "groq", "base_url": server.base_url}},
+                      optimization={"max_batch_size": 3})
+    folder = tmp_path / "goal"
+    folder.mkdir()
+    batch = tmp_path / "goals.jsonl"
+    batch.write_text(json.dumps({"goal": "goal 00", "workdir": str(folder)}) + "\n")
+    assert cli(["batch", str(batch), "--enqueue", "--yes"], home, cfg, database_url=postgres_url).returncode == 0
+    first = workers(home, cfg, postgres_url, tmp_path)
+    _wait("task 3 to start", lambda: "three-start" in _runs(folder), 120)
+    first.proc.send_signal(signal.SIGTERM)  # as Ctrl-C: the task in flight stops, the goal goes back
+    assert first.proc.wait(timeout=60) == 0, first.stderr()[-2000:]
+    assert [e["event"] for e in first.events()] == ["started", "stopped"]
+    status = as_json(cli(["batch", "--status", "--json"], home, cfg, database_url=postgres_url))
+    assert [(g["status"], g["queue"]) for g in status["goals"]] == [("queued", "todo")]
+    (folder / "go").write_text("go")
+    second = workers(home, cfg, postgres_url, tmp_path, "--idle-exit", "1")
+    assert second.proc.wait(timeout=120) == 0, second.stderr()[-2000:]
+    assert [e.get("status") for e in second.events() if e["event"] == "finished"] == ["completed"]
+    runs = _runs(folder)
+    assert (runs.count("one"), runs.count("two"), runs.count("three"), runs.count("four")) == (1, 1, 1, 1), runs
