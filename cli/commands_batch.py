@@ -176,15 +176,22 @@ def absorb(state: GoalState, result: RunResult) -> None:
     state.tasks_done = sum(1 for t in result.tasks if t.get("status") in ("done", "failed", "skipped"))
 
 
-def run_one(state: GoalState, runner: GoalRunner, *, yes: bool) -> tuple[str, float | None]:
+def run_one(state: GoalState, runner: GoalRunner, *, yes: bool, scheduler: Scheduler | None = None
+            ) -> tuple[str, float | None]:
     """Drive one goal until it ends or pauses; its status for the scheduler and its ``resume_after``."""
     from free_llm_agent.runtime.batch_scheduler import epoch
     from free_llm_agent.storage.errors import ThreadBusy
 
     g = state.goal
     before = sum(state.llm_calls.values())
+
+    def listen(mode: str, chunk: Any) -> None:
+        state.on_event(mode, chunk)
+        if scheduler is not None:
+            scheduler.progressed(state, mode, chunk)
+
     try:
-        result = runner.drive(g.thread_id, g.goal, g.workdir, yes=yes, listener=state.on_event)
+        result = runner.drive(g.thread_id, g.goal, g.workdir, yes=yes, listener=listen)
     except ThreadBusy as exc:
         state.note = str(exc)
         return "busy", None
@@ -212,7 +219,7 @@ def _drive(args: argparse.Namespace, scheduler: Scheduler, runner: GoalRunner) -
         while (state := scheduler.take()) is not None:
             if not quiet:
                 view.changed(state)
-            status, resume_after = run_one(state, runner, yes=args.yes)
+            status, resume_after = run_one(state, runner, yes=args.yes, scheduler=scheduler)
             scheduler.done(state, status, resume_after)
             if not quiet:
                 view.changed(state)

@@ -10,7 +10,11 @@ so priority is honoured where a goal starts, not per request. Two rules make tha
 * the goals in flight are always the highest-priority ready ones (a worker takes the best one each time);
 * when a goal comes back ``waiting_for_quota`` with ``resume_after`` T, every provider is dry until T: no
   goal starts or resumes before T (the *gate*), so a lower-priority goal cannot take the slot that frees at
-  T while a higher one waits for it — at T the waiting goals are handed out in priority order again.
+  T while a higher one waits for it — at T the waiting goals are handed out in priority order again;
+* goals are handed out one at a time: the next only once the last one handed out has got going (its first
+  answer, or a task running) or stopped (:meth:`Scheduler.progressed`; at most ``PROBE_S`` seconds). Two
+  goals handed out together would race for the one slot that just freed, and the lower-priority one, with
+  less to do before its first request (a new plan against a resumed run), would often win it.
 
 Without ``--wait`` a dry goal is final for this batch (``waiting_for_quota`` with its ``resume_after``) and
 goals not started when the quota went dry are reported the same way (``started: false``); a re-run of the
@@ -29,7 +33,9 @@ from typing import Any
 from free_llm_agent.runtime.batch_file import BatchGoal
 
 # Final for this batch run (the worker loop never hands them out again).
-FINAL = ("completed", "failed", "awaiting_approval", "busy", "error")
+FINAL = ("completed", "failed", "awaiting_approval", "busy", "error", "interrupted")
+PROBE_S = 15.0  # the next goal is handed out after this long even if the last one has not got going yet
+QUIET_NODES = ("fallback", "wait_for_quota")  # what a goal that finds the quota dry runs: not "got going"
 
 
 @dataclass
@@ -93,6 +99,8 @@ class Scheduler:
         self._cond = threading.Condition()
         self._stopped = False
         self._running = 0
+        self._probe: GoalState | None = None  # handed out last, not yet got going
+        self._probe_until = 0.0
 
     def stop(self) -> None:
         with self._cond:
@@ -104,13 +112,26 @@ class Scheduler:
         with self._cond:
             self._cond.notify_all()
 
+    def progressed(self, state: GoalState, mode: str, chunk: Any) -> None:
+        """A run's listener: ``state``'s goal got going (an answer came, a task runs, a node other than the
+        quota pause ran) — the next goal may be handed out."""
+        if self._probe is not state:
+            return
+        if mode == "updates" and isinstance(chunk, dict) and all(
+                node.startswith("__") or node in QUIET_NODES for node in chunk):
+            return
+        with self._cond:
+            if self._probe is state:
+                self._probe = None
+                self._cond.notify_all()
+
     def _ready(self, s: GoalState, now: float) -> bool:
-        if s.status in ("pending", "interrupted"):
+        if s.status == "pending":
             return True
         return s.status == "waiting_for_quota" and self.wait and (s.resume_after or 0) <= now
 
     def _may_become_ready(self, s: GoalState) -> bool:
-        return s.status in ("pending", "interrupted") or (s.status == "waiting_for_quota" and self.wait)
+        return s.status == "pending" or (s.status == "waiting_for_quota" and self.wait)
 
     def take(self) -> GoalState | None:
         """The next goal for a worker (marked running), blocking until one is ready; None when none will be."""
@@ -119,21 +140,25 @@ class Scheduler:
                 now = self.clock()
                 if not self.wait and self.gate > now:  # dry: what has not started stays as it is, reported dry
                     for s in self.states:
-                        if s.status in ("pending", "interrupted"):
+                        if s.status == "pending":
                             s.status, s.resume_after = "waiting_for_quota", self.gate
                             s.note = "not started: the quota ran dry" if not s.started else s.note
-                if self.gate <= now:
+                if self._probe is not None and now >= self._probe_until:
+                    self._probe = None
+                if self.gate <= now and self._probe is None:
                     ready = [s for s in self.states if self._ready(s, now)]
                     if ready:
                         best = min(ready, key=lambda s: (-s.goal.priority, s.goal.line))
                         best.status, best.note = "running", ""
                         best.first_started_at = best.first_started_at or now
                         self._running += 1
+                        self._probe, self._probe_until = best, now + PROBE_S
                         return best
                 if self._running == 0 and not any(self._may_become_ready(s) for s in self.states):
                     self._cond.notify_all()
                     return None
                 wake = [self.gate] if self.gate > now else []
+                wake += [self._probe_until] if self._probe is not None else []
                 wake += [s.resume_after for s in self.states
                          if s.status == "waiting_for_quota" and self.wait and s.resume_after]
                 timeout = max(0.05, min(wake) - now) if wake else None
@@ -145,6 +170,8 @@ class Scheduler:
         ``resume_after``)."""
         with self._cond:
             self._running -= 1
+            if self._probe is state:
+                self._probe = None
             state.status = status
             state.resume_after = resume_after if status == "waiting_for_quota" else None
             if status == "waiting_for_quota" and resume_after is not None and resume_after > self.gate:

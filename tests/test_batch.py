@@ -163,3 +163,65 @@ def test_bad_batch_file_exits_2_naming_the_line_and_starts_nothing(
 def test_missing_batch_file_exits_2(home: Path, tmp_path: Path) -> None:
     proc = cli(["batch", str(tmp_path / "nope.txt")], home)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def _states(*priorities: int) -> list[Any]:
+    from free_llm_agent.runtime.batch_file import BatchGoal
+    from free_llm_agent.runtime.batch_scheduler import GoalState
+
+    return [GoalState(goal=BatchGoal(line=n + 1, goal=f"g{n}", workdir="/w", priority=p, thread_id=f"t{n}"))
+            for n, p in enumerate(priorities)]
+
+
+def test_scheduler_hands_out_by_priority_one_at_a_time_and_nothing_before_the_quota_frees() -> None:
+    import time as clock
+
+    from free_llm_agent.runtime.batch_scheduler import Scheduler
+
+    states = _states(1, 9, 5, 9)
+    sched = Scheduler(states, wait=True)
+    first = sched.take()
+    assert first is not None and first.goal.line == 2  # priority 9, the earlier line
+    sched.progressed(first, "updates", {"fallback": {}})  # going dry is not getting going
+    assert sched._probe is first
+    sched.progressed(first, "custom", {"event": "llm_call"})
+    second = sched.take()
+    assert second is not None and second.goal.line == 4
+    # The first goal finds every provider dry until T: nothing is handed out before T, and at T the waiting
+    # priority-9 goal goes before the priority-5 one that never started.
+    resume_at = clock.time() + 0.5
+    sched.done(first, "waiting_for_quota", resume_at)
+    sched.progressed(second, "custom", {"event": "task_running"})
+    third = sched.take()
+    assert clock.time() >= resume_at and third is first
+    sched.done(third, "completed")
+    sched.done(second, "completed")
+    assert [s.goal.line for s in (sched.take(), sched.take())] == [3, 1]
+
+
+def test_scheduler_without_wait_reports_unstarted_goals_dry_once_the_quota_runs_dry() -> None:
+    import time as clock
+
+    from free_llm_agent.runtime.batch_scheduler import Scheduler
+
+    states = _states(5, 1)
+    sched = Scheduler(states, wait=False)
+    first = sched.take()
+    assert first is not None
+    sched.done(first, "waiting_for_quota", clock.time() + 60)
+    assert sched.take() is None
+    assert [(s.status, s.started) for s in states] == [("waiting_for_quota", False), ("waiting_for_quota", False)]
+    assert states[1].resume_after == sched.gate
+
+
+def test_thread_ids_are_stable_across_reruns_and_line_moves(tmp_path: Path) -> None:
+    from free_llm_agent.runtime.batch_file import read_batch
+
+    batch = tmp_path / "My Goals!.txt"
+    batch.write_text("alpha\nbeta\nalpha\n")
+    ids = [g.thread_id for g in read_batch(batch, tmp_path)]
+    assert len(set(ids)) == 3 and all(i.startswith("My-Goals-") for i in ids)
+    assert [g.thread_id for g in read_batch(batch, tmp_path)] == ids
+    batch.write_text("beta\nalpha\n\nalpha\n")  # moved: each goal keeps its thread
+    assert sorted(g.thread_id for g in read_batch(batch, tmp_path)) == sorted(ids)
+    assert read_batch(batch, tmp_path)[0].thread_id == ids[1]
