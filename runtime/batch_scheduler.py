@@ -35,7 +35,6 @@ from free_llm_agent.runtime.batch_file import BatchGoal
 # Final for this batch run (the worker loop never hands them out again).
 FINAL = ("completed", "failed", "awaiting_approval", "busy", "error", "interrupted")
 PROBE_S = 15.0  # the next goal is handed out after this long even if the last one has not got going yet
-QUIET_NODES = ("fallback", "wait_for_quota")  # what a goal that finds the quota dry runs: not "got going"
 
 
 @dataclass
@@ -113,12 +112,10 @@ class Scheduler:
             self._cond.notify_all()
 
     def progressed(self, state: GoalState, mode: str, chunk: Any) -> None:
-        """A run's listener: ``state``'s goal got going (an answer came, a task runs, a node other than the
-        quota pause ran) — the next goal may be handed out."""
-        if self._probe is not state:
-            return
-        if mode == "updates" and isinstance(chunk, dict) and all(
-                node.startswith("__") or node in QUIET_NODES for node in chunk):
+        """A run's listener: when ``state``'s goal got going (an answer came: ``llm_call``; a task runs) the
+        next goal may be handed out. State updates do not count: a node that found the quota dry updates
+        the state too (with its ``fallback``)."""
+        if self._probe is not state or mode != "custom":
             return
         with self._cond:
             if self._probe is state:

@@ -182,7 +182,7 @@ def test_scheduler_hands_out_by_priority_one_at_a_time_and_nothing_before_the_qu
     sched = Scheduler(states, wait=True)
     first = sched.take()
     assert first is not None and first.goal.line == 2  # priority 9, the earlier line
-    sched.progressed(first, "updates", {"fallback": {}})  # going dry is not getting going
+    sched.progressed(first, "updates", {"plan": {"fallback": {"kind": "quota"}}})  # dry is not "got going"
     assert sched._probe is first
     sched.progressed(first, "custom", {"event": "llm_call"})
     second = sched.take()
