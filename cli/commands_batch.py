@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import signal
 import threading
@@ -17,17 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from free_llm_agent.cli import run_imports, support
-from free_llm_agent.cli.support import BadInput, database_url, hint, router_for
+from free_llm_agent.cli.batch_common import (
+    APPROVE_NOTE,
+    MAX_WORKERS,
+    absorb,
+    check_workdirs,
+    open_goal_runner,
+    read_goals,
+)
+from free_llm_agent.cli.support import BadInput, database_url, hint
 from free_llm_agent.config import load_config, resolve_home
 
 if TYPE_CHECKING:
     from free_llm_agent.runtime.batch_file import BatchGoal
     from free_llm_agent.runtime.batch_scheduler import GoalState, Scheduler
     from free_llm_agent.runtime.goal_runner import GoalRunner
-    from free_llm_agent.runtime.runner import RunResult
-
-MAX_WORKERS = 64
-APPROVE_NOTE = "approve it: resume THREAD (shown below), or run the batch again with --yes"
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -58,7 +61,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from free_llm_agent.cli.commands_worker import cmd_batch_status
 
         return cmd_batch_status(args)
-    goals = _read(args)
+    goals = read_goals(args)
     if args.enqueue:
         from free_llm_agent.cli.commands_worker import cmd_enqueue
 
@@ -66,30 +69,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not 1 <= args.workers <= MAX_WORKERS:
         raise BadInput(f"--workers {args.workers}: give 1 to {MAX_WORKERS}")
     return _run_batch(args, goals)
-
-
-def _read(args: argparse.Namespace) -> list[BatchGoal]:
-    from free_llm_agent.runtime.batch_file import BatchFileError, read_batch
-
-    if not args.file:
-        raise BadInput("batch: give the batch FILE (one goal per line), or --status")
-    if args.workdir is not None and not Path(args.workdir).expanduser().is_dir():
-        raise BadInput(f"--workdir {args.workdir}: not a folder; create it or pass another")
-    try:
-        return read_batch(args.file, args.workdir or os.getcwd())
-    except BatchFileError as exc:
-        raise BadInput(str(exc)) from None
-
-
-def check_workdirs(goals: list[BatchGoal], deps: Any, file: str) -> None:
-    """Every goal's folder, checked as ``run --workdir`` checks it, before anything starts."""
-    from free_llm_agent.tools.workspace import WorkdirError
-
-    for g in goals:
-        try:
-            deps.workdir(g.workdir, g.thread_id)
-        except WorkdirError as exc:
-            raise BadInput(f"{Path(file).expanduser().resolve()}, line {g.line}: {exc}") from None
 
 
 def _run_batch(args: argparse.Namespace, goals: list[BatchGoal]) -> int:
@@ -121,30 +100,6 @@ def _run_batch(args: argparse.Namespace, goals: list[BatchGoal]) -> int:
     return 1 if any(s.status in ("failed", "error", "busy") for s in states) else 0
 
 
-def open_goal_runner(args: argparse.Namespace, config: Any, deps: Any, context: Any, *, size: int) -> GoalRunner:
-    """The quota-aware model on the flags' router, and the pool of runners on it (sandbox checked)."""
-    import dataclasses
-
-    from free_llm_agent.providers import QuotaAwareChatModel
-    from free_llm_agent.runtime.goal_runner import GoalRunner
-    from free_llm_agent.storage.errors import StateUnavailable
-    from free_llm_agent.tools.sandbox import SandboxUnavailable
-
-    router = router_for(args, config=config)
-    deps.llm = QuotaAwareChatModel(router=router)
-    limits = config.limits
-    context = dataclasses.replace(context, max_batch_size=limits.optimization.max_batch_size,
-                                  executor_timeout_s=limits.execution.task_timeout_seconds)
-    try:
-        deps.sandbox()
-    except SandboxUnavailable as exc:
-        raise BadInput(f"{config.config_dir / 'limits.yaml'}: {exc}") from None
-    try:
-        return GoalRunner(router.home, deps, context=context, database_url=router.database_url, size=size)
-    except StateUnavailable as exc:
-        raise BadInput(str(exc)) from None
-
-
 def initial_states(goals: list[BatchGoal], runner: GoalRunner, *, yes: bool) -> list[GoalState]:
     """Each goal's state before this run: a completed or failed thread is skipped (nothing is sent), a
     paused or interrupted one resumed, a new one started."""
@@ -167,13 +122,6 @@ def initial_states(goals: list[BatchGoal], runner: GoalRunner, *, yes: bool) -> 
                 s.status, s.note = "awaiting_approval", APPROVE_NOTE
         states.append(s)
     return states
-
-
-def absorb(state: GoalState, result: RunResult) -> None:
-    """What a result tells the table: the thread's calls and its tasks."""
-    state.llm_calls = dict(result.llm_calls)
-    state.tasks_total = max(state.tasks_total, len(result.tasks))
-    state.tasks_done = sum(1 for t in result.tasks if t.get("status") in ("done", "failed", "skipped"))
 
 
 def run_one(state: GoalState, runner: GoalRunner, *, yes: bool, scheduler: Scheduler | None = None

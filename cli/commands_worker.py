@@ -108,9 +108,9 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
     url = database_url(args)
     goals: list[BatchGoal] = []
     if args.file:
-        from free_llm_agent.cli.commands_batch import _read
+        from free_llm_agent.cli.batch_common import read_goals
 
-        goals = _read(args)
+        goals = read_goals(args)
     elif not url:
         raise BadInput("batch --status without a FILE lists the shared queue: it " + NEEDS_URL +
                        "; on this machine alone give the batch FILE")
@@ -130,7 +130,7 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
             job = jobs.get(g.thread_id)
             s.status, s.note = _state(found.status if found else None, job, queued=bool(url))
             if found is not None:
-                from free_llm_agent.cli.commands_batch import absorb
+                from free_llm_agent.cli.batch_common import absorb
 
                 s.started = True
                 absorb(s, found)
@@ -254,7 +254,7 @@ class _Worker:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from free_llm_agent.cli.commands_batch import MAX_WORKERS, open_goal_runner
+    from free_llm_agent.cli.batch_common import MAX_WORKERS, open_goal_runner
     from free_llm_agent.graph.context import Context
     from free_llm_agent.runtime.deps import Deps
     from free_llm_agent.runtime.job_queue import make_app
