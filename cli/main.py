@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from free_llm_agent.cli import support as cli_support
+from free_llm_agent.cli.commands_batch import add_parsers as add_batch_parsers
 from free_llm_agent.cli.commands_run import QuickExit, cmd_run
 from free_llm_agent.cli.support import BadInput, database_url, hint, resume_hint
 from free_llm_agent.config import ConfigError, load_env_files, resolve_home
@@ -109,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     studio.add_argument("--no-reload", action="store_true", help="do not restart the server when files change")
     completion = sub.add_parser("completion", parents=[common], help="print the shell completion script")
     completion.add_argument("shell", choices=["bash", "zsh", "fish"])
+    add_batch_parsers(sub, common)
     return p
 
 
@@ -178,7 +180,8 @@ COMMANDS = {"run": cmd_run, "resume": cmd_run, "threads": _lazy("commands_info:c
             "doctor": _lazy("doctor_view:cmd_doctor"), "undo": _lazy("commands_undo:cmd_undo"),
             "demo": _lazy("commands_demo:cmd_demo"), "init": _lazy("commands_init:cmd_init"),
             "keys": _lazy("commands_keys:cmd_keys"), "studio": _lazy("studio:cmd_studio"),
-            "completion": _lazy("completion:cmd_completion"), "forecast": _lazy("commands_forecast:cmd_forecast")}
+            "completion": _lazy("completion:cmd_completion"), "forecast": _lazy("commands_forecast:cmd_forecast"),
+            "batch": _lazy("commands_batch:cmd_batch"), "worker": _lazy("commands_worker:cmd_worker")}
 
 
 def _state_error(args: argparse.Namespace, message: str, kind: str, path: Path) -> int:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.paths import ROOT
 
-BENCHES = ["quota_throughput", "quota_store", "overhead", "calls_per_goal", "resume", "executor"]
+BENCHES = ["quota_throughput", "quota_store", "overhead", "calls_per_goal", "resume", "executor", "batch_workers"]
 
 
 def run_bench(name: str, tmp_path: Path, env: dict[str, str], *args: str,
