@@ -198,6 +198,11 @@ class QuotaAwareChatModel(BaseChatModel):
             if message is not None:
                 return _result(message)
 
+    def close(self) -> None:
+        """Close the connections to the quota/cache state (a long-lived process that builds models again and
+        again: each would otherwise keep its own open until the process ends)."""
+        self.router.close()
+
     def reject(self, message: AIMessage) -> None:
         """The caller could not use ``message``: drop it from the response cache, so no retry (of
         this or any process) is served it again. Nodes call this when an answer fails to parse. An

@@ -86,6 +86,10 @@ class Router:
                            if offline else "")
         return cls(config, home, keys, offline=offline, database_url=database_url), notices
 
+    def close(self) -> None:
+        """Close the state database's connections (used again, it opens new ones)."""
+        self.db.close()
+
     def client(self, name: str, timeout: float | None = None) -> BaseChatModel:
         """The provider's client (built once); with ``timeout``, one whose requests give up after that long."""
         cfg = self.config.providers[name]

@@ -74,7 +74,15 @@ class Deps:
 
     def __post_init__(self) -> None:
         self._pool = ExecutorPool(lambda: self.execution_settings().idle_close_seconds if self.reuse_executors else 0)
-        atexit.register(self.close_all)
+        self._exit_hook = False
+        self._hook_exit()
+
+    def _hook_exit(self) -> None:
+        """Executors are closed at exit too; :meth:`close_all` unhooks until an executor is used again."""
+        with self._lock:
+            if not self._exit_hook:
+                atexit.register(self.close_all)
+                self._exit_hook = True
 
     def chat_model(self) -> BaseChatModel:
         with self._lock:
@@ -223,6 +231,7 @@ class Deps:
 
     def _maker(self, workdir: Path, timeout_s: float, network: bool) -> Callable[[], Executor]:
         factory = self.executor_factory or self._default_executor
+        self._hook_exit()
         return lambda: factory(workdir, timeout_s, network)
 
     def executor(self, thread_id: str, workdir: Path, timeout_s: float, network: bool = True) -> Executor:
@@ -276,7 +285,15 @@ class Deps:
                 abort()
 
     def close_all(self) -> None:
+        """Close the executors and the model's state connections; the ``atexit`` hook is no longer needed
+        (it would keep this object, its model and their open files alive until the process ends)."""
         self._pool.close_all()
+        close = getattr(self.llm, "close", None)
+        if callable(close):
+            close()
+        with self._lock:
+            atexit.unregister(self.close_all)
+            self._exit_hook = False
 
 
 def sandbox_report(router: Any) -> dict[str, Any]:

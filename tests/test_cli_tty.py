@@ -38,7 +38,7 @@ def spawn_run(fake_server: Callable[..., FakeProvider], make_config: Callable[..
     child = pexpect.spawn(
         sys.executable, [str(RUN_GRAPH), "--config-dir", str(cfg), "--home", str(home), "run",
                          "write three files", "--scratch", "--thread-id", thread_id],
-        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
+        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8", use_poll=True,
         timeout=120, dimensions=(50, 140),
     )
     return child, cfg
@@ -116,7 +116,7 @@ def test_an_unlisted_domain_is_asked_once_for_the_thread_and_no_refuses(
     child = pexpect.spawn(
         sys.executable, [str(RUN_GRAPH), "--config-dir", str(cfg), "--home", str(home), "run",
                          "fetch pages", "--scratch", "--thread-id", "ask"],
-        cwd=str(ROOT), env={**os.environ, "FREE_AGENT_TEST_RESOLVE": json.dumps(pins)}, encoding="utf-8",
+        cwd=str(ROOT), env={**os.environ, "FREE_AGENT_TEST_RESOLVE": json.dumps(pins)}, encoding="utf-8", use_poll=True,
         timeout=120, dimensions=(50, 140))
     answers = {"thread.test": "t", "once.test": "o", "no.test": "n"}
     asked = []

@@ -217,7 +217,7 @@ def test_key_format_warnings_come_from_the_table_of_prefixes(
 def prompt(home: Path) -> pexpect.spawn:
     """``keys set GROQ_API_KEY`` in a terminal, at its prompt (SIGINT at its default: the test sends Ctrl-C)."""
     child = pexpect.spawn(sys.executable, [str(RUN_GRAPH), "--home", str(home), "keys", "set", "GROQ_API_KEY"],
-                          cwd=str(ROOT), env=dict(os.environ), encoding="utf-8", timeout=60,
+                          cwd=str(ROOT), env=dict(os.environ), encoding="utf-8", use_poll=True, timeout=60,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     child.expect("GROQ_API_KEY \\(what you type is not shown\\): ")
     return child

@@ -75,7 +75,7 @@ def test_a_tasks_output_is_on_screen_while_it_runs_as_text(agent: Agent, home: P
     seen = io.StringIO()
     child = pexpect.spawn(sys.executable, [*CLI[1:], *options(home, cfg), "run", "wait for me", "--yes",
                                            "--thread-id", "live"],
-                          cwd=str(project), encoding="utf-8", timeout=150, dimensions=(50, 140))
+                          cwd=str(project), encoding="utf-8", use_poll=True, timeout=150, dimensions=(50, 140))
     child.logfile_read = seen
     try:
         child.expect_exact("first-line")

@@ -143,6 +143,9 @@ class Database:
         self.path = path
         self.label = str(path)
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []  # every thread's connection, for close()
+        self._generation = 0  # close() starts a new one: a thread's older connection is not used again
+        self._opened_lock = threading.Lock()
         with translated(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.lock = fifo_lock(path.with_name(path.name + ".lock"))
@@ -157,14 +160,18 @@ class Database:
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        if conn is None or getattr(self._local, "generation", -1) != self._generation:
+            # check_same_thread=False only so that close() can close it; one thread uses it
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run outside the write lock (transaction)
             self._local.conn = conn
             self._local.commits = 0
+            with self._opened_lock:
+                self._local.generation = self._generation
+                self._opened.append(conn)
         return conn
 
     @contextmanager
@@ -191,11 +198,13 @@ class Database:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Close this thread's connection (others close with their threads)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close every thread's connection (a thread that uses the database again gets a new one)."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+            self._generation += 1
+        for conn in opened:
+            with suppress(sqlite3.Error):
+                conn.close()
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with translated(self.path):

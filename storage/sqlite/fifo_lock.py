@@ -19,8 +19,10 @@ thread lock and SQLite's own locking orders processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +33,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 _TICKET, _CRITICAL, _QUEUE, _RING = 0, 1, 16, 1 << 20
-_REGISTRY: dict[str, FifoLock] = {}
+# Weak: a lock nobody uses any more closes its file (a process that opens many homes keeps no file of each).
+_REGISTRY: weakref.WeakValueDictionary[str, FifoLock] = weakref.WeakValueDictionary()
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -41,7 +44,8 @@ def fifo_lock(path: Path) -> FifoLock:
     with _REGISTRY_LOCK:
         lock = _REGISTRY.get(key)
         if lock is None:
-            lock = _REGISTRY[key] = FifoLock(path)
+            lock = FifoLock(path)
+            _REGISTRY[key] = lock
         return lock
 
 
@@ -55,6 +59,13 @@ class FifoLock:
         self._pid = -1
         self._fd = -1
         self._thread_lock = threading.Lock()
+
+    def __del__(self) -> None:
+        # Nobody holds this lock (a holder keeps the object alive), and it is the process's only object for
+        # the file: closing its descriptor releases nothing another object relies on.
+        if self._fd >= 0 and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
     def _file(self) -> int:
         if self._pid != os.getpid():  # a forked child: its own file handle and thread lock

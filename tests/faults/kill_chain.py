@@ -224,7 +224,7 @@ def kill_at_prompt(chain: Chain, log: Path) -> Step:
     """``resume`` without --yes in a terminal: kill -9 while the approval prompt waits for the user."""
     step, started = Step("approve"), time.monotonic()
     child = pexpect.spawn(sys.executable, chain.argv("resume", THREAD)[1:], cwd=str(ROOT), env=chain.env,
-                          encoding="utf-8", timeout=WAIT_S, dimensions=(50, 140))
+                          encoding="utf-8", use_poll=True, timeout=WAIT_S, dimensions=(50, 140))
     try:
         child.expect(APPROVAL_PROMPT)
         step.reached = True
