@@ -169,3 +169,31 @@ def test_candidates_in_opposite_orders_never_deadlock(postgres_url: str) -> None
     finally:
         for db in dbs:
             db.close()
+
+
+def test_connections_are_lent_in_a_process_with_over_a_thousand_open_files(postgres_url: str) -> None:
+    """The pool looks at a lent connection's socket without waiting (is the server saying something?): that
+    works for descriptors past 1023 too, where select() cannot look."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"this process may open only {hard} files")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        db = PgDatabase(postgres_url, max_size=1)
+        try:
+            with db.pool.connection() as conn:
+                assert conn.pgconn.socket > 1023
+            store = store_of(db)
+            assert isinstance(store.reserve(["p"], lambda _: 1, T0, 0), Slot)
+            assert isinstance(store.reserve(["p"], lambda _: 1, T0 + 1, 0), Slot)
+        finally:
+            db.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

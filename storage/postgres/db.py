@@ -171,8 +171,18 @@ def _lent(conn: psycopg.Connection[Any]) -> None:
     """The pool's check of a connection it lends: a ping only when the server has said something since the
     connection was last used (an idle connection's socket is readable only if the server closed it or
     terminated the session) — a server restart between two calls still costs no failed call."""
-    if select.select([conn.pgconn.socket], [], [], 0)[0]:
+    if _readable(conn.pgconn.socket):
         ConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read (or was closed), without waiting: poll() where there is one
+    (select() cannot take descriptors above 1023), else select()."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 class _Conn:
