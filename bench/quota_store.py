@@ -23,9 +23,9 @@ Run (one command; prints the tables, writes docs/quota_store.png):
     uv run python bench/quota_store.py
 
 Options: ``--seconds 5``, ``--procs 1,4,8,50``, ``--history 100000``, ``--backend sqlite,postgresql``,
-``--repeat N`` (run every cell N times, the rounds interleaved so both backends share the machine's load;
-each number is the median of the N runs, with the lowest and highest beside it, and the load average
-at each run), ``--pg-url URL``, ``--save FILE.json`` (this run's numbers), ``--baseline FILE.json`` (a
+``--repeat N`` (every cell N times, round after round, each cell's SQLite and PostgreSQL runs back to back
+so they share the machine's load; each number is the median of the N runs, with the lowest and highest
+beside it, and the load average at each run), ``--pg-url URL``, ``--save FILE.json`` (this run's numbers), ``--baseline FILE.json`` (a
 saved run drawn dotted and printed beside), ``--code DIR`` (import ``free_llm_agent`` from DIR instead:
 measure another version, e.g. a worktree of main: ``git worktree add --detach /tmp/main-src main`` then
 ``--code /tmp/main-src``), ``--from FILE.json ...`` (measure nothing: print and draw saved runs, several
@@ -264,10 +264,10 @@ def main() -> None:
         print(f"code under test: {Path(free_llm_agent.__file__).resolve().parent.parent}", flush=True)
     runs: dict[tuple[str, int, int], list[Row]] = {}
     try:
-        for round_no in range(1, max(1, args.repeat) + 1):
-            for backend in backends:
-                for hist in dict.fromkeys((0, history)):
-                    for procs in procs_list:
+        for round_no in range(1, max(1, args.repeat) + 1):  # the backends back to back: one load, one ratio
+            for hist in dict.fromkeys((0, history)):
+                for procs in procs_list:
+                    for backend in backends:
                         r = cell(backend, procs, hist, seconds, server)
                         runs.setdefault((backend, procs, hist), []).append(r)
                         print(f"  {LABEL[backend]:<10} {procs:>3} processes, {hist:>7,} rows: {r['per_s']:8.0f}/s"
@@ -276,7 +276,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
-    rows = [combined(r) for r in runs.values()]
+    rows = [combined(runs[k]) for k in sorted(runs, key=lambda k: (BACKENDS.index(k[0]), k[2], k[1]))]
     if rows:
         report(args, rows, f"{seconds:g} s per cell")
 
