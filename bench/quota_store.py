@@ -23,13 +23,14 @@ Run (one command; prints the tables, writes docs/quota_store.png):
     uv run python bench/quota_store.py
 
 Options: ``--seconds 5``, ``--procs 1,4,8,50``, ``--history 100000``, ``--backend sqlite,postgresql``,
-``--repeat N`` (every cell N times, round after round, each cell's SQLite and PostgreSQL runs back to back
-so they share the machine's load; each number is the median of the N runs, with the lowest and highest
-beside it, and the load average at each run), ``--pg-url URL``, ``--save FILE.json`` (this run's numbers), ``--baseline FILE.json`` (a
-saved run drawn dotted and printed beside), ``--code DIR`` (import ``free_llm_agent`` from DIR instead:
-measure another version, e.g. a worktree of main: ``git worktree add --detach /tmp/main-src main`` then
-``--code /tmp/main-src``), ``--from FILE.json ...`` (measure nothing: print and draw saved runs, several
-files' runs merged per cell), ``--tiny`` (the smoke test's size), ``--png FILE``.
+``--repeat N`` (every cell N times, round after round, each cell's SQLite and PostgreSQL runs back to
+back so they share the machine's load; each number is the median of the N runs, with the lowest and
+highest beside it, and the load average at each run), ``--pg-url URL``, ``--save FILE.json`` (this
+run's numbers), ``--baseline FILE.json`` (a saved run drawn dotted and printed beside), ``--code DIR``
+(import ``free_llm_agent`` from DIR instead: measure another version, e.g. a worktree of main:
+``git worktree add --detach /tmp/main-src main`` then ``--code /tmp/main-src``), ``--from FILE.json ...``
+(measure nothing: print and draw saved runs, several files' runs merged per cell), ``--tiny`` (the
+smoke test's size), ``--png FILE``.
 """
 
 from __future__ import annotations
