@@ -23,10 +23,14 @@ Run (one command; prints the tables, writes docs/quota_store.png):
     uv run python bench/quota_store.py
 
 Options: ``--seconds 5``, ``--procs 1,4,8,50``, ``--history 100000``, ``--backend sqlite,postgresql``,
-``--pg-url URL``, ``--save FILE.json`` (this run's numbers), ``--baseline FILE.json`` (a saved run
-drawn dotted and printed beside), ``--code DIR`` (import ``providers``/``config`` from DIR instead:
-measure another version, e.g. ``git archive main providers config | tar -x -C /tmp/main-src`` then
-``--code /tmp/main-src``), ``--tiny`` (the smoke test's size), ``--png FILE``.
+``--repeat N`` (every cell N times, round after round, each cell's SQLite and PostgreSQL runs back to
+back so they share the machine's load; each number is the median of the N runs, with the lowest and
+highest beside it, and the load average at each run), ``--pg-url URL``, ``--save FILE.json`` (this
+run's numbers), ``--baseline FILE.json`` (a saved run drawn dotted and printed beside), ``--code DIR``
+(import ``free_llm_agent`` from DIR instead: measure another version, e.g. a worktree of main:
+``git worktree add --detach /tmp/main-src main`` then ``--code /tmp/main-src``), ``--from FILE.json ...``
+(measure nothing: print and draw saved runs, several files' runs merged per cell), ``--tiny`` (the
+smoke test's size), ``--png FILE``.
 """
 
 from __future__ import annotations
@@ -48,15 +52,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import add_output_args, loaded_note, png_path
+from common import add_output_args
 from pg_server import Server, open_server
+from quota_store_report import LABEL, Row, combined, merged, report
 
 T_BASE = datetime(2026, 3, 15, 12, 0, tzinfo=UTC).timestamp()
 MONTH_START = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 LIMITS: dict[str, Any] = {"requests_per_day": 10_000_000, "requests_per_month": 100_000_000, "tokens_per_day": 10**12}
 BACKENDS = ("sqlite", "postgresql")
-LABEL = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-Row = dict[str, Any]
 
 
 def _limits() -> Any:
@@ -192,6 +195,7 @@ def _result(out: Any, workers: list[Any], timeout: float) -> Any:
 
 
 def cell(backend: str, procs: int, history: int, seconds: float, server: Server | None) -> Row:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     ctx = multiprocessing.get_context("fork")
     with prepared(backend, history, server) as target:
         origin = ctx.Value("d", 0.0)
@@ -217,76 +221,8 @@ def cell(backend: str, procs: int, history: int, seconds: float, server: Server 
         "refused": sum(r[2] for r in results),
         # the least served process's reservations over the mean: 1.0 is perfectly fair, near 0 is starved
         "fairness": min(len(r[1]) for r in results) / (len(lat) / procs),
+        "load": load,  # the machine's 1-minute load average as the cell started
     }
-
-
-def _key(r: Row) -> tuple[str, int, int]:
-    return (str(r.get("backend", "sqlite")), int(r["procs"]), int(r["history"]))  # older saves: sqlite only
-
-
-def table(rows: list[Row], baseline: list[Row]) -> str:
-    """Every number of every cell (``before → now`` where the baseline has the cell)."""
-    before = {_key(b): b for b in baseline}
-    head = ("| backend | processes | history rows | reservations/s | p50 ms | p99 ms | max ms"
-            " | least served process / mean |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        b = before.get(_key(r))
-
-        def col(key: str, fmt: str, r: Row = r, b: Row | None = b) -> str:
-            return (format(b[key], fmt) + " → " if b and key in b else "") + format(r[key], fmt)
-
-        lines.append(f"| {LABEL[r['backend']]} | {int(r['procs'])} | {int(r['history']):,} | {col('per_s', '.0f')}"
-                     f" | {col('p50_ms', '.1f')} | {col('p99_ms', '.1f')} | {col('max_ms', '.0f')}"
-                     f" | {col('fairness', '.2f')} |")
-    return "\n".join(lines)
-
-
-def side_by_side(rows: list[Row]) -> str:
-    """SQLite and PostgreSQL in adjacent columns: reservations/s and p99 per process count and history."""
-    by = {_key(r): r for r in rows}
-    cells = sorted({(int(r["history"]), int(r["procs"])) for r in rows})
-    lines = ["| processes | history rows | SQLite reservations/s | PostgreSQL reservations/s | SQLite p99 ms"
-             " | PostgreSQL p99 ms |", "|---:|---:|---:|---:|---:|---:|"]
-    for history, procs in cells:
-        s, p = by.get(("sqlite", procs, history)), by.get(("postgresql", procs, history))
-
-        def fmt(r: Row | None, key: str, spec: str) -> str:
-            return format(r[key], spec) if r else "–"
-
-        lines.append(f"| {procs} | {history:,} | {fmt(s, 'per_s', '.0f')} | {fmt(p, 'per_s', '.0f')}"
-                     f" | {fmt(s, 'p99_ms', '.1f')} | {fmt(p, 'p99_ms', '.1f')} |")
-    return "\n".join(lines)
-
-
-def plot(rows: list[Row], baseline: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {("sqlite", False): "tab:blue", ("sqlite", True): "navy",
-              ("postgresql", False): "tab:orange", ("postgresql", True): "saddlebrown"}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for data, style, label in ((baseline, ":", "before, "), (rows, "-", "")):
-        for backend, history in sorted({_key(r)[::2] for r in data}):
-            pts = sorted((r for r in data if _key(r)[::2] == (backend, history)), key=lambda r: r["procs"])
-            xs = [r["procs"] for r in pts]
-            name = f"{label}{LABEL[backend]}, {history:,} rows of history"
-            kw = {"color": colors[(backend, history > 0)], "marker": "o" if history else "s", "label": name}
-            left.plot(xs, [r["per_s"] for r in pts], style, **kw)
-            right.plot(xs, [r["p99_ms"] for r in pts], style, **kw)
-    for ax, title in ((left, "reservations per second"), (right, "p99 latency of one reservation (ms)")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("processes sharing one state database")
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-    right.legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -295,10 +231,13 @@ def main() -> None:
     parser.add_argument("--procs", default="", help="default 1,4,8,50; tiny 1,2")
     parser.add_argument("--history", type=int, default=-1, help="rows of history (default 100000; tiny 1000)")
     parser.add_argument("--backend", default="sqlite,postgresql", help="comma-separated, of sqlite, postgresql")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every cell (medians, with the spread)")
     parser.add_argument("--pg-url", help="a PostgreSQL server to create the databases on (default: start a cluster)")
     parser.add_argument("--save", type=Path, help="write this run's numbers as JSON")
     parser.add_argument("--baseline", type=Path, help="a run saved with --save, shown beside this one")
-    parser.add_argument("--code", type=Path, help="import providers/config from this folder instead")
+    parser.add_argument("--code", type=Path, help="import free_llm_agent from this folder instead")
+    parser.add_argument("--from", dest="saved", type=Path, nargs="+",
+                        help="measure nothing: the tables and chart of runs saved with --save (merged)")
     add_output_args(parser)
     args = parser.parse_args()
     seconds = args.seconds or (0.3 if args.tiny else 5.0)
@@ -307,6 +246,10 @@ def main() -> None:
     backends = [b for b in args.backend.split(",") if b]
     if set(backends) - set(BACKENDS):
         parser.error(f"unknown backends {sorted(set(backends) - set(BACKENDS))} (known: {', '.join(BACKENDS)})")
+    if args.saved:
+        saved = [json.loads(f.read_text()) for f in args.saved]
+        report(args, merged(saved), f"runs saved in {len(saved)} file(s)")
+        return
     if args.code:
         sys.path.insert(0, str(args.code.resolve()))
     os.environ.setdefault("FREE_AGENT_HOME", tempfile.mkdtemp(prefix="quota-bench-home-"))
@@ -316,31 +259,27 @@ def main() -> None:
         server = open_server(args.pg_url, max_connections=max(200, 4 * max(procs_list) + 20))
         if server is None:
             backends.remove("postgresql")
-    rows: list[Row] = []
+    if args.code:
+        import free_llm_agent
+
+        print(f"code under test: {Path(free_llm_agent.__file__).resolve().parent.parent}", flush=True)
+    runs: dict[tuple[str, int, int], list[Row]] = {}
     try:
-        for backend in backends:
-            for hist in (0, history):
+        for round_no in range(1, max(1, args.repeat) + 1):  # the backends back to back: one load, one ratio
+            for hist in dict.fromkeys((0, history)):
                 for procs in procs_list:
-                    rows.append(cell(backend, procs, hist, seconds, server))
-                    r = rows[-1]
-                    print(f"  {LABEL[backend]:<10} {procs:>3} processes, {hist:>7,} rows: {r['per_s']:8.0f}/s"
-                          f"  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:8.1f} ms  max {r['max_ms']:8.0f} ms",
-                          flush=True)
+                    for backend in backends:
+                        r = cell(backend, procs, hist, seconds, server)
+                        runs.setdefault((backend, procs, hist), []).append(r)
+                        print(f"  {LABEL[backend]:<10} {procs:>3} processes, {hist:>7,} rows: {r['per_s']:8.0f}/s"
+                              f"  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:8.1f} ms  max {r['max_ms']:8.0f} ms"
+                              f"  (run {round_no}, load {r['load']:.1f})", flush=True)
     finally:
         if server is not None:
             server.stop()
-    if not rows:
-        return
-    baseline = json.loads(args.baseline.read_text()) if args.baseline else []
-    print(f"\n{seconds:g} s per cell\n\n{table(rows, baseline)}\n")
-    if len(backends) > 1:
-        print(f"{side_by_side(rows)}\n")
-    print(loaded_note())
-    if args.save:
-        args.save.write_text(json.dumps(rows, indent=1))
-    path = png_path(args, "quota_store")
-    plot(rows, baseline, path)
-    print(f"wrote {path}")
+    rows = [combined(runs[k]) for k in sorted(runs, key=lambda k: (BACKENDS.index(k[0]), k[2], k[1]))]
+    if rows:
+        report(args, rows, f"{seconds:g} s per cell")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The quota ledger in the shared SQLite file (the one :class:`~providers.ledger.QuotaLedger` today).
+"""The quota ledger in the state database (the one :class:`~providers.ledger.QuotaLedger` today).
 
 Tables (migration 2 in :mod:`storage.sqlite.db`):
 
@@ -15,6 +15,9 @@ Every write is one ``BEGIN IMMEDIATE`` transaction taken behind the file's first
 first-served lock (:mod:`storage.sqlite.fifo_lock`), so N processes sharing one home never exceed
 a limit together and none of them starves. When every provider is full, a caller may take a
 slot in the near future and sleep until then: later callers see that row and queue behind it.
+
+On PostgreSQL (the same tables) reserve, sent, settle and release are one stored-function call
+each (:mod:`providers.quota_pg`), serialized per provider; the other writes lock their provider too.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from free_llm_agent.providers.ledger import (
     earliest,
     month_bounds,
 )
+from free_llm_agent.providers.quota_pg import PgCalls
 from free_llm_agent.storage.database import StateDatabase
 
 __all__ = ["MINUTE", "QuotaLedger", "QuotaStore", "Slot", "Unavailable", "day_bounds", "month_bounds"]
@@ -81,6 +85,7 @@ class QuotaStore(QuotaLedger):
         self.limits = limits
         self.margin = margin
         self._pruned = 0.0
+        self._pg = PgCalls(db) if db.dialect.name == "postgresql" else None
         if db.query("SELECT 1 FROM quota_backlog LIMIT 1"):
             with db.transaction() as conn:
                 self._fold_backlog(conn)
@@ -91,6 +96,11 @@ class QuotaStore(QuotaLedger):
     def _starts(self, provider: str, t: float) -> tuple[float, float]:
         tz = self._zone(provider)
         return day_bounds(t, tz)[0], month_bounds(t, tz)[0]
+
+    def _lock(self, conn: Any, *providers: str) -> None:
+        """On PostgreSQL, hold the providers' quota locks for the rest of the transaction (SQLite: the file's)."""
+        if self._pg is not None:
+            self._pg.lock(conn, providers)
 
     @staticmethod
     def _bump(conn: Any, provider: str, starts: tuple[float, float], requests: int, tokens: int) -> None:
@@ -109,6 +119,11 @@ class QuotaStore(QuotaLedger):
         now: float,
         max_wait: float,
     ) -> Slot | Unavailable:
+        if self._pg is not None:
+            prune = None
+            if now - self._pruned > _PRUNE_EVERY_S:
+                prune, self._pruned = (now - 2 * MINUTE - self.margin, now - _STALE_OPEN_S), now
+            return self._pg.reserve(candidates, est_tokens, now, max_wait, self.limits, self.margin, prune)
         with self.db.transaction() as conn:
             if now - self._pruned > _PRUNE_EVERY_S:
                 self._prune_slots(conn, now)
@@ -147,6 +162,8 @@ class QuotaStore(QuotaLedger):
 
     # -- the request's life ------------------------------------------------------
     def sent(self, slot: Slot, now: float) -> Slot | None:
+        if self._pg is not None:
+            return self._pg.sent(slot, now, self.limits(slot.provider), self.margin)
         with self.db.transaction() as conn:
             row = self._row(conn, slot)
             if row is None:
@@ -191,6 +208,8 @@ class QuotaStore(QuotaLedger):
         return True
 
     def settle(self, slot: Slot, tokens: int, now: float, *, ok: bool = True) -> None:
+        if self._pg is not None:
+            return self._pg.settle(slot, tokens, ok)
         with self.db.transaction() as conn:
             row = self._row(conn, slot)
             if row is not None:
@@ -201,6 +220,8 @@ class QuotaStore(QuotaLedger):
                 conn.execute("UPDATE cooldowns SET failures=0 WHERE provider=?", (slot.provider,))
 
     def release(self, slot: Slot) -> None:
+        if self._pg is not None:
+            return self._pg.release(slot)
         with self.db.transaction() as conn:
             row = self._row(conn, slot)
             if row is None:
@@ -212,11 +233,13 @@ class QuotaStore(QuotaLedger):
     def add_used(self, provider: str, requests: int, now: float) -> None:
         if requests > 0:
             with self.db.transaction() as conn:
+                self._lock(conn, provider)
                 self._bump(conn, provider, self._starts(provider, now), requests, 0)
 
     # -- cooldowns -------------------------------------------------------------
     def cool_down(self, provider: str, until: float, reason: str) -> None:
         with self.db.transaction() as conn:
+            self._lock(conn, provider)
             conn.execute(
                 "INSERT INTO cooldowns(provider, until, reason) VALUES (?,?,?) "
                 "ON CONFLICT(provider) DO UPDATE SET reason=CASE WHEN excluded.until>cooldowns.until "
@@ -227,6 +250,7 @@ class QuotaStore(QuotaLedger):
 
     def record_failure(self, provider: str, now: float, threshold: int, cooldown_s: float) -> bool:
         with self.db.transaction() as conn:
+            self._lock(conn, provider)
             conn.execute(
                 "INSERT INTO cooldowns(provider, failures) VALUES (?,1) "
                 "ON CONFLICT(provider) DO UPDATE SET failures=cooldowns.failures+1",
@@ -277,6 +301,8 @@ class QuotaStore(QuotaLedger):
     def _fold_backlog(self, conn: Any) -> None:
         """Count schema-1 request rows (kept per 15 minutes by migration 2) in their day and month."""
         rows = conn.execute("SELECT provider, bucket, requests, tokens FROM quota_backlog").fetchall()
+        if rows:
+            self._lock(conn, *sorted({str(r[0]) for r in rows}))
         for provider, bucket, requests, tokens in rows:
             self._bump(conn, str(provider), self._starts(str(provider), float(bucket)), int(requests), int(tokens))
         conn.execute("DELETE FROM quota_backlog")

@@ -4,10 +4,10 @@ The peers (LiteLLM, LangChain fallbacks) live in their own venv, built by the be
 first use (``bench/peers.py``); ``--tiny`` skips them with a printed note. With
 ``FLA_BENCH_PEERS=1`` one more test builds that venv (if missing) and runs the tiny
 quota_throughput and overhead with the peers. ``quota_store`` runs on SQLite here and on
-PostgreSQL in its own test (a throw-away cluster it starts itself; skipped with the reason when
-the server binaries are missing); so do ``resume --machines 1,2`` (run on home A, resume on home
-B, one PostgreSQL database) and ``quota_throughput --systems ours,ours-pg`` (ours as two
-machines on one PostgreSQL database).
+both backends, each cell twice, in its own test (PostgreSQL in a throw-away cluster it starts
+itself; skipped with the reason when the server binaries are missing); so do ``resume --machines
+1,2`` (run on home A, resume on home B, one PostgreSQL database) and ``quota_throughput --systems
+ours,ours-pg`` (ours as two machines on one PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -52,11 +52,13 @@ def test_benchmark_runs_tiny(name: str, tmp_path: Path) -> None:
 
 
 def test_quota_store_postgresql_tiny(tmp_path: Path) -> None:
-    """Both backends side by side, PostgreSQL in a cluster the benchmark starts and removes itself."""
+    """Both backends side by side, PostgreSQL in a cluster the benchmark starts and removes itself; every cell
+    twice (the stored functions' path, and the medians with their spread)."""
     env = {k: v for k, v in os.environ.items() if k != "FLA_BENCH_PEERS"}
-    proc = run_bench("quota_store", tmp_path, env, skip_without_pg=True)  # --backend sqlite,postgresql
-    assert "| PostgreSQL | 2 | 1,000 |" in proc.stdout, proc.stdout
+    proc = run_bench("quota_store", tmp_path, env, "--repeat", "2", skip_without_pg=True)
+    assert re.search(r"\| PostgreSQL \| 2 \| 1,000 \| \d+ \(\d+–\d+\) \|", proc.stdout), proc.stdout
     assert "| SQLite reservations/s | PostgreSQL reservations/s |" in proc.stdout, proc.stdout
+    assert "| PostgreSQL / SQLite |" in proc.stdout and "(run 2, load " in proc.stdout, proc.stdout
     _cluster_removed(proc.stdout)
 
 

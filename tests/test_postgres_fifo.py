@@ -2,9 +2,10 @@
 free slot get their slots in the order they asked, whichever machine they come from.
 
 Two "machines" (their own homes, processes and connection pools) share one database and a provider
-limited to 1 request a minute. A third machine holds the ledger's write lock while the waiters arrive
-one by one in a known order, each seen queued in the server (``pg_stat_activity``: waiting for a lock)
-before the next is let go; then the lock is released. The evidence is the send time each waiter was
+limited to 1 request a minute. A third machine holds that provider's quota lock (what a reservation,
+send, settle or release for it holds: ``fla_quota_lock``) while the waiters arrive one by one in a known
+order, each seen queued in the server (``pg_stat_activity``: waiting for a lock) before the next is let
+go; then the lock is released. The evidence is the send time each waiter was
 given: every later arrival is sent a minute after the one before. No timing asserts.
 """
 
@@ -61,7 +62,8 @@ def test_waiting_is_first_come_first_served_across_machines(postgres_url: str, t
     wait_for(lambda: all(Path(f[0]).exists() for f in files), "the waiters to start", procs)
     writer = open_state(postgres_url, tmp_path / "machine-c")
     queued: set[int] = set()
-    with writer.transaction():  # machine C is writing: everyone who asks now must wait
+    with writer.transaction() as conn:  # machine C is writing p's quota: everyone who asks for p now must wait
+        conn.execute("SELECT fla_quota_lock(ARRAY['p'])")
         for k, i in enumerate(ARRIVAL):
             Path(files[i][1]).touch()
 

@@ -4,11 +4,18 @@
 ``query()``, ``dialect``), as ``agent.db`` has, so the quota ledger, response cache and usage log run their
 portable SQL on either backend. Placeholders are written ``?`` and turned into ``%s`` here.
 
-Every write transaction first takes one transaction-scoped advisory lock
-(``pg_advisory_xact_lock``): writers go one at a time across every machine, exactly like
-SQLite's ``BEGIN IMMEDIATE`` on one machine, so a reservation's read-check-insert is atomic.
-PostgreSQL queues lock waiters in arrival order (a new request that conflicts with a queued
-one waits behind it), so waiting stays first come, first served across machines.
+The quota ledger's operations are stored functions (migration 4, :mod:`.quota_sql`), each called
+as one statement (:meth:`PgDatabase.call`): one round trip per reservation, serialized per provider
+by that provider's advisory lock. The other stores' write transactions (``transaction()``) go one at
+a time across every machine behind :data:`WRITE_KEY` (``pg_advisory_xact_lock``), and hold the
+ledger's old lock (:data:`LOCK_KEY`) shared, as the functions do: a process of an older version, which
+takes that lock exclusively for every write, never writes at the same time as this one. PostgreSQL
+queues lock waiters in arrival order (a new request that conflicts with a queued one waits behind it),
+so waiting stays first come, first served across machines.
+
+Connections are in autocommit mode (a statement outside ``transaction()`` is its own transaction, one
+round trip) and are checked when lent only if the server has sent something since they were last used
+(a restart or a terminated session: the socket is readable), so a healthy connection costs no ping.
 
 Schema changes are numbered :data:`MIGRATIONS`, applied in order under the same lock and
 recorded in ``schema_version``; never edit a released one, add a new one.
@@ -17,6 +24,7 @@ recorded in ``schema_version``; never edit a released one, add a new one.
 from __future__ import annotations
 
 import re
+import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,10 +34,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from free_llm_agent.storage.database import Dialect
 from free_llm_agent.storage.errors import StateUnavailable
+from free_llm_agent.storage.postgres.quota_sql import QUOTA_FUNCTIONS
 from free_llm_agent.storage.urls import password, redacted
 
 POSTGRES = Dialect("postgresql", "GREATEST", "to_char(to_timestamp({}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
-LOCK_KEY = 0x46_4C_41_01  # "FLA" + 1: the ledger's one write lock (advisory lock key space is shared)
+LOCK_KEY = 0x46_4C_41_01  # "FLA" + 1: every write before migration 4 (exclusive); since, held shared
+WRITE_KEY = 0x46_4C_41_06  # "FLA" + 6: the write lock of transaction() (cache, usage log, answer grades, schema)
 _PLACEHOLDER = re.compile(r"\?")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -130,11 +140,49 @@ MIGRATIONS: tuple[str, ...] = (
         asks BIGINT NOT NULL DEFAULT 0
     );
     """,
+    # 4: the quota ledger's reserve, sent, settle and release as stored functions, one round trip each,
+    # locked per provider (storage/postgres/quota_sql.py, called by providers/quota_pg.py).
+    QUOTA_FUNCTIONS,
 )
 
 
 def _sql(sql: str) -> str:
     return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of a migration script: split on ``;`` outside ``$$``-quoted function bodies."""
+    current = ""
+    for number, part in enumerate(script.split("$$")):
+        if number % 2:  # inside a body
+            current += f"$${part}$$"
+            continue
+        first, *rest = part.split(";")
+        current += first
+        for piece in rest:
+            if current.strip():
+                yield current
+            current = piece
+    if current.strip():
+        yield current
+
+
+def _lent(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it lends: a ping only when the server has said something since the
+    connection was last used (an idle connection's socket is readable only if the server closed it or
+    terminated the session) — a server restart between two calls still costs no failed call."""
+    if _readable(conn.pgconn.socket):
+        ConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read (or was closed), without waiting: poll() where there is one
+    (select() cannot take descriptors above 1023), else select()."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 class _Conn:
@@ -161,7 +209,7 @@ class PgDatabase:
         self.label = redacted(url)
         probe(url)
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=60,
-                                   kwargs={"connect_timeout": 10}, check=ConnectionPool.check_connection)
+                                   kwargs={"connect_timeout": 10, "autocommit": True}, check=_lent)
         try:
             self.pool.wait(timeout=15)  # a server that is down: a message now, not a stall later
         except PoolTimeout as exc:
@@ -192,18 +240,23 @@ class PgDatabase:
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
             version = int(row[0]) if row and row[0] is not None else 0
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in statements(script):
+                    conn.execute(statement)
                 conn.execute("INSERT INTO schema_version(version) VALUES (?)", (number,))
         return max(version, len(MIGRATIONS))
 
     @contextmanager
     def transaction(self) -> Iterator[_Conn]:
-        """One writer at a time across every machine: the transaction holds the ledger's advisory lock."""
+        """One writer at a time across every machine (:data:`WRITE_KEY`); the quota functions run beside it.
+        Quota writes inside it lock their providers too (``SELECT fla_quota_lock(?)``)."""
         with self._translated(), self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)", (LOCK_KEY, WRITE_KEY))
             yield _Conn(conn)
+
+    def call(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """One statement as its own transaction, in one round trip (a quota function: it takes its own locks)."""
+        with self._translated(), self.pool.connection() as conn:
+            return list(conn.execute(_sql(sql), tuple(params)).fetchall())  # type: ignore[arg-type]
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._translated(), self.pool.connection() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -75,6 +76,46 @@ def test_a_limit_reached_holds_for_another_open_of_the_same_store(
     finally:
         other.close()
 
+
+
+def test_a_provider_named_with_quotes_commas_and_braces_is_counted_like_any_other(db: StateDatabase) -> None:
+    name = 'my "fast",{free} tier\\ NULL'
+    store = quota(db, requests_per_day=1)
+    slot = store.reserve([name, "p"], tokens(5), T0, 0)
+    assert isinstance(slot, Slot) and slot.provider == name
+    leaving = store.sent(slot, T0)
+    assert leaving is not None
+    store.settle(leaving, 7, T0)
+    assert (store.counts(name, T0)["requests_day"], store.counts(name, T0)["tokens_day"]) == (1, 7)
+    refused = store.reserve([name], tokens(5), T0 + 1, 0)
+    assert isinstance(refused, Unavailable) and list(refused.reasons) == [name]
+    assert "1 requests/day used" in refused.reasons[name]
+
+
+def test_a_wait_days_ahead_lands_in_the_day_it_falls_in(db: StateDatabase) -> None:
+    """A cooldown of three days on a provider limited to 1 a day: the waiter goes when the cooldown ends, the
+    next one at the midnight after that (days past the ones a reservation usually looks at)."""
+    store = quota(db, requests_per_day=1)
+    assert isinstance(store.reserve(["p"], tokens(1), T0, 0), Slot)
+    store.cool_down("p", T0 + 3 * 86400, "429")
+    first = store.reserve(["p"], tokens(1), T0 + 1, 5 * 86400)
+    second = store.reserve(["p"], tokens(1), T0 + 2, 5 * 86400)
+    assert isinstance(first, Slot) and isinstance(second, Slot)
+    assert first.at == T0 + 3 * 86400
+    assert second.at == datetime(2026, 3, 14, tzinfo=UTC).timestamp()
+    assert store.counts("p", first.at)["requests_day"] == 1 and store.counts("p", second.at)["requests_day"] == 1
+
+
+def test_a_monthly_limit_waits_for_the_first_of_next_month_in_the_providers_timezone(db: StateDatabase) -> None:
+    new_york = ZoneInfo("America/New_York")
+    store = QuotaStore(db, lambda _name: RateLimit(requests_per_month=1, timezone="America/New_York"))
+    assert isinstance(store.reserve(["p"], tokens(1), T0, 0), Slot)
+    refused = store.reserve(["p"], tokens(1), T0 + 1, 0)
+    assert isinstance(refused, Unavailable) and "1 requests/month used" in refused.reasons["p"]
+    assert refused.retry_at == datetime(2026, 4, 1, tzinfo=new_york).timestamp()  # 04:00 UTC: daylight time
+    later = store.reserve(["p"], tokens(1), T0 + 1, 40 * 86400)
+    assert isinstance(later, Slot) and later.at == refused.retry_at
+    assert store.counts("p", later.at)["requests_month"] == 1
 
 def test_the_cache_puts_gets_expires_and_evicts(db: StateDatabase) -> None:
     cache = ResponseCache(db, ttl_s=60)
