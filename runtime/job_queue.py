@@ -38,9 +38,11 @@ from typing import Any
 
 import psycopg
 
+from free_llm_agent.storage import advisory_keys
+
 TASK_NAME = "free_llm_agent.goal"
 QUEUE = "free_llm_agent_goals"
-SCHEMA_LOCK = 0x46_4C_41_03  # "FLA" + 3 (see storage/postgres: 1 the ledger's write lock, 2 thread locks)
+SCHEMA_LOCK = advisory_keys.JOB_QUEUE_SCHEMA
 DEFAULT_LEASE_S = 30.0
 
 

@@ -38,8 +38,8 @@ def spawn_run(fake_server: Callable[..., FakeProvider], make_config: Callable[..
     child = pexpect.spawn(
         sys.executable, [str(RUN_GRAPH), "--config-dir", str(cfg), "--home", str(home), "run",
                          "write three files", "--scratch", "--thread-id", thread_id],
-        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8", use_poll=True,
-        timeout=120, dimensions=(50, 140),
+        cwd=str(ROOT), env={**os.environ, "EDITOR": str(editor), "VISUAL": str(editor)}, encoding="utf-8",
+        use_poll=True, timeout=120, dimensions=(50, 140),
     )
     return child, cfg
 

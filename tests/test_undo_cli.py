@@ -224,7 +224,7 @@ def test_kill_9_during_a_task_then_resume_shows_its_changes_before_asking_and_un
     psutil.wait_procs(family, timeout=30)
 
     child = pexpect.spawn(sys.executable, [*base[1:], "resume", "k9"], cwd=str(ROOT), env=dict(os.environ),
-                          encoding="utf-8", use_poll=True, timeout=120, dimensions=(50, 160),
+                          encoding="utf-8", timeout=120, dimensions=(50, 160),
                           use_poll=True)  # late in a full run this process may hold more than select()'s 1024 fds
     try:
         child.expect(r"Run this code\? \[y\]es / \[n\]o / \[e\]dit:")

@@ -28,12 +28,13 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from free_llm_agent.storage import advisory_keys
 from free_llm_agent.storage.checkpoints import checkpoint_time
 from free_llm_agent.storage.errors import CheckpointUnreadable, StateUnavailable
 from free_llm_agent.storage.postgres.db import probe
 from free_llm_agent.storage.urls import redacted
 
-SETUP_LOCK = 0x46_4C_41_03  # "FLA" + 3: one machine at a time runs PostgresSaver.setup()
+SETUP_LOCK = advisory_keys.CHECKPOINT_SETUP
 SETUP_WAIT_S = 180.0  # for another process's setup of a fresh database
 SETUP_NOTICE_S = 10.0  # then say why this one waits
 _log = logging.getLogger(__name__)

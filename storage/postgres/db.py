@@ -32,14 +32,15 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from free_llm_agent.storage import advisory_keys
 from free_llm_agent.storage.database import Dialect
 from free_llm_agent.storage.errors import StateUnavailable
 from free_llm_agent.storage.postgres.quota_sql import QUOTA_FUNCTIONS
 from free_llm_agent.storage.urls import password, redacted
 
 POSTGRES = Dialect("postgresql", "GREATEST", "to_char(to_timestamp({}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
-LOCK_KEY = 0x46_4C_41_01  # "FLA" + 1: every write before migration 4 (exclusive); since, held shared
-WRITE_KEY = 0x46_4C_41_06  # "FLA" + 6: the write lock of transaction() (cache, usage log, answer grades, schema)
+LOCK_KEY = advisory_keys.LEDGER_LOCK
+WRITE_KEY = advisory_keys.STATE_WRITE
 _PLACEHOLDER = re.compile(r"\?")
 
 MIGRATIONS: tuple[str, ...] = (

@@ -24,11 +24,12 @@ from typing import Any
 
 import psycopg
 
+from free_llm_agent.storage import advisory_keys
 from free_llm_agent.storage.errors import StateUnavailable, ThreadBusy
 from free_llm_agent.storage.guard import Journal, JournalEntry, ReentrantRunLock, holder_note, journal_entry
 from free_llm_agent.storage.postgres.db import PgDatabase
 
-LOCK_CLASS = 0x46_4C_41_02  # "FLA" + 2: the first key of every thread lock (two-key advisory lock space)
+LOCK_CLASS = advisory_keys.THREAD_LOCK_CLASS
 KEEPALIVES = ("SET tcp_keepalives_idle = 30", "SET tcp_keepalives_interval = 10", "SET tcp_keepalives_count = 3")
 
 

@@ -26,8 +26,10 @@ carries a wait past tomorrow or next month), ``fla_quota_reserve`` writes nothin
 
 from __future__ import annotations
 
-PROVIDER_LOCK_CLASS = 0x46_4C_41_04  # "FLA" + 4: first key of a provider's quota lock (two-key space)
-PRUNE_KEY = 0x46_4C_41_05  # "FLA" + 5: one process at a time prunes the minute table (try-lock)
+from free_llm_agent.storage import advisory_keys
+
+PROVIDER_LOCK_CLASS = advisory_keys.PROVIDER_LOCK_CLASS
+PRUNE_KEY = advisory_keys.QUOTA_PRUNE
 
 QUOTA_FUNCTIONS = """
 CREATE FUNCTION fla_quota_lock(p_names TEXT[]) RETURNS VOID LANGUAGE plpgsql AS $$
