@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         _write_one(target / name, commented_copy(name), args.force)
     out.print(f"Config folder: {target} ({why}); `check` shows the folder in use.", markup=False)
     if why == "--config-dir":
-        out.print(f"Pass --config-dir {target} to every command, or set FREE_AGENT_CONFIG_DIR={target}.", markup=False)
+        quoted = shlex.quote(str(target))
+        out.print(f"Pass --config-dir {quoted} to every command, or set FREE_AGENT_CONFIG_DIR={quoted}.", markup=False)
     _next_steps(args, target)
     return 0
 

@@ -95,6 +95,8 @@ def test_init_keeps_what_exists_force_writes_it_again_and_config_dir_is_a_target
     assert code == 0 and (elsewhere / "providers.yaml").is_file() and (elsewhere / "limits.yaml").is_file()
     step = next(line for line in out.splitlines() if "keys set GROQ_API_KEY" in line)
     assert f"--config-dir '{elsewhere}'" in step  # the next step names the folder
+    every = next(line for line in out.splitlines() if line.startswith("Pass --config-dir"))
+    assert every == f"Pass --config-dir '{elsewhere}' to every command, or set FREE_AGENT_CONFIG_DIR='{elsewhere}'."
 
 
 def test_init_refuses_the_packaged_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
