@@ -75,17 +75,14 @@ def _write_one(path: Path, text: str, force: bool) -> None:
 
 def _next_steps(args: argparse.Namespace, target: Path) -> None:
     """The key to set first (the first provider routing tries that has none), then ``check``."""
-    from free_llm_agent.providers.keys import resolve_key
+    from free_llm_agent.providers.keys import first_keyed
 
     try:
         config = load_config(target)
     except ConfigError as exc:  # a kept file the user broke: say so, the rest of init worked
         err.print(f"warning: the configuration there does not load yet:\n{exc}", style="yellow", markup=False)
         return
-    order = [*config.routing.priority, *config.providers]
-    missing = next((config.providers[n] for n in dict.fromkeys(order) if n in config.providers
-                    and config.providers[n].enabled and config.providers[n].api_key_env
-                    and resolve_key(config.providers[n]) is None), None)
+    missing = first_keyed(config, unset_only=True)
     check = hint(args, "check")
     if missing is not None:
         where = f" (get one at {missing.signup_url})" if missing.signup_url else ""

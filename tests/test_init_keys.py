@@ -251,3 +251,11 @@ def test_with_no_key_at_all_the_error_names_the_command_that_stores_one(
     assert code == 2 and "No LLM provider is usable" in err
     assert "keys set GROQ_API_KEY" in err  # the provider routing tries first
     assert "'init' writes one to edit" in err  # enabling ollama: not in the packaged files
+
+
+def test_init_names_the_first_key_not_set_yet(tmp_path: Path, user_config_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
+    done = cli(["init"], tmp_path / "home", env={**env, "GROQ_API_KEY": GROQ_KEY})
+    assert done.returncode == 0, done.stderr
+    step = next(line for line in done.stdout.splitlines() if " keys set " in line)
+    assert step.endswith("keys set GOOGLE_API_KEY"), done.stdout  # groq's key is set: gemini is tried next
