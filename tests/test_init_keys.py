@@ -259,3 +259,12 @@ def test_init_names_the_first_key_not_set_yet(tmp_path: Path, user_config_home: 
     assert done.returncode == 0, done.stderr
     step = next(line for line in done.stdout.splitlines() if " keys set " in line)
     assert step.endswith("keys set GOOGLE_API_KEY"), done.stdout  # groq's key is set: gemini is tried next
+
+
+def test_keys_list_suggests_the_key_routing_tries_first_as_init_does(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")}
+    listed = cli(["keys", "list"], tmp_path / "home", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.rstrip().endswith("keys set GROQ_API_KEY"), listed.stdout  # not the file's first
+    with_groq = cli(["keys", "list"], tmp_path / "home", env={**env, "GROQ_API_KEY": GROQ_KEY})
+    assert with_groq.stdout.rstrip().endswith("keys set GOOGLE_API_KEY"), with_groq.stdout
