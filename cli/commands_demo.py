@@ -181,13 +181,10 @@ def _first_key() -> tuple[str, str]:
     """The key variable of the packaged configuration's first provider, and where to get one."""
     from free_llm_agent.config import ConfigError, load_config
     from free_llm_agent.config.loader import REPO_CONFIG_DIR
+    from free_llm_agent.providers.keys import first_keyed
 
     try:
-        config = load_config(REPO_CONFIG_DIR)
+        cfg = first_keyed(load_config(REPO_CONFIG_DIR))
     except ConfigError:
         return "NAME", ""
-    for name in [*config.routing.priority, *config.providers]:
-        cfg = config.providers.get(name)
-        if cfg is not None and cfg.enabled and cfg.api_key_env:
-            return cfg.api_key_env, cfg.signup_url or ""
-    return "NAME", ""
+    return (str(cfg.api_key_env), cfg.signup_url or "") if cfg is not None else ("NAME", "")

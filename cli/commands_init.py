@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         _write_one(target / name, commented_copy(name), args.force)
     out.print(f"Config folder: {target} ({why}); `check` shows the folder in use.", markup=False)
     if why == "--config-dir":
-        out.print(f"Pass --config-dir {target} to every command, or set FREE_AGENT_CONFIG_DIR={target}.", markup=False)
+        quoted = shlex.quote(str(target))
+        out.print(f"Pass --config-dir {quoted} to every command, or set FREE_AGENT_CONFIG_DIR={quoted}.", markup=False)
     _next_steps(args, target)
     return 0
 
@@ -73,17 +75,14 @@ def _write_one(path: Path, text: str, force: bool) -> None:
 
 def _next_steps(args: argparse.Namespace, target: Path) -> None:
     """The key to set first (the first provider routing tries that has none), then ``check``."""
-    from free_llm_agent.providers.keys import resolve_key
+    from free_llm_agent.providers.keys import first_keyed
 
     try:
         config = load_config(target)
     except ConfigError as exc:  # a kept file the user broke: say so, the rest of init worked
         err.print(f"warning: the configuration there does not load yet:\n{exc}", style="yellow", markup=False)
         return
-    order = [*config.routing.priority, *config.providers]
-    missing = next((config.providers[n] for n in dict.fromkeys(order) if n in config.providers
-                    and config.providers[n].enabled and config.providers[n].api_key_env
-                    and resolve_key(config.providers[n]) is None), None)
+    missing = first_keyed(config, unset_only=True)
     check = hint(args, "check")
     if missing is not None:
         where = f" (get one at {missing.signup_url})" if missing.signup_url else ""

@@ -15,7 +15,7 @@ from free_llm_agent.config import AppConfig, ProviderConfig, load_config, resolv
 from free_llm_agent.config.env_file import env_source, home_env_file, repo_env_file
 from free_llm_agent.config.env_write import ENV_NAME, MAX_VALUE_CHARS, value_problem, write_env_entry
 from free_llm_agent.providers.key_formats import key_problems
-from free_llm_agent.providers.keys import key_vars
+from free_llm_agent.providers.keys import first_keyed, key_vars
 
 SHOWN_FROM = 20  # keys at least this long show their first and last 4 characters; shorter ones only "…"
 
@@ -181,8 +181,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
               markup=False)
     why = config_source_text(args, config.config_source)
     out.print(f"Providers from {config.config_dir / 'providers.yaml'} ({why})", markup=False)
-    unset = [row["variable"] for row in rows if not row["set"] and row["enabled"]]
-    if unset:
-        out.print(f"Store a key with: {hint(args, 'keys', 'set', unset[0])}", markup=False)
+    first = first_keyed(config, unset_only=True)  # the one routing tries first, as init and check name it
+    if first is not None:
+        out.print(f"Store a key with: {hint(args, 'keys', 'set', str(first.api_key_env))}", markup=False)
     return 0
 

@@ -147,7 +147,7 @@ class _Parser(argparse.ArgumentParser):
             words = " ".join(extras)
             if getattr(parsed, "command", None) in ("run", "forecast") and not any(e.startswith("-") for e in extras):
                 self.error(f"unrecognized arguments: {words}; if they are part of the goal, quote the whole goal: "
-                           f'{parsed.command} "{parsed.goal} {words}"')
+                           f"{parsed.command} {_quoted(f'{parsed.goal} {words}')}")
             close = [m for e in extras if e.startswith("-") for m in difflib.get_close_matches(
                 e.split("=")[0], self._options(), n=1)]
             self.error(f"unrecognized arguments: {words}" + (f"; did you mean {close[0]}?" if close else ""))
@@ -158,6 +158,14 @@ class _Parser(argparse.ArgumentParser):
         if bad and (close := difflib.get_close_matches(bad[1], self._commands(), n=1)):
             message = f"{message}; did you mean {close[0]!r}?"
         super().error(message)
+
+
+def _quoted(text: str) -> str:
+    """``text`` as one shell word to paste: in double quotes when nothing in it means anything there (``$``,
+    backquotes, ``\\``, ``!``, ``"``), else as :func:`shlex.quote` writes it (single quotes: nothing runs)."""
+    import shlex
+
+    return f'"{text}"' if not set(text) & set('"$`\\!') else shlex.quote(text)
 
 
 def _lazy(target: str) -> Any:

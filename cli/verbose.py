@@ -80,7 +80,7 @@ def enable(verbosity: int) -> Verbose:
 def where_from(args: Any, env_files: list[Path]) -> None:
     """INFO: the home, the configuration folder, the state backend and the ``.env`` files read, each with the
     flag or variable that chose it."""
-    from free_llm_agent.config.loader import DEFAULT_HOME, resolve_config_dir
+    from free_llm_agent.config.loader import DEFAULT_HOME, locate_config_dir
 
     def source(flag: str, var: str) -> str:
         return flag if getattr(args, flag.lstrip("-").replace("-", "_"), None) else (
@@ -88,8 +88,8 @@ def where_from(args: Any, env_files: list[Path]) -> None:
 
     home = Path(getattr(args, "home", None) or os.environ.get("FREE_AGENT_HOME") or DEFAULT_HOME).expanduser()
     _log.info("home: %s (from %s)", home, source("--home", "FREE_AGENT_HOME"))
-    _log.info("configuration folder: %s (from %s)", resolve_config_dir(getattr(args, "config_dir", None)),
-              source("--config-dir", "FREE_AGENT_CONFIG_DIR"))
+    folder, chosen = locate_config_dir(getattr(args, "config_dir", None))
+    _log.info("configuration folder: %s (%s)", folder, support.config_source_text(args, chosen))
     url = support.database_url(args)
     if url:
         from free_llm_agent.storage.urls import redacted

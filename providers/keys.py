@@ -80,11 +80,20 @@ def usable_providers(
 def first_key_var(config: AppConfig, names: Collection[str] | None = None) -> str | None:
     """The key variable of the provider routing tries first among ``names`` (default: the enabled providers
     that need a key): the key worth setting first."""
+    cfg = first_keyed(config, names)
+    return cfg.api_key_env if cfg is not None else None
+
+
+def first_keyed(config: AppConfig, names: Collection[str] | None = None, *,
+                unset_only: bool = False) -> ProviderConfig | None:
+    """The provider routing tries first among ``names`` (default: the enabled ones) that needs a key (with
+    ``unset_only``: a key not set yet): the one whose key is worth setting first; None when there is none."""
     for name in dict.fromkeys([*config.routing.priority, *config.providers]):
         cfg = config.providers.get(name)
         if (cfg is not None and cfg.api_key_env and not cfg.local
-                and (name in names if names is not None else cfg.enabled)):
-            return cfg.api_key_env
+                and (name in names if names is not None else cfg.enabled)
+                and not (unset_only and resolve_key(cfg) is not None)):
+            return cfg
     return None
 
 

@@ -94,6 +94,16 @@ def test_without_v_nothing_is_logged_and_json_stdout_stays_one_object_with_v(age
         loud.stderr  # -vv: the HTTP client's line per request
 
 
+def test_v_names_the_user_config_folder_and_the_packaged_defaults_as_such(home: Path, user_config_home: Path) -> None:
+    packaged = cli(["-v", "threads"], home)
+    assert packaged.returncode == 0, packaged.stderr
+    assert "(the packaged defaults; for a copy to edit: " in packaged.stderr, packaged.stderr
+    assert cli(["init"], home).returncode == 0
+    folder = user_config_home / "free-llm-agent"
+    mine = cli(["-v", "threads"], home)
+    assert f"configuration folder: {folder} (your config folder)" in mine.stderr, mine.stderr
+
+
 def test_v_is_accepted_after_every_command(home: Path) -> None:
     for argv in (["threads", "-v"], ["doctor", "-v", "--json"], ["graph", "--verbose"], ["completion", "bash", "-v"]):
         proc = cli(argv, home)

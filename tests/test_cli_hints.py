@@ -24,6 +24,9 @@ def test_version_is_printed() -> None:
     (["thread"], "did you mean 'threads'?"),
     (["threads", "--jsn"], "did you mean --json?"),
     (["run", "count", "the", "words", "--yes"], 'quote the whole goal: run "count the words"'),
+    # the suggested command is safe to paste: no `…`, $(…) or $VAR the shell would run or expand
+    (["run", "list `rm -rf ~` and $HOME", "now"], "quote the whole goal: run 'list `rm -rf ~` and $HOME now'"),
+    (["run", "it's", "fine"], 'quote the whole goal: run "it\'s fine"'),  # plain words: double quotes
 ])
 def test_a_mistyped_command_line_names_what_was_meant(argv: list[str], hint: str, tmp_path: Path) -> None:
     done = cli(argv, tmp_path / "home")

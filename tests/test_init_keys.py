@@ -95,6 +95,8 @@ def test_init_keeps_what_exists_force_writes_it_again_and_config_dir_is_a_target
     assert code == 0 and (elsewhere / "providers.yaml").is_file() and (elsewhere / "limits.yaml").is_file()
     step = next(line for line in out.splitlines() if "keys set GROQ_API_KEY" in line)
     assert f"--config-dir '{elsewhere}'" in step  # the next step names the folder
+    every = next(line for line in out.splitlines() if line.startswith("Pass --config-dir"))
+    assert every == f"Pass --config-dir '{elsewhere}' to every command, or set FREE_AGENT_CONFIG_DIR='{elsewhere}'."
 
 
 def test_init_refuses_the_packaged_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -249,3 +251,20 @@ def test_with_no_key_at_all_the_error_names_the_command_that_stores_one(
     assert code == 2 and "No LLM provider is usable" in err
     assert "keys set GROQ_API_KEY" in err  # the provider routing tries first
     assert "'init' writes one to edit" in err  # enabling ollama: not in the packaged files
+
+
+def test_init_names_the_first_key_not_set_yet(tmp_path: Path, user_config_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
+    done = cli(["init"], tmp_path / "home", env={**env, "GROQ_API_KEY": GROQ_KEY})
+    assert done.returncode == 0, done.stderr
+    step = next(line for line in done.stdout.splitlines() if " keys set " in line)
+    assert step.endswith("keys set GOOGLE_API_KEY"), done.stdout  # groq's key is set: gemini is tried next
+
+
+def test_keys_list_suggests_the_key_routing_tries_first_as_init_does(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")}
+    listed = cli(["keys", "list"], tmp_path / "home", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.rstrip().endswith("keys set GROQ_API_KEY"), listed.stdout  # not the file's first
+    with_groq = cli(["keys", "list"], tmp_path / "home", env={**env, "GROQ_API_KEY": GROQ_KEY})
+    assert with_groq.stdout.rstrip().endswith("keys set GOOGLE_API_KEY"), with_groq.stdout
