@@ -86,9 +86,14 @@ def load_env_file(path: str | Path | None = None, warn: Callable[[str], None] | 
     return found
 
 
-def repo_env_file() -> Path | None:
-    """The nearest ``.env`` in the repo's folder or above it (the first file :func:`load_env_files` reads)."""
-    return next((c for c in (folder / ".env" for folder in (REPO_DIR, *REPO_DIR.parents)) if c.is_file()), None)
+def repo_env_file(repo_dir: Path | None = None) -> Path | None:
+    """In a checkout, the nearest ``.env`` in its folder or above it (the first file :func:`load_env_files`
+    reads). Installed (no ``pyproject.toml`` beside the package), none: the walk up from site-packages would
+    reach an unrelated ``~/.env``; the home's ``.env`` is the place for keys then."""
+    root = repo_dir or REPO_DIR
+    if not (root / "pyproject.toml").is_file():
+        return None
+    return next((c for c in (folder / ".env" for folder in (root, *root.parents)) if c.is_file()), None)
 
 
 def home_env_file(home: str | Path | None = None) -> Path:

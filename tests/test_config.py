@@ -309,3 +309,20 @@ def test_a_task_type_typo_in_routing_is_named(write: WriteConfig) -> None:
     with pytest.raises(ConfigError, match=r"routing\.task_types\.code_gen: unknown task type; did you mean "
                                          r"'code_generation'\?"):
         load_config(bad)
+
+
+def test_an_installed_package_reads_no_dotenv_above_it_but_a_checkout_does(tmp_path: Path) -> None:
+    """Installed under ``~/.local/share/uv/tools/…/site-packages``, the walk up from the package must not
+    load an unrelated ``~/.env``; in a checkout the nearest ``.env`` at or above it is read."""
+    from free_llm_agent.config.env_file import repo_env_file
+
+    (tmp_path / ".env").write_text("SOMEONE_ELSES_SECRET=x\n")
+    installed = tmp_path / ".local" / "share" / "uv" / "tools" / "fla" / "site-packages" / "free_llm_agent"
+    installed.mkdir(parents=True)
+    assert repo_env_file(installed) is None
+    checkout = tmp_path / "src" / "free-llm-agent"
+    checkout.mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("[project]\nname = 'free-llm-agent'\n")
+    assert repo_env_file(checkout) == tmp_path / ".env"
+    (checkout / ".env").write_text("GROQ_API_KEY=k\n")
+    assert repo_env_file(checkout) == checkout / ".env"
