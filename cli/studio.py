@@ -17,6 +17,7 @@ import errno
 import importlib.util
 import json
 import os
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -89,7 +90,7 @@ def _free_port_after(host: str, port: int) -> int | None:
 
 
 def _explain(args: argparse.Namespace, problem: OSError) -> str:
-    others = [*(["--host", args.host] if args.host != "127.0.0.1" else []),
+    others = [*(["--host", shlex.quote(args.host)] if args.host != "127.0.0.1" else []),
               *(["--no-browser"] if args.no_browser else []), *(["--no-reload"] if args.no_reload else [])]
     if isinstance(problem, socket.gaierror):
         return f"--host {args.host}: not a name or address this machine can listen on ({problem.strerror})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 import uuid
@@ -80,8 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route GET {self.path}", "type": "invalid_request_error"}})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
         try:
+            length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
             body = None
@@ -118,6 +119,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, answered: list[str]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.answered = answered
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (Ctrl-C of the demo): nothing to print on the demo's screen."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class DemoServer:
