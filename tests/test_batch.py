@@ -225,3 +225,30 @@ def test_thread_ids_are_stable_across_reruns_and_line_moves(tmp_path: Path) -> N
     batch.write_text("beta\nalpha\n\nalpha\n")  # moved: each goal keeps its thread
     assert sorted(g.thread_id for g in read_batch(batch, tmp_path)) == sorted(ids)
     assert read_batch(batch, tmp_path)[0].thread_id == ids[1]
+
+
+def test_ctrl_c_stops_a_goal_in_flight_at_its_next_step_not_after_its_end() -> None:
+    """After Ctrl-C (the scheduler stopped) a worker's goal goes no further than the step it is in: it
+    ends ``interrupted`` (resumed by the next run), sending nothing more."""
+    from free_llm_agent.cli.commands_batch import run_one
+    from free_llm_agent.runtime.batch_scheduler import Scheduler
+    from free_llm_agent.runtime.runner import RunResult
+
+    states = _states(0)
+    sched = Scheduler(states, wait=False)
+    taken = sched.take()
+    assert taken is not None
+    steps: list[str] = []
+
+    class Goals:  # a GoalRunner whose goal has three steps (each one an LLM request in a real run)
+        def drive(self, thread_id: str, goal: str, workdir: str, *, yes: bool, listener: Any = None) -> RunResult:
+            for step in ("plan", "code", "verdict"):
+                steps.append(step)
+                if step == "plan":
+                    sched.stop()  # Ctrl-C while the plan is being made
+                listener("custom", {"event": "llm_call"})
+            return RunResult(thread_id=thread_id, status="completed", goal=goal)
+
+    status, resume_after = run_one(taken, Goals(), yes=False, scheduler=sched)  # type: ignore[arg-type]
+    assert (status, resume_after) == ("interrupted", None)
+    assert steps == ["plan"]  # no code or verdict asked for after Ctrl-C
