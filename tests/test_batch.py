@@ -252,3 +252,46 @@ def test_ctrl_c_stops_a_goal_in_flight_at_its_next_step_not_after_its_end() -> N
     status, resume_after = run_one(taken, Goals(), yes=False, scheduler=sched)  # type: ignore[arg-type]
     assert (status, resume_after) == ("interrupted", None)
     assert steps == ["plan"]  # no code or verdict asked for after Ctrl-C
+
+
+def test_a_goal_finished_elsewhere_while_its_lock_was_awaited_is_resumed_not_run_again(tmp_path: Path) -> None:
+    """Whether the goal's thread exists is decided under the thread's lock: a thread another process
+    started (or finished) just before this one got the lock is resumed, never planned and run again."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from free_llm_agent.graph.context import Context
+    from free_llm_agent.runtime.goal_runner import GoalRunner
+    from free_llm_agent.runtime.runner import RunResult
+
+    stored: dict[str, Any] = {}
+    calls: list[str] = []
+
+    @contextlib.contextmanager
+    def lock(thread_id: str, owner: str | None = None) -> Any:
+        stored[thread_id] = {"goal": "g"}  # another worker ran the goal while this one waited for its lock
+        yield
+
+    deps = SimpleNamespace(lock=lock, release=lambda thread_id: None)
+
+    class FakeRunner:
+        owner = "me"
+        context = Context()
+        graph = SimpleNamespace(get_state=lambda config: SimpleNamespace(values=stored.get(config)))
+
+        def config_for(self, thread_id: str) -> str:
+            return thread_id
+
+        def run(self, goal: str, thread_id: str, listener: Any = None) -> RunResult:
+            calls.append("run")
+            return RunResult(thread_id=thread_id, status="completed", goal=goal)
+
+        def resume(self, thread_id: str, listener: Any = None) -> RunResult:
+            calls.append("resume")
+            return RunResult(thread_id=thread_id, status="completed", goal="g")
+
+    goals = GoalRunner(tmp_path, deps, context=Context(), database_url=None, size=1)  # type: ignore[arg-type]
+    goals._all.append(FakeRunner())  # type: ignore[arg-type]
+    goals._free.put(FakeRunner())  # type: ignore[arg-type]
+    goals.drive("t1", "g", str(tmp_path), yes=True)
+    assert calls == ["resume"]
