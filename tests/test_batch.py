@@ -139,6 +139,8 @@ def test_plain_lines_run_in_workdir_and_approval_waits_until_yes(
 @pytest.mark.parametrize(("content", "expected"), [
     ("goal one\n{\"goal\": \"two\", \"prio\": 1}\n", r"line 2: unknown field\(s\) 'prio'"),
     ("goal one\n\n{\"goal\": \"two\", \"priority\": \"high\"}\n", r"line 3: \"priority\" must be a whole number"),
+    ("goal one\n{\"goal\": \"two\", \"priority\": 3000000000}\n",  # past the queue's 32-bit priority
+     r"line 2: \"priority\" must be a whole number from -2147483648 to 2147483647"),
     ("{\"goal\": \"two\"\n", r"line 1: not valid JSON"),
     ("{\"goal\": \"\"}\n", r"line 1: \"goal\" must be a non-empty text"),
     ("goal one\n{\"goal\": \"x\", \"workdir\": \"no/such/folder\"}\n", r"line 2: working directory .* does not exist"),
