@@ -124,6 +124,10 @@ def initial_states(goals: list[BatchGoal], runner: GoalRunner, *, yes: bool) -> 
     return states
 
 
+class _Stopped(Exception):
+    """Raised in a goal's listener once the batch is stopped: the goal ends at its current step."""
+
+
 def run_one(state: GoalState, runner: GoalRunner, *, yes: bool, scheduler: Scheduler | None = None
             ) -> tuple[str, float | None]:
     """Drive one goal until it ends or pauses; its status for the scheduler and its ``resume_after``."""
@@ -137,9 +141,14 @@ def run_one(state: GoalState, runner: GoalRunner, *, yes: bool, scheduler: Sched
         state.on_event(mode, chunk)
         if scheduler is not None:
             scheduler.progressed(state, mode, chunk)
+            if scheduler.stopped:  # Ctrl-C: go no further than this step (its checkpoints stay)
+                raise _Stopped
 
     try:
         result = runner.drive(g.thread_id, g.goal, g.workdir, yes=yes, listener=listen)
+    except _Stopped:
+        state.note = "stopped by Ctrl-C: the next run resumes it"
+        return "interrupted", None
     except ThreadBusy as exc:
         state.note = str(exc)
         return "busy", None

@@ -243,7 +243,8 @@ class _Worker:
             with self._lock:
                 self.running -= 1
         if result.status == "waiting_for_quota":
-            at = datetime.fromisoformat(result.resume_after) if result.resume_after else now + timedelta(minutes=1)
+            at = (datetime.fromisoformat(result.resume_after) if result.resume_after
+                  else datetime.now(UTC) + timedelta(minutes=1))  # a minute from the pause, not from the start
             self.emit("waiting_for_quota", tid, resume_after=at.isoformat(timespec="seconds"))
             raise Reschedule(at, "every provider is out of quota")
         if result.status not in ("completed", "failed", "awaiting_approval"):

@@ -24,6 +24,7 @@ from typing import Any
 from free_llm_agent.config.text import escaped, undecodable
 
 FIELDS = ("goal", "workdir", "priority")
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1  # procrastinate's priority column (``batch --enqueue``)
 
 
 class BatchFileError(ValueError):
@@ -116,6 +117,9 @@ def _json_line(text: str, where: str, folder: Path, base: Path) -> tuple[str, st
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise BatchFileError(f"{where}: \"priority\" must be a whole number (higher runs first), "
                              f"not {json.dumps(priority)}")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:  # the job queue stores it as a 32-bit integer
+        raise BatchFileError(f"{where}: \"priority\" must be a whole number from {PRIORITY_MIN} to {PRIORITY_MAX} "
+                             f"(higher runs first), not {priority}")
     folder_of = (folder / Path(workdir).expanduser()).resolve() if workdir else base
     return goal.strip(), str(folder_of), priority
 

@@ -106,6 +106,11 @@ class Scheduler:
             self._stopped = True
             self._cond.notify_all()
 
+    @property
+    def stopped(self) -> bool:
+        """Ctrl-C: no goal is handed out any more, and the goals in flight stop at their next step."""
+        return self._stopped
+
     def changed(self) -> None:
         """Wake the waiting workers (a state changed outside :meth:`done`)."""
         with self._cond:

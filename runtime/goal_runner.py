@@ -54,9 +54,12 @@ class GoalRunner:
         runner = self._take()
         try:
             runner.context = dataclasses.replace(self.context, auto_approve=yes, workdir=workdir)
-            if runner.graph.get_state(runner.config_for(thread_id)).values:
-                return runner.resume(thread_id, listener=listener)
-            return runner.run(goal, thread_id, listener=listener)
+            # Decided under the thread's lock (re-entrant for this runner's own run): a thread another process
+            # started or finished while this one waited for the lock is resumed, never run from its goal again.
+            with self.deps.lock(thread_id, runner.owner):
+                if runner.graph.get_state(runner.config_for(thread_id)).values:
+                    return runner.resume(thread_id, listener=listener)
+                return runner.run(goal, thread_id, listener=listener)
         finally:
             self.deps.release(thread_id)
             self._free.put(runner)

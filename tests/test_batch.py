@@ -139,6 +139,8 @@ def test_plain_lines_run_in_workdir_and_approval_waits_until_yes(
 @pytest.mark.parametrize(("content", "expected"), [
     ("goal one\n{\"goal\": \"two\", \"prio\": 1}\n", r"line 2: unknown field\(s\) 'prio'"),
     ("goal one\n\n{\"goal\": \"two\", \"priority\": \"high\"}\n", r"line 3: \"priority\" must be a whole number"),
+    ("goal one\n{\"goal\": \"two\", \"priority\": 3000000000}\n",  # past the queue's 32-bit priority
+     r"line 2: \"priority\" must be a whole number from -2147483648 to 2147483647"),
     ("{\"goal\": \"two\"\n", r"line 1: not valid JSON"),
     ("{\"goal\": \"\"}\n", r"line 1: \"goal\" must be a non-empty text"),
     ("goal one\n{\"goal\": \"x\", \"workdir\": \"no/such/folder\"}\n", r"line 2: working directory .* does not exist"),
@@ -225,3 +227,73 @@ def test_thread_ids_are_stable_across_reruns_and_line_moves(tmp_path: Path) -> N
     batch.write_text("beta\nalpha\n\nalpha\n")  # moved: each goal keeps its thread
     assert sorted(g.thread_id for g in read_batch(batch, tmp_path)) == sorted(ids)
     assert read_batch(batch, tmp_path)[0].thread_id == ids[1]
+
+
+def test_ctrl_c_stops_a_goal_in_flight_at_its_next_step_not_after_its_end() -> None:
+    """After Ctrl-C (the scheduler stopped) a worker's goal goes no further than the step it is in: it
+    ends ``interrupted`` (resumed by the next run), sending nothing more."""
+    from free_llm_agent.cli.commands_batch import run_one
+    from free_llm_agent.runtime.batch_scheduler import Scheduler
+    from free_llm_agent.runtime.runner import RunResult
+
+    states = _states(0)
+    sched = Scheduler(states, wait=False)
+    taken = sched.take()
+    assert taken is not None
+    steps: list[str] = []
+
+    class Goals:  # a GoalRunner whose goal has three steps (each one an LLM request in a real run)
+        def drive(self, thread_id: str, goal: str, workdir: str, *, yes: bool, listener: Any = None) -> RunResult:
+            for step in ("plan", "code", "verdict"):
+                steps.append(step)
+                if step == "plan":
+                    sched.stop()  # Ctrl-C while the plan is being made
+                listener("custom", {"event": "llm_call"})
+            return RunResult(thread_id=thread_id, status="completed", goal=goal)
+
+    status, resume_after = run_one(taken, Goals(), yes=False, scheduler=sched)  # type: ignore[arg-type]
+    assert (status, resume_after) == ("interrupted", None)
+    assert steps == ["plan"]  # no code or verdict asked for after Ctrl-C
+
+
+def test_a_goal_finished_elsewhere_while_its_lock_was_awaited_is_resumed_not_run_again(tmp_path: Path) -> None:
+    """Whether the goal's thread exists is decided under the thread's lock: a thread another process
+    started (or finished) just before this one got the lock is resumed, never planned and run again."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from free_llm_agent.graph.context import Context
+    from free_llm_agent.runtime.goal_runner import GoalRunner
+    from free_llm_agent.runtime.runner import RunResult
+
+    stored: dict[str, Any] = {}
+    calls: list[str] = []
+
+    @contextlib.contextmanager
+    def lock(thread_id: str, owner: str | None = None) -> Any:
+        stored[thread_id] = {"goal": "g"}  # another worker ran the goal while this one waited for its lock
+        yield
+
+    deps = SimpleNamespace(lock=lock, release=lambda thread_id: None)
+
+    class FakeRunner:
+        owner = "me"
+        context = Context()
+        graph = SimpleNamespace(get_state=lambda config: SimpleNamespace(values=stored.get(config)))
+
+        def config_for(self, thread_id: str) -> str:
+            return thread_id
+
+        def run(self, goal: str, thread_id: str, listener: Any = None) -> RunResult:
+            calls.append("run")
+            return RunResult(thread_id=thread_id, status="completed", goal=goal)
+
+        def resume(self, thread_id: str, listener: Any = None) -> RunResult:
+            calls.append("resume")
+            return RunResult(thread_id=thread_id, status="completed", goal="g")
+
+    goals = GoalRunner(tmp_path, deps, context=Context(), database_url=None, size=1)  # type: ignore[arg-type]
+    goals._all.append(FakeRunner())  # type: ignore[arg-type]
+    goals._free.put(FakeRunner())  # type: ignore[arg-type]
+    goals.drive("t1", "g", str(tmp_path), yes=True)
+    assert calls == ["resume"]

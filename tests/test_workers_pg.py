@@ -252,3 +252,33 @@ def test_a_stopped_worker_puts_its_goal_back_and_another_finishes_it(
     assert [e.get("status") for e in second.events() if e["event"] == "finished"] == ["completed"]
     runs = _runs(folder)
     assert (runs.count("one"), runs.count("two"), runs.count("three"), runs.count("four")) == (1, 1, 1, 1), runs
+
+
+def test_a_dry_goal_without_a_resume_after_is_rescheduled_a_minute_after_it_paused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A goal that ran ten minutes, then paused for quota naming no time, waits a minute from its pause: not
+    from when it was taken (a time already past, which any worker would fetch again at once)."""
+    from datetime import UTC, timedelta
+
+    from free_llm_agent.cli import commands_worker
+    from free_llm_agent.runtime.job_queue import Reschedule
+    from free_llm_agent.runtime.runner import RunResult
+
+    class Clock(datetime):
+        at = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+        @classmethod
+        def now(cls, tz: Any = None) -> Clock:  # type: ignore[override]
+            return cls.at  # type: ignore[return-value]
+
+    class Goals:
+        def drive(self, thread_id: str, goal: str, workdir: str, *, yes: bool, listener: Any = None) -> RunResult:
+            Clock.at += timedelta(minutes=10)  # the goal ran ten minutes
+            return RunResult(thread_id=thread_id, status="waiting_for_quota", goal=goal, resume_after=None)
+
+    monkeypatch.setattr(commands_worker, "datetime", Clock)
+    worker = commands_worker._Worker(Goals(), lease=30, json_lines=True, name="w")  # type: ignore[arg-type]
+    with pytest.raises(Reschedule) as raised:
+        worker.run_goal({"thread_id": "t1", "goal": "g", "workdir": "/w"})
+    assert raised.value.at == datetime(2026, 1, 1, 12, 11, tzinfo=UTC)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["event"] == "waiting_for_quota"
