@@ -159,6 +159,13 @@ def run_one(state: GoalState, runner: GoalRunner, *, yes: bool, scheduler: Sched
     absorb(state, result)
     state.requests += max(0, sum(result.llm_calls.values()) - before)
     if result.status == "waiting_for_quota":
+        from free_llm_agent.runtime.waiting import MAX_OUTAGES, outage_pause
+
+        state.outages = state.outages + 1 if outage_pause(result) else 0
+        if state.outages > MAX_OUTAGES:  # not a spent quota: providers are down; retrying would spend requests
+            state.note = (f"every provider failed {state.outages} times in a row (an outage, not quota): not "
+                          "waited out again; resume it later")
+            return "interrupted", None
         return "waiting_for_quota", epoch(result.resume_after) or time.time() + 60
     if result.status == "awaiting_approval":
         state.note = APPROVE_NOTE

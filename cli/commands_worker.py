@@ -199,6 +199,7 @@ class _Worker:
         self.stopping = threading.Event()
         self.running = 0
         self._lock = threading.Lock()
+        self.outages: dict[str, int] = {}  # thread id -> outage pauses in a row on this worker
 
     def emit(self, event: str, thread_id: str, **fields: Any) -> None:
         record = {"event": event, "thread_id": thread_id, "worker": self.name,
@@ -243,6 +244,15 @@ class _Worker:
             with self._lock:
                 self.running -= 1
         if result.status == "waiting_for_quota":
+            from free_llm_agent.runtime.waiting import MAX_OUTAGES, outage_pause
+
+            with self._lock:
+                self.outages[tid] = self.outages.get(tid, 0) + 1 if outage_pause(result) else 0
+                outages = self.outages[tid]
+            if outages > MAX_OUTAGES:  # providers are down, not dry: stop spending requests on this goal
+                self.emit("gave_up", tid, detail=f"every provider failed {outages} times in a row (an outage, "
+                          "not quota); resume it later")
+                return {"status": result.status, "thread_id": tid}
             at = (datetime.fromisoformat(result.resume_after) if result.resume_after
                   else datetime.now(UTC) + timedelta(minutes=1))  # a minute from the pause, not from the start
             self.emit("waiting_for_quota", tid, resume_after=at.isoformat(timespec="seconds"))

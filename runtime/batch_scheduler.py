@@ -53,6 +53,7 @@ class GoalState:
     first_started_at: float | None = None  # this batch run
     finished_at: float | None = None
     done_ids: set[int] = field(default_factory=set)
+    outages: int = 0  # pauses in a row because every provider failed (runtime.waiting.MAX_OUTAGES at most)
 
     def on_event(self, mode: str, chunk: Any) -> None:
         """A run's listener: tasks done / planned and what the goal does now."""

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from free_llm_agent.runtime.runner import Approver, Listener, Runner, RunResult
@@ -35,6 +35,14 @@ if TYPE_CHECKING:
 WAKE_AFTER_S = 0.05
 
 Phase = Literal["waiting", "tick", "resuming", "over_budget", "gave_up", "stopped"]
+
+
+MAX_OUTAGES = 3  # pauses in a row because every provider failed (not quota) that are waited out; then stop
+
+
+def outage_pause(result: Any) -> bool:
+    """Whether a paused run stopped because every provider failed (5xx, timeouts), not for spent quota."""
+    return bool((getattr(result, "interrupt", None) or {}).get("kind") == "outage")
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class WaitPolicy:
     max_total_s: float | None = None
     report_every_s: float = 60.0
     stop: threading.Event | None = None
-    max_outages: int = 3  # pauses for failing providers (not for quota) waited out in a row, at most
+    max_outages: int = MAX_OUTAGES  # pauses for failing providers (not for quota) waited out in a row, at most
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] | None = None  # None: time.sleep, or stop.wait when there is a stop event
 
@@ -120,7 +128,7 @@ def run_to_end(
                     return paused
             result = runner.resume(thread_id, approver=approver, listener=listener)
         while policy is not None and result.status == "waiting_for_quota":
-            outages = outages + 1 if (result.interrupt or {}).get("kind") == "outage" else 0
+            outages = outages + 1 if outage_pause(result) else 0
             if outages > policy.max_outages:
                 notify(WaitEvent("gave_up", thread_id, resume_time(result), 0.0, waited[0],
                                  f"every provider failed {outages} times in a row (an outage, not quota)"))

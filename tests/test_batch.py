@@ -297,3 +297,32 @@ def test_a_goal_finished_elsewhere_while_its_lock_was_awaited_is_resumed_not_run
     goals._free.put(FakeRunner())  # type: ignore[arg-type]
     goals.drive("t1", "g", str(tmp_path), yes=True)
     assert calls == ["resume"]
+
+
+def test_a_goal_whose_providers_keep_failing_is_not_waited_out_forever() -> None:
+    """An outage (every provider failing, not a spent quota) is waited out at most MAX_OUTAGES times in a row
+    under --wait; then the goal stops being rescheduled, so a dead provider does not eat the day's requests.
+    A quota pause in between starts the count again."""
+    from free_llm_agent.cli.commands_batch import run_one
+    from free_llm_agent.runtime.batch_scheduler import Scheduler
+    from free_llm_agent.runtime.runner import RunResult
+    from free_llm_agent.runtime.waiting import MAX_OUTAGES
+
+    states = _states(0)
+    sched = Scheduler(states, wait=True)
+    state = sched.take()
+    assert state is not None
+    kinds: list[str] = []
+
+    class Goals:  # every drive pauses: for an outage, or (when asked) for quota
+        def drive(self, thread_id: str, goal: str, workdir: str, *, yes: bool, listener: Any = None) -> RunResult:
+            return RunResult(thread_id=thread_id, status="waiting_for_quota", goal=goal,
+                             resume_after="2030-01-01T00:00:00+00:00", interrupt={"kind": kinds.pop(0)})
+
+    kinds[:] = ["outage"] * MAX_OUTAGES + ["quota"] + ["outage"] * MAX_OUTAGES
+    for _ in range(2 * MAX_OUTAGES + 1):
+        assert run_one(state, Goals(), yes=True, scheduler=sched)[0] == "waiting_for_quota"  # type: ignore[arg-type]
+    kinds[:] = ["outage"]
+    status, resume_after = run_one(state, Goals(), yes=True, scheduler=sched)  # type: ignore[arg-type]
+    assert (status, resume_after) == ("interrupted", None)
+    assert f"every provider failed {MAX_OUTAGES + 1} times in a row" in state.note

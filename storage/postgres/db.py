@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from free_llm_agent.storage import advisory_keys
 from free_llm_agent.storage.database import Dialect
 from free_llm_agent.storage.errors import StateUnavailable
-from free_llm_agent.storage.postgres.quota_sql import QUOTA_FUNCTIONS
+from free_llm_agent.storage.postgres.quota_sql import MIGRATION_4_QUOTA_FUNCTIONS
 from free_llm_agent.storage.urls import password, redacted
 
 POSTGRES = Dialect("postgresql", "GREATEST", "to_char(to_timestamp({}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
@@ -143,7 +143,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: the quota ledger's reserve, sent, settle and release as stored functions, one round trip each,
     # locked per provider (storage/postgres/quota_sql.py, called by providers/quota_pg.py).
-    QUOTA_FUNCTIONS,
+    MIGRATION_4_QUOTA_FUNCTIONS,
 )
 
 

@@ -31,7 +31,9 @@ from free_llm_agent.storage import advisory_keys
 PROVIDER_LOCK_CLASS = advisory_keys.PROVIDER_LOCK_CLASS
 PRUNE_KEY = advisory_keys.QUOTA_PRUNE
 
-QUOTA_FUNCTIONS = """
+# Migration 4 as released: never edit it (a database past version 4 would keep the old functions while new
+# ones get the new); a change is a new migration with CREATE OR REPLACE FUNCTION.
+MIGRATION_4_QUOTA_FUNCTIONS = """
 CREATE FUNCTION fla_quota_lock(p_names TEXT[]) RETURNS VOID LANGUAGE plpgsql AS $$
 DECLARE
     k INTEGER;
