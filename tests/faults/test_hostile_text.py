@@ -134,6 +134,7 @@ def test_an_env_file_in_another_encoding_is_exit_2_naming_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], home: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
+    (repo / "pyproject.toml").write_text("")  # a checkout: its .env is read
     (repo / ".env").write_bytes(b"GROQ_API_KEY=caf\xe9\n")  # Latin-1
     monkeypatch.setattr("free_llm_agent.config.env_file.REPO_DIR", repo)
     with pytest.raises(ConfigError, match="save it as UTF-8"):
@@ -146,6 +147,7 @@ def test_env_warnings_reach_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                                     capsys: pytest.CaptureFixture[str], home: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
+    (repo / "pyproject.toml").write_text("")  # a checkout: its .env is read
     (repo / ".env").write_text("just words\n")
     monkeypatch.setattr("free_llm_agent.config.env_file.REPO_DIR", repo)
     code, _, err = cli_in_process(["threads"], capsys, home)
